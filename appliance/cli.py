@@ -1,0 +1,104 @@
+"""The `radiance` command: check a config, serve it, or write a demo model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from appliance.config import ConfigError, LoadedConfig, load_config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"{path}: cannot read the config: {exc.strerror or exc}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    config = loaded.config
+    print(
+        f"{args.config}: OK ({len(config.models)} models, {len(config.backends)} backends, "
+        f"{len(config.keys)} keys, {len(config.tiers)} tiers)"
+    )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    _setup_logging(args.log_level or loaded.config.server.log_level)
+    from appliance.server import serve
+
+    return 0 if serve(loaded, host=args.host, port=args.port) else 1
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from backends.llamacpp.demo_model import BENCH, TINY, write_demo_model
+
+    path = pathlib.Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} exists; pass --force to write it again")
+        return 0
+    spec = BENCH if args.bench else TINY
+    write_demo_model(path, spec, progress=lambda line: print(line, flush=True))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): random weights, it writes random text")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="radiance", description="Radiance: a self-hosted LLM inference appliance."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate a config file")
+    check.add_argument("config", help="path to radiance.yaml")
+    check.set_defaults(run=cmd_check)
+
+    up = commands.add_parser("up", help="load the models and serve the API")
+    up.add_argument("config", help="path to radiance.yaml")
+    up.add_argument("--host", help="override server.host")
+    up.add_argument("--port", type=int, help="override server.port (0 picks a free port)")
+    up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(run=cmd_up)
+
+    demo = commands.add_parser(
+        "demo-model", help="write a tiny random-weight GGUF (it produces random text)"
+    )
+    demo.add_argument("path", help="where to write the .gguf file")
+    demo.add_argument("--bench", action="store_true", help="the ~300 MB benchmark variant")
+    demo.add_argument("--force", action="store_true", help="overwrite an existing file")
+    demo.set_defaults(run=cmd_demo_model)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

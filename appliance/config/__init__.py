@@ -1,0 +1,34 @@
+"""radiance.yaml: its schema, and `load_config`, which reads it strictly."""
+
+from appliance.config.checks import ConfigError, ConfigProblem
+from appliance.config.loader import LoadedConfig, load_config, parse_config_text
+from appliance.config.schema import (
+    SAMPLING_PARAMETERS,
+    BackendConfig,
+    Config,
+    KeyConfig,
+    LlamaCppBackend,
+    ModelConfig,
+    Pricing,
+    SamplingParameter,
+    ServerConfig,
+    TierConfig,
+)
+
+__all__ = [
+    "SAMPLING_PARAMETERS",
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "KeyConfig",
+    "LlamaCppBackend",
+    "LoadedConfig",
+    "ModelConfig",
+    "Pricing",
+    "SamplingParameter",
+    "ServerConfig",
+    "TierConfig",
+    "load_config",
+    "parse_config_text",
+]

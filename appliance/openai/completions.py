@@ -1,0 +1,186 @@
+"""Serving the legacy /v1/completions: a prompt (or several) in, text choices out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.errors import ApiError, InvalidRequest
+from appliance.openai.engine_calls import first_delta
+from appliance.openai.protocol import CompletionRequest
+from appliance.openai.sampling import (
+    check_declared,
+    completion_logprobs,
+    resolve_max_tokens,
+    sampling_params,
+)
+from appliance.openai.sse import DONE, sse_event, stream_error
+from appliance.registry import ServedModel
+from appliance.request_context import RequestContext
+from backends.base import Delta, Prompt, SamplingParams
+
+
+def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
+    """A string, a list of strings, a list of token ids, or a list of those lists."""
+    raw = body.prompt
+    if isinstance(raw, str):
+        return [served.engine.render_text(raw)]
+    if all(isinstance(item, int) for item in raw):
+        tokens = [int(t) for t in raw]  # type: ignore[arg-type]
+        return [Prompt(served.engine.detokenize(tokens), tuple(tokens))]
+    prompts = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            prompts.append(served.engine.render_text(item))
+        elif isinstance(item, list):
+            prompts.append(Prompt(served.engine.detokenize(item), tuple(item)))
+        else:
+            raise InvalidRequest(
+                "`prompt` mixes token ids and strings", param=f"prompt[{index}]"
+            )
+    return prompts
+
+
+@dataclass
+class CompletionPlan:
+    body: CompletionRequest
+    served: ServedModel
+    runs: list[tuple[Prompt, SamplingParams]]
+    created: int
+
+
+def plan_completion(
+    body: CompletionRequest, served: ServedModel, ctx: RequestContext
+) -> CompletionPlan:
+    check_declared(body, served)
+    if body.suffix:
+        raise InvalidRequest("`suffix` (fill-in-the-middle) is not supported", param="suffix")
+    if body.best_of is not None and body.best_of != (body.n or 1):
+        raise InvalidRequest("`best_of` other than `n` is not supported", param="best_of")
+    logprobs, top = completion_logprobs(body)
+    if logprobs and "logprobs" not in served.config.parameters:
+        raise InvalidRequest(
+            f"the model `{served.id}` does not accept the parameter `logprobs`",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
+    runs = []
+    for prompt in prompts_of(body, served):
+        ctx.prompt_tokens += len(prompt.tokens)
+        max_tokens = resolve_max_tokens(body.max_tokens or 16, len(prompt.tokens), served, "max_tokens")
+        for choice in range(body.n or 1):
+            params = sampling_params(
+                body, max_tokens, choice=choice, logprobs=logprobs, top_logprobs=top
+            )
+            runs.append((prompt, params))
+    return CompletionPlan(body, served, runs, int(time.time()))
+
+
+def _logprobs(deltas: list[Delta], offset: int) -> dict[str, Any]:
+    tokens, token_logprobs, tops, offsets = [], [], [], []
+    for delta in deltas:
+        for lp in delta.logprobs:
+            offsets.append(offset)
+            offset += len(lp.token)
+            tokens.append(lp.token)
+            token_logprobs.append(lp.logprob)
+            tops.append({t.token: t.logprob for t in lp.top})
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
+
+
+def _choice(
+    plan: CompletionPlan, index: int, deltas: list[Delta], finish: str | None
+) -> dict[str, Any]:
+    prompt, params = plan.runs[index]
+    echo = prompt.text if plan.body.echo else ""
+    return {
+        "index": index,
+        "text": echo + "".join(d.text for d in deltas),
+        "logprobs": _logprobs(deltas, len(echo)) if params.logprobs else None,
+        "finish_reason": None if finish is None else ("stop" if finish == "cancelled" else finish),
+    }
+
+
+def _envelope(plan: CompletionPlan, ctx: RequestContext, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{ctx.id}",
+        "object": "text_completion",
+        "created": plan.created,
+        "model": plan.served.id,
+        "choices": choices,
+    }
+
+
+def _usage(ctx: RequestContext) -> dict[str, int]:
+    return {
+        "prompt_tokens": ctx.prompt_tokens,
+        "completion_tokens": ctx.completion_tokens,
+        "total_tokens": ctx.prompt_tokens + ctx.completion_tokens,
+    }
+
+
+async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, Any]:
+    choices = []
+    for index, (prompt, params) in enumerate(plan.runs):
+        collected: list[Delta] = []
+        finish = "length"
+        async for delta in await first_delta(plan.served.engine, prompt, params):
+            ctx.add_tokens(delta.tokens)
+            collected.append(delta)
+            finish = delta.finish_reason or finish
+        choices.append(_choice(plan, index, collected, finish))
+    body = _envelope(plan, ctx, choices)
+    body["usage"] = _usage(ctx)
+    return body
+
+
+async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
+    prompt, params = plan.runs[0]
+    first = await first_delta(plan.served.engine, prompt, params)
+    return _stream_text(plan, ctx, first)
+
+
+async def _stream_text(
+    plan: CompletionPlan, ctx: RequestContext, first: AsyncIterator[Delta]
+) -> AsyncIterator[bytes]:
+    include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
+    status = "cancelled"
+    try:
+        for index, (prompt, params) in enumerate(plan.runs):
+            deltas = first if index == 0 else await first_delta(plan.served.engine, prompt, params)
+            if plan.body.echo:
+                yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))
+            async for delta in deltas:
+                ctx.add_tokens(delta.tokens)
+                if not (delta.text or delta.logprobs or delta.finish_reason):
+                    continue
+                choice = _choice(plan, index, [delta], delta.finish_reason)
+                if plan.body.echo:
+                    choice["text"] = delta.text
+                    if choice["logprobs"]:
+                        choice["logprobs"] = _logprobs([delta], 0)
+                chunk = _envelope(plan, ctx, [choice])
+                if include_usage:
+                    chunk["usage"] = None
+                yield sse_event(chunk)
+        if include_usage:
+            final = _envelope(plan, ctx, [])
+            final["usage"] = _usage(ctx)
+            yield sse_event(final)
+        status = "ok"
+        await ctx.finish()
+        yield DONE
+    except ApiError as exc:
+        status = "error"
+        await ctx.fail(exc)
+        yield stream_error(exc)
+    finally:
+        if status == "cancelled":
+            await ctx.finish("cancelled", 499)

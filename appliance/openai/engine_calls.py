@@ -1,0 +1,79 @@
+"""Calling an engine from the serving layer: engine errors become API errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from appliance.errors import ApiError, InternalError, InvalidRequest, ServiceUnavailable
+from backends.base import (
+    Backend,
+    Delta,
+    EngineError,
+    EngineOverloaded,
+    EngineUnavailable,
+    Prompt,
+    SamplingParams,
+    TokenLogprob,
+    UnsupportedRequest,
+)
+
+
+def api_error(exc: EngineError) -> ApiError:
+    if isinstance(exc, EngineOverloaded):
+        return ServiceUnavailable(
+            f"The server is busy: {exc}. Retry after {exc.retry_after:g} s.",
+            retry_after=exc.retry_after,
+        )
+    if isinstance(exc, EngineUnavailable):
+        return ServiceUnavailable(str(exc), retry_after=5, code="model_unavailable")
+    if isinstance(exc, UnsupportedRequest):
+        return InvalidRequest(str(exc), param=exc.param)
+    return InternalError(f"the engine failed: {exc}")
+
+
+class _Prefetched:
+    """An async iterator whose first delta is already in hand."""
+
+    def __init__(self, first: Delta | None, rest: AsyncIterator[Delta]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Prefetched:
+        return self
+
+    async def __anext__(self) -> Delta:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        try:
+            return await self._rest.__anext__()
+        except EngineError as exc:
+            raise api_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()  # type: ignore[attr-defined]
+
+
+async def first_delta(engine: Backend, prompt: Prompt, params: SamplingParams) -> _Prefetched:
+    """Start a generation and wait for its first delta, so that a full queue, a bad
+    grammar or a dead engine is reported before any response byte is sent."""
+    deltas = engine.generate(prompt, params)
+    try:
+        first = await deltas.__anext__()
+    except StopAsyncIteration:
+        return _Prefetched(None, deltas)
+    except EngineError as exc:
+        raise api_error(exc) from exc
+    return _Prefetched(first, deltas)
+
+
+def logprob_entry(lp: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": lp.token,
+        "logprob": lp.logprob,
+        "bytes": list(lp.bytes),
+        "top_logprobs": [
+            {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)} for t in lp.top
+        ],
+    }

@@ -1,0 +1,95 @@
+"""The OpenAI-compatible endpoints; each handler is a few lines over the serving layer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.response import Stream
+
+from appliance.errors import ApiError, error_response
+from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
+from appliance.openai.completions import complete_text, open_text_stream, plan_completion
+from appliance.openai.decoding import decode_body
+from appliance.openai.embeddings import create_embeddings
+from appliance.openai.models import list_models, model_object
+from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.registry import ServedModel
+from appliance.request_context import RequestContext
+from appliance.runtime import Runtime
+
+T = TypeVar("T", bound=msgspec.Struct)
+AnyRequest = Request[Any, Any, Any]
+Answer = dict[str, Any] | AsyncIterator[bytes]
+
+
+def _json(payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        msgspec.json.encode(payload), media_type="application/json", headers=headers or {}
+    )
+
+
+async def _infer(
+    request: AnyRequest,
+    endpoint: str,
+    kind: type[T],
+    serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
+) -> Response[Any]:
+    """Authenticate, decode, resolve the model, serve; one ledger row whatever happens."""
+    runtime = Runtime.of(request)
+    key = runtime.auth.bearer(request.headers.get("authorization"))
+    ctx = RequestContext(runtime.ledger, key, endpoint)
+    try:
+        body = decode_body(await request.body(), kind)
+        ctx.route_model = getattr(body, "model", None)
+        served = runtime.models.resolve(ctx.route_model or "")
+        ctx.model, ctx.backend = served.id, served.backend_name
+        answer = await serve(body, served, ctx)
+    except ApiError as exc:
+        await ctx.fail(exc)
+        return error_response(exc, ctx.headers())
+    if isinstance(answer, dict):
+        await ctx.finish()
+        return _json(answer, ctx.headers())
+    headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return Stream(answer, media_type="text/event-stream", headers=headers)
+
+
+async def _chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
+    plan = plan_chat(body, served, ctx)
+    return await (open_chat_stream(plan, ctx) if body.stream else complete_chat(plan, ctx))
+
+
+async def _completion(body: CompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
+    plan = plan_completion(body, served, ctx)
+    return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
+
+
+class OpenAIController(Controller):
+    """Mounted under /v1 and at the root, as clients use both."""
+
+    @get("/models", summary="List the served models with pricing and context length")
+    async def models(self, request: AnyRequest) -> Response[bytes]:
+        return _json(list_models(Runtime.of(request).models))
+
+    @get("/models/{model_id:path}", summary="One model by id or alias")
+    async def model(self, request: AnyRequest, model_id: str) -> Response[bytes]:
+        try:
+            served = Runtime.of(request).models.resolve(model_id.lstrip("/"))
+        except ApiError as exc:
+            return error_response(exc)
+        return _json(model_object(served))
+
+    @post("/chat/completions", status_code=200, summary="Chat completion, optionally streamed")
+    async def chat(self, request: AnyRequest) -> Response[Any]:
+        return await _infer(request, "chat", ChatCompletionRequest, _chat)
+
+    @post("/completions", status_code=200, summary="Legacy text completion")
+    async def completions(self, request: AnyRequest) -> Response[Any]:
+        return await _infer(request, "completions", CompletionRequest, _completion)
+
+    @post("/embeddings", status_code=200, summary="Embeddings as floats or base64")
+    async def embeddings(self, request: AnyRequest) -> Response[Any]:
+        return await _infer(request, "embeddings", EmbeddingRequest, create_embeddings)

@@ -1,0 +1,139 @@
+"""Check a request's sampling fields against what the model declares, then build params.
+
+A model answers only the parameters listed under its `parameters:` in radiance.yaml.
+A field left at its default is always fine; any other value of an undeclared parameter
+is a 400 that names it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from appliance.errors import ContextLengthExceeded, InvalidRequest
+from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from appliance.registry import ServedModel
+from backends.base import SamplingParams
+
+
+def _is_default(name: str, value: Any) -> bool:
+    defaults: dict[str, Callable[[Any], bool]] = {
+        "temperature": lambda v: v is None or v == 1,
+        "top_p": lambda v: v is None or v == 1,
+        "n": lambda v: v is None or v == 1,
+        "stop": lambda v: v is None or v == [] or v == "",
+        "seed": lambda v: v is None,
+        "max_tokens": lambda v: v is None,
+        "logprobs": lambda v: v is None or v is False or v == 0,
+        "top_logprobs": lambda v: v is None or v == 0,
+        "response_format": lambda v: v is None or v.type == "text",
+        "tools": lambda v: not v,
+        "tool_choice": lambda v: v is None or v == "none",
+        "frequency_penalty": lambda v: v is None or v == 0,
+        "presence_penalty": lambda v: v is None or v == 0,
+        "repetition_penalty": lambda v: v is None or v == 1,
+    }
+    return defaults[name](value)
+
+
+def check_declared(body: SamplingFields, served: ServedModel) -> None:
+    declared = set(served.config.parameters)
+    values: dict[str, Any] = {
+        name: getattr(body, name, None)
+        for name in (
+            "temperature",
+            "top_p",
+            "n",
+            "stop",
+            "seed",
+            "max_tokens",
+            "logprobs",
+            "top_logprobs",
+            "response_format",
+            "tools",
+            "tool_choice",
+            "frequency_penalty",
+            "presence_penalty",
+            "repetition_penalty",
+        )
+    }
+    if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
+        values["max_tokens"] = body.max_completion_tokens
+    for name, value in values.items():
+        if name not in declared and not _is_default(name, value):
+            raise InvalidRequest(
+                f"the model `{served.id}` does not accept the parameter `{name}`; "
+                f"it accepts: {', '.join(sorted(declared)) or 'none'}",
+                param=name,
+                code="unsupported_parameter",
+            )
+    caps = served.engine.capabilities
+    if values["logprobs"] not in (None, False, 0) and not caps.logprobs:
+        raise InvalidRequest(
+            f"the model `{served.id}` cannot return logprobs", param="logprobs"
+        )
+
+
+def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,) if stop else ()
+    return tuple(s for s in stop if s)
+
+
+def resolve_max_tokens(
+    requested: int | None, prompt_tokens: int, served: ServedModel, param: str
+) -> int:
+    """The completion budget; 400 context_length_exceeded when prompt + budget won't fit."""
+    limit = served.config.context_length
+    if requested is None:
+        room = limit - prompt_tokens
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens, and your prompt "
+                f"has {prompt_tokens} tokens.",
+                param=param,
+            )
+        default = served.config.default_max_tokens
+        return min(room, default) if default else room
+    if prompt_tokens + requested > limit:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} "
+            "for the completion). Please reduce the prompt or max_tokens.",
+            param=param,
+        )
+    return requested
+
+
+def sampling_params(
+    body: SamplingFields,
+    max_tokens: int,
+    *,
+    choice: int = 0,
+    logprobs: bool = False,
+    top_logprobs: int = 0,
+    json_schema: dict[str, Any] | None = None,
+) -> SamplingParams:
+    """Params for one choice; choice i of a seeded request uses seed + i, so n>1 differs."""
+    seed = None if body.seed is None else body.seed + choice
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        seed=seed,
+        stop=stop_list(body.stop),
+        frequency_penalty=body.frequency_penalty or 0.0,
+        presence_penalty=body.presence_penalty or 0.0,
+        repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        json_schema=json_schema,
+    )
+
+
+def completion_logprobs(body: CompletionRequest) -> tuple[bool, int]:
+    if body.logprobs is None:
+        return False, 0
+    return True, body.logprobs

@@ -1,0 +1,117 @@
+"""Tool calling: what grammar a tool_choice imposes, and how model text becomes tool_calls.
+
+- ``none`` (or no tools): plain text.
+- a named function: the output is constrained to that function's parameters schema and
+  returned as one call (finish_reason ``stop``, as OpenAI does for a forced call).
+- ``required``: the output is constrained to a JSON list of ``{"name", "arguments"}``
+  objects naming declared functions.
+- ``auto``: unconstrained; ``<tool_call>{...}</tool_call>`` blocks in the text (the
+  convention of Hermes/Qwen-style chat templates) become tool_calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from appliance.errors import InvalidRequest
+from appliance.openai.protocol import ChatCompletionRequest, NamedToolChoice, Tool
+
+_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+OPEN_TAG = "<tool_call>"
+
+Mode = Literal["none", "auto", "required", "named"]
+
+
+def _call(name: str, arguments: Any) -> dict[str, Any]:
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": name, "arguments": text},
+    }
+
+
+def _parameters(tool: Tool) -> dict[str, Any]:
+    return tool.function.parameters or {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    mode: Mode
+    tools: tuple[Tool, ...] = ()
+    name: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.mode in ("required", "named")
+
+    def json_schema(self) -> dict[str, Any] | None:
+        if self.mode == "named":
+            tool = next(t for t in self.tools if t.function.name == self.name)
+            return _parameters(tool)
+        if self.mode == "required":
+            calls = [
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": t.function.name},
+                        "arguments": _parameters(t),
+                    },
+                    "required": ["name", "arguments"],
+                }
+                for t in self.tools
+            ]
+            return {"type": "array", "items": {"anyOf": calls}, "minItems": 1, "maxItems": 4}
+        return None
+
+    def parse(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """Split generated text into (content, tool_calls)."""
+        if self.mode == "named":
+            assert self.name is not None
+            return None, [_call(self.name, text)]
+        if self.mode == "required":
+            try:
+                items = json.loads(text)
+                return None, [_call(item["name"], item["arguments"]) for item in items]
+            except (ValueError, TypeError, KeyError):
+                return text, []  # cut short by max_tokens: hand back what there is
+        if self.mode == "auto":
+            calls = []
+            for match in _BLOCK.finditer(text):
+                try:
+                    item = json.loads(match.group(1))
+                    calls.append(_call(str(item["name"]), item.get("arguments", {})))
+                except (ValueError, TypeError, KeyError):
+                    continue
+            if calls:
+                rest = _BLOCK.sub("", text).strip()
+                return rest or None, calls
+        return text, []
+
+
+def plan_tools(body: ChatCompletionRequest) -> ToolPlan:
+    tools = tuple(body.tools or ())
+    choice = body.tool_choice
+    if not tools:
+        if choice not in (None, "none"):
+            raise InvalidRequest(
+                "`tool_choice` needs `tools` to choose from", param="tool_choice"
+            )
+        return ToolPlan("none")
+    names = [t.function.name for t in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("two tools share one function name", param="tools")
+    if isinstance(choice, NamedToolChoice):
+        if choice.function.name not in names:
+            raise InvalidRequest(
+                f"tool_choice names `{choice.function.name}`, which is not in `tools`",
+                param="tool_choice",
+            )
+        return ToolPlan("named", tools, choice.function.name)
+    if choice == "none":
+        return ToolPlan("none", tools)
+    return ToolPlan(choice or "auto", tools)

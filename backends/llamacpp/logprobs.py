@@ -1,0 +1,53 @@
+"""Log-probabilities of sampled tokens, read from the raw logits before sampling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from backends.base import TokenLogprob, TopLogprob
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+
+class LogprobCapture:
+    """A logits processor that keeps the last logits so each token's logprob can be read."""
+
+    def __init__(self, llama: llama_cpp.Llama, top: int) -> None:
+        self._llama = llama
+        self._top = top
+        self._logits: npt.NDArray[np.float32] | None = None
+
+    def _keep(
+        self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        self._logits = np.array(scores, dtype=np.float32, copy=True)
+        return scores
+
+    def processors(self) -> llama_cpp.LogitsProcessorList:
+        import llama_cpp
+
+        return llama_cpp.LogitsProcessorList([self._keep])
+
+    def _piece(self, token: int) -> tuple[str, tuple[int, ...]]:
+        raw = self._llama.detokenize([token], special=True)
+        return raw.decode("utf-8", errors="replace"), tuple(raw)
+
+    def entry(self, token: int) -> TokenLogprob:
+        logits = self._logits
+        if logits is None:
+            text, raw = self._piece(token)
+            return TokenLogprob(text, 0.0, raw)
+        peak = float(logits.max())
+        logsum = peak + float(np.log(np.exp(logits - peak).sum()))
+        top: list[TopLogprob] = []
+        if self._top:
+            best = np.argpartition(-logits, self._top)[: self._top]
+            for index in best[np.argsort(-logits[best])]:
+                text, raw = self._piece(int(index))
+                top.append(TopLogprob(text, float(logits[index]) - logsum, raw))
+        text, raw = self._piece(token)
+        return TokenLogprob(text, float(logits[token]) - logsum, raw, tuple(top))

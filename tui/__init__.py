@@ -1,0 +1,1 @@
+"""The Textual admin console (`radiance console`); it talks to the server over HTTP only."""
