@@ -11,15 +11,18 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import msgspec
 import msgspec.inspect as mi
 
 from appliance.config.schema import Config, ModelConfig, Name
+
+if TYPE_CHECKING:
+    from appliance.config.loader import SourceMap
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _ERROR_AT = re.compile(r"^(.*?) - at (`key` in )?`(\$[^`]*)`$", re.DOTALL)
@@ -79,31 +82,6 @@ def resolve_path(base_dir: Path, name: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-@dataclass(frozen=True)
-class SourceMap:
-    """Where each `$.path` of the YAML document starts, for values and for keys."""
-
-    file: str
-    values: Mapping[str, tuple[int, int]]
-    keys: Mapping[str, tuple[int, int]]
-
-    def locate(self, path: str, *, key: bool = False) -> tuple[int, int]:
-        """Line and column of `path` (of its key if `key`), else of its nearest parent."""
-        if key and path in self.keys:
-            return self.keys[path]
-        if path in self.values:
-            return self.values[path]
-        parents = [p for p in self.values if path.startswith(p) and path[len(p)] in ".["]
-        return self.values[max(parents, key=len)] if parents else (1, 1)
-
-    def problem(
-        self, path: str, message: str, hint: str | None = None, *, key: bool = False
-    ) -> ConfigProblem:
-        """A problem located at `path`."""
-        line, column = self.locate(path, key=key)
-        return ConfigProblem(self.file, line, column, path, message, hint)
-
-
 def decode_problem(error: msgspec.ValidationError, data: object, where: SourceMap) -> ConfigProblem:
     """msgspec's error at the line of the value (or key) it names, with a hint."""
     text = str(error)
@@ -121,11 +99,8 @@ def decode_problem(error: msgspec.ValidationError, data: object, where: SourceMa
     unknown = _UNKNOWN_FIELD.match(message)
     if unknown and isinstance(kind, mi.StructType):
         fields = [f.encode_name for f in kind.fields] + [kind.tag_field or ""]
-        message, hint = (
-            f"unknown field `{unknown[1]}`",
-            suggest(unknown[1], filter(None, fields)),
-        )
-        return where.problem(child_path(walk.path, unknown[1]), message, hint, key=True)
+        path, hint = child_path(walk.path, unknown[1]), suggest(unknown[1], filter(None, fields))
+        return where.problem(path, f"unknown field `{unknown[1]}`", hint, key=True)
     tags = [str(s.tag) for s in _structs(walk.parent) if s.tag_field == walk.segment]
     if message.startswith("Invalid value") and tags:
         hint = suggest(str(walk.value), tags)
@@ -230,8 +205,9 @@ def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[Confi
     for index, model in enumerate(config.models):
         path = child_path("$.models", index)
         if model.backend not in config.backends:
+            declared = config.backends
             problems.append(
-                _undeclared(where, path + ".backend", "backend", model.backend, config.backends)
+                _undeclared(where, path + ".backend", "backend", model.backend, declared)
             )
         problems += _check_source(model, path + ".source", where, base_dir)
     problems += _check_database(config, where, base_dir)
@@ -301,12 +277,8 @@ def _check_source(
         with file.open("rb") as handle:
             magic = handle.read(4)
     except FileNotFoundError:
-        hint = None
-        if model.source.endswith(".gguf"):
-            hint = (
-                f"create a demo model with `radiance demo-model {model.source}`"
-                " or point source: at a real GGUF file"
-            )
+        demo = f"create a demo model with `radiance demo-model {model.source}` or point"
+        hint = f"{demo} source: at a real GGUF file" if model.source.endswith(".gguf") else None
         yield where.problem(path, f"source `{file}` does not exist", hint)
         return
     except OSError as error:

@@ -21,7 +21,6 @@ from yaml.resolver import Resolver
 from appliance.config.checks import (
     ConfigError,
     ConfigProblem,
-    SourceMap,
     check_config,
     child_path,
     decode_problem,
@@ -118,16 +117,34 @@ def _compose(text: str, file: str) -> Node:
     except yaml.YAMLError as error:
         raise ConfigError([ConfigProblem(file, 1, 1, "$", f"invalid YAML: {error}")]) from None
     if root is None:
-        problem = ConfigProblem(
-            file,
-            1,
-            1,
-            "$",
-            "the config is empty",
-            "start from the example radiance.yaml",
-        )
-        raise ConfigError([problem])
+        hint = "start from the example radiance.yaml"
+        raise ConfigError([ConfigProblem(file, 1, 1, "$", "the config is empty", hint)])
     return root
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each `$.path` of the YAML document starts, for values and for keys."""
+
+    file: str
+    values: Mapping[str, tuple[int, int]]
+    keys: Mapping[str, tuple[int, int]]
+
+    def locate(self, path: str, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of `path` (of its key if `key`), else of its nearest parent."""
+        if key and path in self.keys:
+            return self.keys[path]
+        if path in self.values:
+            return self.values[path]
+        parents = [p for p in self.values if path.startswith(p) and path[len(p)] in ".["]
+        return self.values[max(parents, key=len)] if parents else (1, 1)
+
+    def problem(
+        self, path: str, message: str, hint: str | None = None, *, key: bool = False
+    ) -> ConfigProblem:
+        """A problem located at `path`."""
+        line, column = self.locate(path, key=key)
+        return ConfigProblem(self.file, line, column, path, message, hint)
 
 
 def _position(node: Node) -> tuple[int, int]:

@@ -7,6 +7,8 @@ RequestContext, and gets back a dict or an async iterator of SSE bytes.
 from __future__ import annotations
 
 import time
+
+import msgspec
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +106,7 @@ def plan_chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestCont
     messages = template_messages(body)
     try:
         prompt = served.engine.render_chat(
-            messages, [t.to_dict() for t in tools.tools] if tools.mode != "none" else None
+            messages, [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None
         )
     except EngineError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc

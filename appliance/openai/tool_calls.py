@@ -44,6 +44,7 @@ class ToolPlan:
     mode: Mode
     tools: tuple[Tool, ...] = ()
     name: str | None = None
+    parallel: bool = True
 
     @property
     def constrained(self) -> bool:
@@ -62,10 +63,12 @@ class ToolPlan:
                         "arguments": _parameters(t),
                     },
                     "required": ["name", "arguments"],
+                    "additionalProperties": False,
                 }
                 for t in self.tools
             ]
-            return {"type": "array", "items": {"anyOf": calls}, "minItems": 1, "maxItems": 4}
+            most = 4 if self.parallel else 1
+            return {"type": "array", "items": {"anyOf": calls}, "minItems": 1, "maxItems": most}
         return None
 
     def parse(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
@@ -114,4 +117,4 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan:
         return ToolPlan("named", tools, choice.function.name)
     if choice == "none":
         return ToolPlan("none", tools)
-    return ToolPlan(choice or "auto", tools)
+    return ToolPlan(choice or "auto", tools, parallel=body.parallel_tool_calls is not False)

@@ -93,7 +93,7 @@ class DemoModelSpec:
     ffn: int = 384
     context_length: int = 2048
     vocab_pad_to: int = 0  # pad the vocabulary with unused tokens up to this size (0 = none)
-    eos_bias: float = 5.0  # how eagerly the model ends its answers; <= 0 means never
+    eos_bias: float = 5.25  # how eagerly the model ends its answers; <= 0 means never
     seed: int = 0
 
 
@@ -104,6 +104,7 @@ BENCH = DemoModelSpec(
 
 # Weight scales, found empirically with llama.cpp; see _weights().
 _GAIN = 1.0  # matrices are normal * _GAIN / sqrt(fan_in)
+_QK_GAIN = 1.75  # larger makes attention sharper
 _EMBED_STD = 1.0
 _LOGIT_STD = 2.0  # spread of the random part of the logits
 _BIAS_VALUE = 1.0  # the constant in every token embedding's last channel
@@ -179,8 +180,10 @@ def _weights(spec: DemoModelSpec, tokens: list[str]) -> dict[str, Array]:
             w[bias] = 0.0
         return w
 
-    def linear(rows: int, cols: int, *, reads: bool = True, writes: bool = False) -> Array:
-        w = matrix(rows, cols, _GAIN / np.sqrt(cols), reads=reads, writes=writes)
+    def linear(
+        rows: int, cols: int, *, reads: bool = True, writes: bool = False, gain: float = _GAIN
+    ) -> Array:
+        w = matrix(rows, cols, gain / np.sqrt(cols), reads=reads, writes=writes)
         return w.astype(np.float16)
 
     ones = np.ones(d, dtype=np.float32)
@@ -190,8 +193,8 @@ def _weights(spec: DemoModelSpec, tokens: list[str]) -> dict[str, Array]:
     for i in range(spec.layers):
         weights |= {
             f"blk.{i}.attn_norm.weight": ones,
-            f"blk.{i}.attn_q.weight": linear(d, d),
-            f"blk.{i}.attn_k.weight": linear(spec.kv_heads * head_dim, d),
+            f"blk.{i}.attn_q.weight": linear(d, d, gain=_QK_GAIN),
+            f"blk.{i}.attn_k.weight": linear(spec.kv_heads * head_dim, d, gain=_QK_GAIN),
             f"blk.{i}.attn_v.weight": linear(spec.kv_heads * head_dim, d),
             f"blk.{i}.attn_output.weight": linear(d, d, writes=True),
             f"blk.{i}.ffn_norm.weight": ones,
