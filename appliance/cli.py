@@ -63,7 +63,9 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
         return 0
     spec = BENCH if args.bench else TINY
     write_demo_model(path, spec, progress=lambda line: print(line, flush=True))
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): random weights, it writes random text")
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): random weights, it writes random text"
+    )
     return 0
 
 

@@ -90,8 +90,8 @@ class ModelRegistry:
             started = time.perf_counter()
             try:
                 await served.engine.start()
-            except EngineError:
-                log.error("model %s failed to load", served.id)
+            except EngineError as exc:
+                log.error("model %s failed to load: %s", served.id, exc)
                 raise
             log.info("loaded %s in %.2f s", served.id, time.perf_counter() - started)
 

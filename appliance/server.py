@@ -13,6 +13,14 @@ from appliance.config import LoadedConfig
 log = logging.getLogger("radiance")
 
 
+class _KnownStartupFailure(logging.Filter):
+    """Drop uvicorn's traceback of a startup failure the lifespan already explained."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Traceback" in message and "EngineError" in message)
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, loaded: LoadedConfig) -> None:
         super().__init__(config)
@@ -55,8 +63,10 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    logging.getLogger("uvicorn.error").addFilter(_KnownStartupFailure())
     server = _Server(uv_config, loaded)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        log.info("stopped")
     return server.started
-
-

@@ -32,8 +32,10 @@ ADMIN = "admin-test-key-0123456789"
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     folder = tmp_path_factory.mktemp("models")
     write_demo_model(folder / "tiny.gguf", TINY)
-    # Never ends on its own: for tests of max_tokens, cancellation and queues.
-    write_demo_model(folder / "endless.gguf", DemoModelSpec(eos_bias=0.0))
+    # Never ends on its own, and is slow enough (~150 tokens/s on one thread) that a
+    # request stays in flight while a test queues or cancels others.
+    endless = DemoModelSpec(embedding=512, layers=6, heads=8, kv_heads=4, ffn=2048, eos_bias=0.0)
+    write_demo_model(folder / "endless.gguf", endless)
     return folder
 
 
@@ -169,7 +171,9 @@ def launch(
     started: list[RunningServer] = []
 
     def run(**options: int) -> RunningServer:
-        running = start_server(tmp_path / f"server{len(started)}", config_text(models_dir, **options))
+        running = start_server(
+            tmp_path / f"server{len(started)}", config_text(models_dir, **options)
+        )
         started.append(running)
         return running
 

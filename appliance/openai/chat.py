@@ -7,11 +7,11 @@ RequestContext, and gets back a dict or an async iterator of SSE bytes.
 from __future__ import annotations
 
 import time
-
-import msgspec
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from appliance.errors import ApiError, InvalidRequest
 from appliance.openai.engine_calls import first_delta, logprob_entry
@@ -55,8 +55,11 @@ def template_messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
             item["name"] = message.name
         if message.tool_calls:
             item["tool_calls"] = [
-                {"id": call.id, "type": "function", "function": {
-                    "name": call.function.name, "arguments": call.function.arguments}}
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
                 for call in message.tool_calls
             ]
         if message.tool_call_id is not None:
@@ -106,7 +109,8 @@ def plan_chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestCont
     messages = template_messages(body)
     try:
         prompt = served.engine.render_chat(
-            messages, [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None
+            messages,
+            [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None,
         )
     except EngineError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
@@ -161,7 +165,9 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
     choices = []
     for index, params in enumerate(plan.choices):
         deltas = await first_delta(plan.served.engine, plan.prompt, params)
-        text, entries, reason = [], [], "length"
+        text: list[str] = []
+        entries: list[dict[str, Any]] = []
+        reason = "length"
         async for delta in deltas:
             ctx.add_tokens(delta.tokens)
             text.append(delta.text)
@@ -201,8 +207,8 @@ async def _stream_chat(
     status = "cancelled"
     try:
         for index, params in enumerate(plan.choices):
-            deltas = first if index == 0 else await first_delta(
-                plan.served.engine, plan.prompt, params
+            deltas = (
+                first if index == 0 else await first_delta(plan.served.engine, plan.prompt, params)
             )
             async for chunk in _choice_chunks(plan, ctx, index, params, deltas):
                 yield sse_event(chunk)
@@ -229,8 +235,11 @@ async def _choice_chunks(
     params: SamplingParams,
     deltas: AsyncIterator[Delta],
 ) -> AsyncIterator[dict[str, Any]]:
-    def choice(delta: dict[str, Any], logprobs: list[dict[str, Any]] | None = None,
-               finish: str | None = None) -> dict[str, Any]:
+    def choice(
+        delta: dict[str, Any],
+        logprobs: list[dict[str, Any]] | None = None,
+        finish: str | None = None,
+    ) -> dict[str, Any]:
         item = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         if params.logprobs:
             item["logprobs"] = {"content": logprobs or []}

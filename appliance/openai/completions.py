@@ -37,9 +37,7 @@ def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
         elif isinstance(item, list):
             prompts.append(Prompt(served.engine.detokenize(item), tuple(item)))
         else:
-            raise InvalidRequest(
-                "`prompt` mixes token ids and strings", param=f"prompt[{index}]"
-            )
+            raise InvalidRequest("`prompt` mixes token ids and strings", param=f"prompt[{index}]")
     return prompts
 
 
@@ -69,7 +67,9 @@ def plan_completion(
     runs = []
     for prompt in prompts_of(body, served):
         ctx.prompt_tokens += len(prompt.tokens)
-        max_tokens = resolve_max_tokens(body.max_tokens or 16, len(prompt.tokens), served, "max_tokens")
+        max_tokens = resolve_max_tokens(
+            body.max_tokens or 16, len(prompt.tokens), served, "max_tokens"
+        )
         for choice in range(body.n or 1):
             params = sampling_params(
                 body, max_tokens, choice=choice, logprobs=logprobs, top_logprobs=top
@@ -108,7 +108,9 @@ def _choice(
     }
 
 
-def _envelope(plan: CompletionPlan, ctx: RequestContext, choices: list[dict[str, Any]]) -> dict[str, Any]:
+def _envelope(
+    plan: CompletionPlan, ctx: RequestContext, choices: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "id": f"cmpl-{ctx.id}",
         "object": "text_completion",

@@ -24,7 +24,9 @@ def decode_body(raw: bytes, kind: type[T]) -> T:
     try:
         data: Any = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json")
+        raise InvalidRequest(
+            f"the request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
     known = set(kind.__struct_fields__)

@@ -47,7 +47,8 @@ async def create_embeddings(
 ) -> dict[str, Any]:
     if not served.engine.capabilities.embeddings or not served.config.embeddings:
         raise InvalidRequest(
-            f"the model `{served.id}` does not serve embeddings", param="model",
+            f"the model `{served.id}` does not serve embeddings",
+            param="model",
             code="unsupported_model",
         )
     if body.dimensions is not None:

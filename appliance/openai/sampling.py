@@ -69,9 +69,7 @@ def check_declared(body: SamplingFields, served: ServedModel) -> None:
             )
     caps = served.engine.capabilities
     if values["logprobs"] not in (None, False, 0) and not caps.logprobs:
-        raise InvalidRequest(
-            f"the model `{served.id}` cannot return logprobs", param="logprobs"
-        )
+        raise InvalidRequest(f"the model `{served.id}` cannot return logprobs", param="logprobs")
 
 
 def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:

@@ -101,9 +101,7 @@ def plan_tools(body: ChatCompletionRequest) -> ToolPlan:
     choice = body.tool_choice
     if not tools:
         if choice not in (None, "none"):
-            raise InvalidRequest(
-                "`tool_choice` needs `tools` to choose from", param="tool_choice"
-            )
+            raise InvalidRequest("`tool_choice` needs `tools` to choose from", param="tool_choice")
         return ToolPlan("none")
     names = [t.function.name for t in tools]
     if len(set(names)) != len(names):

@@ -37,12 +37,12 @@ class Ledger:
 
     async def record(self, row: RequestRecord) -> None:
         """Store the row; it is committed when this returns."""
-        await self._db.execute(
-            f"INSERT INTO requests ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", astuple(row)
-        )
+        # Column names come from the dataclass, never from input.
+        insert = f"INSERT INTO requests ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
+        await self._db.execute(insert, astuple(row))
 
     async def recent(self, limit: int = 100) -> list[RequestRecord]:
         async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM requests ORDER BY started_at DESC LIMIT ?", (limit,)
+            f"SELECT {_COLUMNS} FROM requests ORDER BY started_at DESC LIMIT ?"  # noqa: S608, (limit,)
         ) as cursor:
             return [RequestRecord(*row) async for row in cursor]

@@ -96,6 +96,12 @@ class DemoModelSpec:
     eos_bias: float = 5.25  # how eagerly the model ends its answers; <= 0 means never
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if min(self.embedding, self.layers, self.heads, self.kv_heads, self.ffn) < 1:
+            raise ValueError("demo model dimensions must be positive")
+        if self.embedding % self.heads or self.heads % self.kv_heads:
+            raise ValueError("embedding must divide by heads, and heads by kv_heads")
+
 
 TINY = DemoModelSpec()
 BENCH = DemoModelSpec(

@@ -27,12 +27,12 @@ from backends.base import (
     Backend,
     Capabilities,
     Delta,
+    Embeddings,
     EngineError,
     EngineOverloaded,
     EngineStats,
     EngineStatus,
     EngineUnavailable,
-    Embeddings,
     FinishReason,
     Prompt,
     SamplingParams,
@@ -44,6 +44,7 @@ from backends.llamacpp.text import StopTextAssembler
 
 if TYPE_CHECKING:
     import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class LlamaCppSettings:
 class _Job:
     prompt: Prompt
     params: SamplingParams
-    grammar: llama_cpp.LlamaGrammar | None
+    grammar: LlamaGrammar | None
     post: Callable[[object], None]
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -88,7 +89,7 @@ class LlamaCppBackend(Backend):
         self._seconds_per_job = 1.0
         self._load_seconds: float | None = None
         self._error: str | None = None
-        self._grammars: dict[str, llama_cpp.LlamaGrammar] = {}
+        self._grammars: dict[str, LlamaGrammar] = {}
 
     @property
     def status(self) -> EngineStatus:
@@ -173,19 +174,17 @@ class LlamaCppBackend(Backend):
         llama = self._ready_llama()
         return llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
-    def grammar_for(self, schema: dict[str, Any]) -> llama_cpp.LlamaGrammar:
+    def grammar_for(self, schema: dict[str, Any]) -> LlamaGrammar:
         """Compile a JSON schema ({} = any JSON object) to a llama.cpp grammar, cached."""
-        import llama_cpp
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.get(key)
         if grammar is None:
             if schema:
-                grammar = llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
             else:
-                grammar = llama_cpp.LlamaGrammar.from_string(
-                    llama_cpp.llama_grammar.JSON_GBNF, verbose=False
-                )
+                grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
             if len(self._grammars) > 256:
                 self._grammars.clear()
             self._grammars[key] = grammar
@@ -293,7 +292,7 @@ class LlamaCppBackend(Backend):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
-            generated += 1
+            generated += 1  # noqa: SIM113 (an end token is not counted)
             text = assembler.feed(llama.detokenize([token]))
             logprobs = (capture.entry(token),) if capture else ()
             job.post(Delta(text, 1, logprobs))

@@ -6,7 +6,6 @@ import json
 
 import openai
 import pytest
-
 from conftest import ALICE, RunningServer
 
 
@@ -94,8 +93,14 @@ def test_logprobs_with_top_alternatives(client: openai.OpenAI) -> None:
 def test_penalties_are_accepted_and_change_sampling(client: openai.OpenAI) -> None:
     base = ask(client, model="endless", seed=5, temperature=0, max_tokens=30)
     penalised = ask(
-        client, model="endless", seed=5, temperature=0, max_tokens=30,
-        frequency_penalty=2.0, presence_penalty=2.0, extra_body={"repetition_penalty": 1.8},
+        client,
+        model="endless",
+        seed=5,
+        temperature=0,
+        max_tokens=30,
+        frequency_penalty=2.0,
+        presence_penalty=2.0,
+        extra_body={"repetition_penalty": 1.8},
     )
     assert base.choices[0].message.content != penalised.choices[0].message.content  # type: ignore[attr-defined]
 
@@ -117,8 +122,14 @@ def test_stream_with_usage_matches_the_whole_answer(client: openai.OpenAI) -> No
     assert chunks[-1].usage.completion_tokens == 10
     assert chunks[-2].choices[0].finish_reason == "length"
     text = "".join(c.choices[0].delta.content or "" for c in chunks[:-1])
-    whole = ask(client, model="endless", max_tokens=10, seed=11, temperature=0.7,
-                messages=[{"role": "user", "content": "Stream please"}])
+    whole = ask(
+        client,
+        model="endless",
+        max_tokens=10,
+        seed=11,
+        temperature=0.7,
+        messages=[{"role": "user", "content": "Stream please"}],
+    )
     assert text == whole.choices[0].message.content  # type: ignore[attr-defined]
 
 
@@ -142,7 +153,9 @@ def test_json_schema_really_constrains_the_output(client: openai.OpenAI) -> None
     }
     for seed in range(2):
         reply = ask(
-            client, seed=seed, max_tokens=120,
+            client,
+            seed=seed,
+            max_tokens=120,
             response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
         )
         value = json.loads(reply.choices[0].message.content)  # type: ignore[attr-defined]
@@ -188,7 +201,9 @@ TIME = {
 
 def test_named_tool_choice_returns_that_call(client: openai.OpenAI) -> None:
     reply = ask(
-        client, tools=[WEATHER, TIME], max_tokens=60,
+        client,
+        tools=[WEATHER, TIME],
+        max_tokens=60,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
     )
     message = reply.choices[0].message  # type: ignore[attr-defined]
@@ -199,8 +214,13 @@ def test_named_tool_choice_returns_that_call(client: openai.OpenAI) -> None:
 
 
 def test_required_tool_choice_calls_declared_tools(client: openai.OpenAI) -> None:
-    reply = ask(client, tools=[WEATHER, TIME], tool_choice="required", max_tokens=120,
-                parallel_tool_calls=False)
+    reply = ask(
+        client,
+        tools=[WEATHER, TIME],
+        tool_choice="required",
+        max_tokens=120,
+        parallel_tool_calls=False,
+    )
     choice = reply.choices[0]  # type: ignore[attr-defined]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
@@ -212,9 +232,17 @@ def test_required_tool_choice_calls_declared_tools(client: openai.OpenAI) -> Non
 def test_tool_round_trip_and_none_choice(client: openai.OpenAI) -> None:
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"},
     ]
     reply = ask(client, messages=messages, tools=[WEATHER], tool_choice="none", max_tokens=8)
@@ -223,10 +251,15 @@ def test_tool_round_trip_and_none_choice(client: openai.OpenAI) -> None:
 
 
 def test_streamed_forced_tool_call(client: openai.OpenAI) -> None:
-    chunks = list(ask(
-        client, tools=[WEATHER], stream=True, max_tokens=60,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-    ))  # type: ignore[call-overload]
+    chunks = list(
+        ask(
+            client,
+            tools=[WEATHER],
+            stream=True,
+            max_tokens=60,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+    )  # type: ignore[call-overload]
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(calls) == 1 and calls[0].function.name == "get_weather"
     assert json.loads(calls[0].function.arguments)["city"] in ("Paris", "Rome")

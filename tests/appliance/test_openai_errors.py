@@ -7,16 +7,20 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from conftest import ALICE, RunningServer
 
 
-def post(server: RunningServer, path: str, body: Any, key: str | None = ALICE,
-         **kwargs: Any) -> httpx.Response:
+def post(
+    server: RunningServer, path: str, body: Any, key: str | None = ALICE, **kwargs: Any
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if isinstance(body, (bytes, str)):
-        return httpx.post(f"{server.base_url}{path}", content=body,
-                          headers={**headers, "content-type": "application/json"}, **kwargs)
+        return httpx.post(
+            f"{server.base_url}{path}",
+            content=body,
+            headers={**headers, "content-type": "application/json"},
+            **kwargs,
+        )
     return httpx.post(f"{server.base_url}{path}", json=body, headers=headers, **kwargs)
 
 
@@ -30,17 +34,22 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def chat(**fields: Any) -> dict[str, Any]:
-    return {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-            **fields}
+    return {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        **fields,
+    }
 
 
 def test_missing_or_wrong_key_is_401(server: RunningServer) -> None:
     assert error_of(post(server, "/chat/completions", chat(), key=None), 401)["code"] == (
         "invalid_api_key"
     )
-    assert error_of(post(server, "/chat/completions", chat(), key="sk-nope-123456"), 401)[
-        "code"
-    ] == "invalid_api_key"
+    assert (
+        error_of(post(server, "/chat/completions", chat(), key="sk-nope-123456"), 401)["code"]
+        == "invalid_api_key"
+    )
     sdk = openai.OpenAI(base_url=server.base_url, api_key="wrong-key-123", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         sdk.embeddings.create(model="tiny", input="x")
@@ -68,8 +77,10 @@ def test_unknown_model_is_404(server: RunningServer) -> None:
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-         "messages[0].content[0]"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0]",
+        ),
     ],
 )
 def test_bad_values_are_400_naming_the_parameter(
@@ -136,10 +147,16 @@ def test_bad_json_schema_is_400(server: RunningServer) -> None:
 
 def test_legacy_and_embedding_errors(server: RunningServer) -> None:
     assert error_of(post(server, "/completions", {"model": "tiny"}), 400)["param"] == "prompt"
-    assert error_of(
-        post(server, "/completions", {"model": "tiny", "prompt": "x", "suffix": "y"}), 400
-    )["param"] == "suffix"
-    assert error_of(
-        post(server, "/embeddings", {"model": "tiny", "input": "x", "encoding_format": "hex"}),
-        400,
-    )["param"] == "encoding_format"
+    assert (
+        error_of(
+            post(server, "/completions", {"model": "tiny", "prompt": "x", "suffix": "y"}), 400
+        )["param"]
+        == "suffix"
+    )
+    assert (
+        error_of(
+            post(server, "/embeddings", {"model": "tiny", "input": "x", "encoding_format": "hex"}),
+            400,
+        )["param"]
+        == "encoding_format"
+    )

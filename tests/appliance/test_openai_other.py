@@ -8,7 +8,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
 from conftest import ALICE, BOB, RunningServer
 
 
@@ -28,7 +27,8 @@ def test_models_list_without_a_key_shows_pricing_as_declared(server: RunningServ
     assert tiny["pricing"] == {"prompt": "0.10", "completion": "0.40"}
     assert "temperature" in tiny["supported_sampling_parameters"]
     assert models["plain"].model_dump()["supported_sampling_parameters"] == [
-        "temperature", "max_tokens"
+        "temperature",
+        "max_tokens",
     ]
 
 
@@ -54,7 +54,11 @@ def test_routes_also_work_without_the_v1_prefix(server: RunningServer) -> None:
 
 def test_legacy_completion_with_list_prompt_echo_and_logprobs(client: openai.OpenAI) -> None:
     reply = client.completions.create(
-        model="endless", prompt=["Once upon", "a time"], max_tokens=4, logprobs=2, echo=True,
+        model="endless",
+        prompt=["Once upon", "a time"],
+        max_tokens=4,
+        logprobs=2,
+        echo=True,
         seed=1,
     )
     assert [c.index for c in reply.choices] == [0, 1]
@@ -67,10 +71,15 @@ def test_legacy_completion_with_list_prompt_echo_and_logprobs(client: openai.Ope
 
 
 def test_legacy_completion_stream(client: openai.OpenAI) -> None:
-    chunks = list(client.completions.create(
-        model="endless", prompt="Tell", max_tokens=6, stream=True,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client.completions.create(
+            model="endless",
+            prompt="Tell",
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
     assert chunks[-2].choices[0].finish_reason == "length"
     assert "".join(c.choices[0].text for c in chunks[:-1] if c.choices)
