@@ -41,6 +41,7 @@ def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
             batch_size=backend.batch_size,
             max_queue=backend.max_queue,
             embeddings=model.embeddings,
+            gpu_layers=backend.gpu_layers,
         )
     )
 

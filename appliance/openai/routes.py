@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from appliance.errors import ApiError, error_response
@@ -75,7 +76,7 @@ class OpenAIController(Controller):
         return _json(list_models(Runtime.of(request).models))
 
     @get("/models/{model_id:path}", summary="One model by id or alias")
-    async def model(self, request: AnyRequest, model_id: str) -> Response[bytes]:
+    async def model(self, request: AnyRequest, model_id: FromPath[str]) -> Response[bytes]:
         try:
             served = Runtime.of(request).models.resolve(model_id.lstrip("/"))
         except ApiError as exc:

@@ -60,6 +60,7 @@ class LlamaCppSettings:
     batch_size: int = 512
     max_queue: int = 64
     embeddings: bool = True
+    gpu_layers: int = 0
 
 
 @dataclass
@@ -133,6 +134,7 @@ class LlamaCppBackend(Backend):
             n_batch=self.settings.batch_size,
             n_threads=self.settings.threads,
             n_threads_batch=self.settings.threads,
+            n_gpu_layers=self.settings.gpu_layers,
             verbose=False,
         )
 

@@ -25,12 +25,11 @@ class StopTextAssembler:
         if self.stopped:
             return ""
         self._pending += self._decoder.decode(data)
-        for stop in self._stop:
-            at = self._pending.find(stop)
-            if at >= 0:
-                self.stopped = True
-                released, self._pending = self._pending[:at], ""
-                return released
+        found = [at for at in (self._pending.find(stop) for stop in self._stop) if at >= 0]
+        if found:
+            self.stopped = True
+            released, self._pending = self._pending[: min(found)], ""
+            return released
         if not self._hold:
             released, self._pending = self._pending, ""
             return released

@@ -1,0 +1,63 @@
+"""A scripted engine for fast tests of the serving layer (never the only test of a feature)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from backends.base import (
+    Backend,
+    Capabilities,
+    Delta,
+    EngineError,
+    EngineStats,
+    EngineStatus,
+    Prompt,
+    SamplingParams,
+)
+
+
+class ScriptedEngine(Backend):
+    """Answers every request with the same pieces of text, one token each."""
+
+    capabilities = Capabilities(embeddings=False, logprobs=False, json_schema=True, tools=True)
+
+    def __init__(self, pieces: Sequence[str], fail_after: int | None = None) -> None:
+        self.pieces = list(pieces)
+        self.fail_after = fail_after
+        self.seen: list[SamplingParams] = []
+        self._status = EngineStatus.STOPPED
+
+    @property
+    def status(self) -> EngineStatus:
+        return self._status
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
+
+    async def start(self) -> None:
+        self._status = EngineStatus.READY
+
+    async def stop(self) -> None:
+        self._status = EngineStatus.STOPPED
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+    ) -> Prompt:
+        text = "\n".join(str(m.get("content")) for m in messages)
+        return self.render_text(text)
+
+    def render_text(self, text: str) -> Prompt:
+        return Prompt(text, tuple(range(len(text.split()) + 1)))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join(map(str, tokens))
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        self.seen.append(params)
+        for number, piece in enumerate(self.pieces[: params.max_tokens]):
+            if self.fail_after is not None and number == self.fail_after:
+                raise EngineError("the device fell over")
+            yield Delta(piece, 1)
+        reason = "length" if len(self.pieces) > params.max_tokens else "stop"
+        yield Delta("", 0, finish_reason=reason)

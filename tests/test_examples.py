@@ -1,0 +1,70 @@
+"""The example configs check clean and the example clients work as written."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ALICE, ROOT, RunningServer
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory, models_dir: pathlib.Path) -> pathlib.Path:
+    """A copy of the repo's layout: examples/ beside models/tiny.gguf."""
+    root = tmp_path_factory.mktemp("layout")
+    shutil.copytree(EXAMPLES, root / "examples")
+    (root / "models").mkdir()
+    shutil.copy(models_dir / "tiny.gguf", root / "models" / "tiny.gguf")
+    shutil.copy(models_dir / "tiny.gguf", root / "models" / "qwen2.5-7b-instruct-q4_k_m.gguf")
+    return root
+
+
+@pytest.mark.parametrize("name", ["cpu-only.yaml", "gpu-box.yaml", "several-models.yaml"])
+def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
+    env = {
+        **os.environ,
+        "RADIANCE_ADMIN_KEY": "an-admin-key-for-tests",
+        "ALICE_KEY": "sk-alice-examples-1",
+        "TEAM_KEY": "sk-team-examples-12",
+        "RADIANCE_MODELS": str(layout / "models"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "check", str(layout / "examples" / name)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("chat.py", "streamed"),
+        ("structured.py", "tool call: get_weather"),
+        ("embeddings.py", "usage:"),
+        ("curl.sh", "[DONE]"),
+    ],
+)
+def test_example_clients_run_against_a_server(
+    server: RunningServer, script: str, expected: str
+) -> None:
+    command = ["bash"] if script.endswith(".sh") else [sys.executable]
+    result = subprocess.run(
+        [*command, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RADIANCE_URL": server.base_url, "ALICE_KEY": ALICE},
+    )
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
