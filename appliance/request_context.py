@@ -46,6 +46,14 @@ class RequestContext:
             headers["x-backend"] = self.backend
         return headers
 
+    def usage(self) -> dict[str, int]:
+        """OpenAI's usage object: exactly the tokens this request read and generated."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
     def add_tokens(self, count: int) -> None:
         if count and self.first_token is None:
             self.first_token = time.perf_counter()

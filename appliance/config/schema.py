@@ -8,29 +8,12 @@ Cross-file checks (a backend or tier that does not exist, duplicate ids) live in
 from __future__ import annotations
 
 import decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
 # Every OpenAI sampling parameter a model may declare in `parameters:`.
-SAMPLING_PARAMETERS: tuple[SamplingParameter, ...] = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "n",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-)
-
 SamplingParameter = Literal[
     "temperature",
     "top_p",
@@ -47,6 +30,7 @@ SamplingParameter = Literal[
     "presence_penalty",
     "repetition_penalty",
 ]
+SAMPLING_PARAMETERS: tuple[SamplingParameter, ...] = get_args(SamplingParameter)
 
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 Port = Annotated[int, Meta(ge=0, le=65535)]

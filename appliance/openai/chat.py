@@ -13,11 +13,11 @@ from typing import Any
 
 import msgspec
 
-from appliance.errors import ApiError, InvalidRequest
+from appliance.errors import InvalidRequest
 from appliance.openai.engine_calls import first_delta, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
-from appliance.openai.sse import DONE, sse_event, stream_error
+from appliance.openai.sse import account_stream, sse_event
 from appliance.openai.tool_calls import OPEN_TAG, ToolPlan, plan_tools
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
@@ -145,14 +145,6 @@ def _chunk(plan: ChatPlan, ctx: RequestContext, choices: list[dict[str, Any]]) -
     return chunk
 
 
-def _usage(ctx: RequestContext) -> dict[str, int]:
-    return {
-        "prompt_tokens": ctx.prompt_tokens,
-        "completion_tokens": ctx.completion_tokens,
-        "total_tokens": ctx.prompt_tokens + ctx.completion_tokens,
-    }
-
-
 def _finish(tools: ToolPlan, reason: str, calls: list[dict[str, Any]]) -> str:
     if reason == "cancelled":
         return "stop"
@@ -191,41 +183,27 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
         "created": plan.created,
         "model": plan.served.id,
         "choices": choices,
-        "usage": _usage(ctx),
+        "usage": ctx.usage(),
     }
 
 
 async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     """Start the first choice (so queue and engine errors surface as HTTP errors), then stream."""
     first = await first_delta(plan.served.engine, plan.prompt, plan.choices[0])
-    return _stream_chat(plan, ctx, first)
+    return account_stream(ctx, _stream_chat(plan, ctx, first))
 
 
 async def _stream_chat(
     plan: ChatPlan, ctx: RequestContext, first: AsyncIterator[Delta]
 ) -> AsyncIterator[bytes]:
-    status = "cancelled"
-    try:
-        for index, params in enumerate(plan.choices):
-            deltas = (
-                first if index == 0 else await first_delta(plan.served.engine, plan.prompt, params)
-            )
-            async for chunk in _choice_chunks(plan, ctx, index, params, deltas):
-                yield sse_event(chunk)
-        if plan.body.stream_options and plan.body.stream_options.include_usage:
-            final = _chunk(plan, ctx, [])
-            final["usage"] = _usage(ctx)
-            yield sse_event(final)
-        status = "ok"
-        await ctx.finish()
-        yield DONE
-    except ApiError as exc:
-        status = "error"
-        await ctx.fail(exc)
-        yield stream_error(exc)
-    finally:
-        if status == "cancelled":
-            await ctx.finish("cancelled", 499)
+    for index, params in enumerate(plan.choices):
+        deltas = first if index == 0 else await first_delta(plan.served.engine, plan.prompt, params)
+        async for chunk in _choice_chunks(plan, ctx, index, params, deltas):
+            yield sse_event(chunk)
+    if plan.body.stream_options and plan.body.stream_options.include_usage:
+        final = _chunk(plan, ctx, [])
+        final["usage"] = ctx.usage()
+        yield sse_event(final)
 
 
 async def _choice_chunks(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.errors import ApiError, InvalidRequest
+from appliance.errors import InvalidRequest
 from appliance.openai.engine_calls import first_delta
 from appliance.openai.protocol import CompletionRequest
 from appliance.openai.sampling import (
@@ -16,7 +16,7 @@ from appliance.openai.sampling import (
     resolve_max_tokens,
     sampling_params,
 )
-from appliance.openai.sse import DONE, sse_event, stream_error
+from appliance.openai.sse import account_stream, sse_event
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from backends.base import Delta, Prompt, SamplingParams
@@ -120,14 +120,6 @@ def _envelope(
     }
 
 
-def _usage(ctx: RequestContext) -> dict[str, int]:
-    return {
-        "prompt_tokens": ctx.prompt_tokens,
-        "completion_tokens": ctx.completion_tokens,
-        "total_tokens": ctx.prompt_tokens + ctx.completion_tokens,
-    }
-
-
 async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, Any]:
     choices = []
     for index, (prompt, params) in enumerate(plan.runs):
@@ -139,50 +131,38 @@ async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, 
             finish = delta.finish_reason or finish
         choices.append(_choice(plan, index, collected, finish))
     body = _envelope(plan, ctx, choices)
-    body["usage"] = _usage(ctx)
+    body["usage"] = ctx.usage()
     return body
 
 
 async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     prompt, params = plan.runs[0]
     first = await first_delta(plan.served.engine, prompt, params)
-    return _stream_text(plan, ctx, first)
+    return account_stream(ctx, _stream_text(plan, ctx, first))
 
 
 async def _stream_text(
     plan: CompletionPlan, ctx: RequestContext, first: AsyncIterator[Delta]
 ) -> AsyncIterator[bytes]:
     include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
-    status = "cancelled"
-    try:
-        for index, (prompt, params) in enumerate(plan.runs):
-            deltas = first if index == 0 else await first_delta(plan.served.engine, prompt, params)
+    for index, (prompt, params) in enumerate(plan.runs):
+        deltas = first if index == 0 else await first_delta(plan.served.engine, prompt, params)
+        if plan.body.echo:
+            yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))
+        async for delta in deltas:
+            ctx.add_tokens(delta.tokens)
+            if not (delta.text or delta.logprobs or delta.finish_reason):
+                continue
+            choice = _choice(plan, index, [delta], delta.finish_reason)
             if plan.body.echo:
-                yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))
-            async for delta in deltas:
-                ctx.add_tokens(delta.tokens)
-                if not (delta.text or delta.logprobs or delta.finish_reason):
-                    continue
-                choice = _choice(plan, index, [delta], delta.finish_reason)
-                if plan.body.echo:
-                    choice["text"] = delta.text
-                    if choice["logprobs"]:
-                        choice["logprobs"] = _logprobs([delta], 0)
-                chunk = _envelope(plan, ctx, [choice])
-                if include_usage:
-                    chunk["usage"] = None
-                yield sse_event(chunk)
-        if include_usage:
-            final = _envelope(plan, ctx, [])
-            final["usage"] = _usage(ctx)
-            yield sse_event(final)
-        status = "ok"
-        await ctx.finish()
-        yield DONE
-    except ApiError as exc:
-        status = "error"
-        await ctx.fail(exc)
-        yield stream_error(exc)
-    finally:
-        if status == "cancelled":
-            await ctx.finish("cancelled", 499)
+                choice["text"] = delta.text
+                if choice["logprobs"]:
+                    choice["logprobs"] = _logprobs([delta], 0)
+            chunk = _envelope(plan, ctx, [choice])
+            if include_usage:
+                chunk["usage"] = None
+            yield sse_event(chunk)
+    if include_usage:
+        final = _envelope(plan, ctx, [])
+        final["usage"] = ctx.usage()
+        yield sse_event(final)

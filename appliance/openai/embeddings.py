@@ -69,5 +69,8 @@ async def create_embeddings(
         "object": "list",
         "data": data,
         "model": served.id,
-        "usage": {"prompt_tokens": ctx.prompt_tokens, "total_tokens": ctx.prompt_tokens},
+        "usage": {
+            "prompt_tokens": ctx.prompt_tokens,
+            "total_tokens": ctx.prompt_tokens,
+        },  # no completion
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from appliance.config import SAMPLING_PARAMETERS
 from appliance.errors import ContextLengthExceeded, InvalidRequest
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from appliance.registry import ServedModel
@@ -38,25 +39,7 @@ def _is_default(name: str, value: Any) -> bool:
 
 def check_declared(body: SamplingFields, served: ServedModel) -> None:
     declared = set(served.config.parameters)
-    values: dict[str, Any] = {
-        name: getattr(body, name, None)
-        for name in (
-            "temperature",
-            "top_p",
-            "n",
-            "stop",
-            "seed",
-            "max_tokens",
-            "logprobs",
-            "top_logprobs",
-            "response_format",
-            "tools",
-            "tool_choice",
-            "frequency_penalty",
-            "presence_penalty",
-            "repetition_penalty",
-        )
-    }
+    values: dict[str, Any] = {name: getattr(body, name, None) for name in SAMPLING_PARAMETERS}
     if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
         values["max_tokens"] = body.max_completion_tokens
     for name, value in values.items():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
 from appliance.errors import ApiError, envelope
+from appliance.request_context import RequestContext
 
 DONE = b"data: [DONE]\n\n"
 
@@ -18,3 +20,26 @@ def sse_event(payload: dict[str, Any]) -> bytes:
 def stream_error(error: ApiError) -> bytes:
     """An error after the stream began: one error event, then the end of the stream."""
     return sse_event(envelope(error)) + DONE
+
+
+async def account_stream(ctx: RequestContext, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Forward a response's events and write its one ledger row, however the stream ends.
+
+    A finished stream is recorded before `[DONE]` is sent; an error after the first byte
+    becomes an error event; a client that goes away leaves a `cancelled` row with the
+    tokens generated until then.
+    """
+    status = "cancelled"
+    try:
+        async for event in events:
+            yield event
+        status = "ok"
+        await ctx.finish()
+        yield DONE
+    except ApiError as exc:
+        status = "error"
+        await ctx.fail(exc)
+        yield stream_error(exc)
+    finally:
+        if status == "cancelled":
+            await ctx.finish("cancelled", 499)
