@@ -99,31 +99,42 @@ def test_client_disconnect_stops_generation_and_bills_what_was_made(server: Runn
 
 def test_full_queue_answers_503_with_retry_after(launch) -> None:  # type: ignore[no-untyped-def]
     server = launch(max_queue=1)
+    headers = {"Authorization": f"Bearer {ALICE}"}
 
-    async def scenario() -> list[httpx.Response]:
+    async def scenario() -> tuple[httpx.Response, httpx.Response, int]:
         async with httpx.AsyncClient(timeout=60) as client:
-
-            async def one(tokens: int) -> httpx.Response:
-                return await client.post(
-                    f"{server.base_url}/chat/completions",
-                    headers={"Authorization": f"Bearer {ALICE}"},
-                    json=endless(tokens, stream=False),
+            # A stream that has sent its first token holds the model's only worker.
+            async with client.stream(
+                "POST", f"{server.base_url}/chat/completions", headers=headers, json=endless(480)
+            ) as running:
+                lines = running.aiter_lines()
+                while not (await anext(lines)).startswith("data: {"):
+                    pass
+                waiting = asyncio.create_task(
+                    client.post(
+                        f"{server.base_url}/chat/completions",
+                        headers=headers,
+                        json=endless(5, stream=False),
+                    )
                 )
+                await asyncio.sleep(0.2)
+                refused = await client.post(
+                    f"{server.base_url}/chat/completions",
+                    headers=headers,
+                    json=endless(5, stream=False),
+                )
+                running_status = running.status_code
+            # Leaving the stream frees the worker for the request that waited.
+            return refused, await waiting, running_status
 
-            running = asyncio.create_task(one(300))
-            await asyncio.sleep(0.5)
-            waiting = asyncio.create_task(one(5))
-            await asyncio.sleep(0.3)
-            refused = await one(5)
-            return [refused, await waiting, await running]
-
-    refused, waiting, running = asyncio.run(scenario())
+    refused, waiting, running_status = asyncio.run(scenario())
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "overloaded"
     assert float(refused.headers["retry-after"]) >= 1
     assert int(refused.headers["retry-after-ms"]) >= 1
-    assert waiting.status_code == 200 and running.status_code == 200
-    assert running.json()["usage"]["completion_tokens"] == 300
+    assert running_status == 200
+    assert waiting.status_code == 200
+    assert waiting.json()["usage"]["completion_tokens"] == 5
 
 
 def test_concurrent_requests_to_one_model_all_succeed(server: RunningServer) -> None:

@@ -1,0 +1,49 @@
+"""The SQLite state: migrations from a blank file, key sync, hashing."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+
+from appliance.config import KeyConfig
+from appliance.state.database import MIGRATIONS, open_database
+from appliance.state.keys import KeyStore, display_prefix
+
+
+async def test_migrations_apply_once_from_a_blank_file(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "nested" / "state.db"
+    db = await open_database(path)
+    await db.close()
+    db = await open_database(path)  # a second start applies nothing again
+    await db.close()
+    with sqlite3.connect(path) as plain:
+        applied = [row[0] for row in plain.execute("SELECT name FROM schema_migrations")]
+        mode = plain.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = {row[0] for row in plain.execute("SELECT name FROM sqlite_master")}
+    assert applied == [m.name for m in MIGRATIONS]
+    assert mode == "wal"
+    assert {"api_keys", "requests", "requests_started_at"} <= tables
+
+
+async def test_declared_keys_sync_rotate_and_revoke(tmp_path: pathlib.Path) -> None:
+    db = await open_database(tmp_path / "state.db")
+    keys = KeyStore(db)
+    await keys.sync_declared(
+        [
+            KeyConfig(name="alice", secret="alice-secret-1"),
+            KeyConfig(name="bob", secret="bob-s3cret"),
+        ]
+    )
+    alice = keys.authenticate("alice-secret-1")
+    assert alice is not None and alice.name == "alice"
+    assert keys.authenticate("alice-secret-2") is None
+    # A new secret in the file replaces the old one; a key gone from the file is revoked.
+    await keys.sync_declared([KeyConfig(name="alice", secret="alice-secret-2")])
+    assert keys.authenticate("alice-secret-1") is None
+    rotated = keys.authenticate("alice-secret-2")
+    assert rotated is not None and rotated.id == alice.id
+    assert keys.authenticate("bob-s3cret") is None
+    stored = {k.name: k for k in await keys.all()}
+    assert stored["bob"].revoked_at is not None
+    assert stored["alice"].prefix == display_prefix("alice-secret-2") == "ali"
+    await db.close()
