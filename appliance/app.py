@@ -6,12 +6,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 
+from appliance.accounting.limits import Limiter
+from appliance.accounting.meter import Meter
+from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
+from appliance.metrics import Metrics
 from appliance.openai.routes import OpenAIController
 from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime
@@ -20,6 +25,18 @@ from appliance.state.keys import KeyStore, hash_secret
 from appliance.state.ledger import Ledger
 
 log = logging.getLogger(__name__)
+KEY_REFRESH_SECONDS = 1.0
+
+
+async def _follow_key_changes(keys: KeyStore) -> None:
+    """Pick up keys another process (`radiance keys`) changed, within a second."""
+    while True:
+        await anyio.sleep(KEY_REFRESH_SECONDS)
+        try:
+            if await keys.refresh():
+                log.info("reloaded API keys changed by another process")
+        except Exception:
+            log.exception("could not reload API keys")
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -30,22 +47,31 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = await open_database(loaded.database_path)
         models = registry or ModelRegistry.from_config(loaded)
+        ledger = Ledger(db)
         try:
             keys = KeyStore(db)
             await keys.sync_declared(config.keys)
+            spending = Spending(db)
+            ledger.listeners.append(spending.committed)
+            ledger.start()
             await models.start_all()
             admin = config.server.admin_key
             app.state.runtime = Runtime(
                 loaded=loaded,
                 db=db,
                 keys=keys,
-                ledger=Ledger(db),
+                ledger=ledger,
                 models=models,
                 auth=Authenticator(keys, hash_secret(admin) if admin else None),
+                meter=Meter(ledger, Limiter(), spending, Metrics(models)),
             )
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_follow_key_changes, keys)
+                yield
+                tasks.cancel_scope.cancel()
         finally:
             await models.stop_all()
+            await ledger.close()
             await db.close()
 
     return Litestar(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 
 from appliance.errors import Unauthorized
@@ -16,8 +17,7 @@ class Authenticator:
     keys: KeyStore
     admin_hash: str | None
 
-    def bearer(self, header: str | None) -> ApiKey:
-        """The key a request presents, or 401 in OpenAI's envelope."""
+    def secret(self, header: str | None) -> str:
         if not header:
             raise Unauthorized(
                 "You didn't provide an API key. Send it as `Authorization: Bearer <key>`."
@@ -26,11 +26,24 @@ class Authenticator:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Unauthorized("Send the API key as `Authorization: Bearer <key>`.")
+        return secret
+
+    def bearer(self, header: str | None) -> ApiKey:
+        """The key a request presents, or 401 in OpenAI's envelope."""
+        secret = self.secret(header)
         key = self.keys.authenticate(secret)
         if key is not None:
+            if key.expires_at is not None and key.expires_at <= time.time():
+                when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at))
+                raise Unauthorized(f"This API key expired at {when}.", code="expired_api_key")
             return key
-        if self.admin_hash is not None and hmac.compare_digest(
-            self.admin_hash, hash_secret(secret)
-        ):
-            return ApiKey(ADMIN_KEY_ID, "admin", "", self.admin_hash, None, "config", 0.0)
+        if self.is_admin_secret(secret):
+            return ApiKey(ADMIN_KEY_ID, "admin", "", self.admin_hash or "", None, "admin", 0.0)
+        if self.keys.was_revoked(secret):
+            raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
         raise Unauthorized("Incorrect API key provided.")
+
+    def is_admin_secret(self, secret: str) -> bool:
+        return self.admin_hash is not None and hmac.compare_digest(
+            self.admin_hash, hash_secret(secret)
+        )

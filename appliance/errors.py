@@ -132,6 +132,16 @@ def from_http_exception(exc: HTTPException) -> ApiError:
 
 
 def handle_api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    handler = request.scope.get("route_handler")
+    management = getattr(handler, "opt", {}).get("envelope") == "management"
+    if management and isinstance(exc, HTTPException) and exc.status_code < 500:
+        # Litestar's own checks (query parameters, body size) on a management route.
+        body = {"error": exc.detail, "code": "VALIDATION_ERROR", "details": {"errors": exc.extra}}
+        if exc.status_code != 400:
+            body["code"] = "REQUEST_ERROR"
+        return Response(
+            msgspec.json.encode(body), status_code=exc.status_code, media_type="application/json"
+        )
     if isinstance(exc, ApiError):
         return error_response(exc)
     if isinstance(exc, HTTPException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -9,11 +10,16 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from appliance.errors import ApiError
+from appliance.accounting.limits import Admission, Policy
+from appliance.accounting.meter import Meter
+from appliance.accounting.money import UnitPrices, usd
+from appliance.errors import ApiError, Forbidden
+from appliance.registry import ServedModel
 from appliance.state.keys import ApiKey
-from appliance.state.ledger import Ledger, RequestRecord
+from appliance.state.ledger import RequestRecord
 
 log = logging.getLogger("radiance.requests")
+FREE = UnitPrices("0", "0")
 
 
 def new_request_id() -> str:
@@ -22,19 +28,42 @@ def new_request_id() -> str:
 
 @dataclass
 class RequestContext:
-    ledger: Ledger
+    meter: Meter
     key: ApiKey
+    policy: Policy
     endpoint: str
     id: str = field(default_factory=new_request_id)
     route_model: str | None = None
     model: str | None = None
     backend: str | None = None
+    prices: UnitPrices = FREE
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    admission: Admission | None = None
+    admitted: bool = False
     started: float = field(default_factory=time.time)
     _clock: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     finished: bool = False
+
+    def use_model(self, served: ServedModel) -> None:
+        """Route to `served`, if the key may use it; its prices now apply."""
+        allowed = self.policy.models
+        if allowed is not None and served.id not in allowed:
+            raise Forbidden(
+                f"This API key may not use the model `{self.route_model}`.",
+                param="model",
+                code="model_not_allowed",
+            )
+        self.model, self.backend = served.id, served.backend_name
+        self.prices = UnitPrices.of(served.config.pricing)
+
+    async def admit(self, completion_tokens: int) -> None:
+        """Pass the budget and rate limits, charging the prompt plus `completion_tokens`."""
+        self.admission = await self.meter.admit(
+            self.key, self.policy, self.prompt_tokens + completion_tokens
+        )
+        self.admitted = True
 
     def headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.id}
@@ -44,6 +73,8 @@ class RequestContext:
             headers["x-model-used"] = self.model
         if self.backend is not None:
             headers["x-backend"] = self.backend
+        if not self.key.is_admin:
+            headers.update(self.meter.limiter.headers(self.key.id, self.policy))
         return headers
 
     def usage(self) -> dict[str, int]:
@@ -59,16 +90,13 @@ class RequestContext:
             self.first_token = time.perf_counter()
         self.completion_tokens += count
 
-    async def finish(
-        self, status: str = "ok", http_status: int = 200, error: ApiError | None = None
-    ) -> None:
-        """Write the ledger row and the log line, once, even if the caller is being cancelled."""
-        if self.finished:
-            return
-        self.finished = True
+    def _record(self, status: str, http_status: int, error: ApiError | None) -> RequestRecord:
         now = time.perf_counter()
         latency_ms = (now - self._clock) * 1000
         ttft_ms = None if self.first_token is None else (self.first_token - self._clock) * 1000
+        # Billed: what ran on an engine and answered, or produced tokens before it ended.
+        billed = self.admitted and (status == "ok" or self.completion_tokens > 0)
+        prompt, completion = (self.prompt_tokens, self.completion_tokens) if billed else (0, 0)
         row = RequestRecord(
             id=self.id,
             key_id=self.key.id,
@@ -77,8 +105,8 @@ class RequestContext:
             route_model=self.route_model,
             model=self.model,
             backend=self.backend,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
             status=status,
             http_status=http_status,
             error_code=error.code if error else None,
@@ -86,28 +114,50 @@ class RequestContext:
             ttft_ms=None if ttft_ms is None else round(ttft_ms, 3),
             started_at=self.started,
             ended_at=time.time(),
+            prompt_price=self.prices.prompt,
+            completion_price=self.prices.completion,
+            cost_pusd=self.prices.cost(prompt, completion),
         )
+        generation = row.generation
+        if generation is not None:
+            speed = round(generation[0] / (generation[1] / 1000), 3)
+            row = dataclasses.replace(row, tokens_per_s=speed)
+        return row
+
+    async def finish(
+        self, status: str = "ok", http_status: int = 200, error: ApiError | None = None
+    ) -> None:
+        """Write the ledger row and the log line, once, even if the caller is being cancelled."""
+        if self.finished:
+            return
+        self.finished = True
+        row = self._record(status, http_status, error)
+        if self.admission is not None:
+            self.admission.settle(row.prompt_tokens + row.completion_tokens)
         with anyio.CancelScope(shield=True):
             try:
-                await self.ledger.record(row)
+                await self.meter.ledger.record(row)
             except Exception:
                 log.exception("could not write the ledger row of request %s", self.id)
+        self.meter.metrics.observe(row)
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
-            "completion_tokens=%d latency_ms=%.1f ttft_ms=%s status=%s http=%d%s",
+            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s",
             self.id,
             self.key.name,
             self.endpoint,
             self.model,
             self.route_model,
-            self.prompt_tokens,
-            self.completion_tokens,
-            latency_ms,
-            "-" if ttft_ms is None else f"{ttft_ms:.1f}",
+            row.prompt_tokens,
+            row.completion_tokens,
+            usd(row.cost_pusd),
+            row.latency_ms,
+            "-" if row.ttft_ms is None else f"{row.ttft_ms:.1f}",
             status,
             http_status,
             f" error={error.code}: {error.message}" if error else "",
         )
 
     async def fail(self, error: ApiError) -> None:
-        await self.finish("error", error.status, error)
+        status = "rate_limited" if error.status == 429 else "error"
+        await self.finish(status, error.status, error)

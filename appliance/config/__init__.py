@@ -5,6 +5,7 @@ from appliance.config.loader import LoadedConfig, load_config, parse_config_text
 from appliance.config.schema import (
     SAMPLING_PARAMETERS,
     BackendConfig,
+    Budget,
     Config,
     KeyConfig,
     LlamaCppBackend,
@@ -18,6 +19,7 @@ from appliance.config.schema import (
 __all__ = [
     "SAMPLING_PARAMETERS",
     "BackendConfig",
+    "Budget",
     "Config",
     "ConfigError",
     "ConfigProblem",

@@ -202,6 +202,7 @@ def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[Confi
     """Every cross-reference, uniqueness and file problem of a decoded config."""
     problems = list(_check_names(config, where))
     problems += _check_keys(config, where)
+    problems += _check_allow_lists(config, where)
     for index, model in enumerate(config.models):
         path = child_path("$.models", index)
         if model.backend not in config.backends:
@@ -256,6 +257,18 @@ def _check_keys(config: Config, where: SourceMap) -> Iterator[ConfigProblem]:
             yield where.problem(base + ".secret", message, "give every key its own secret")
         if key.tier is not None and key.tier not in config.tiers:
             yield _undeclared(where, base + ".tier", "tier", key.tier, config.tiers)
+
+
+def _check_allow_lists(config: Config, where: SourceMap) -> Iterator[ConfigProblem]:
+    """Allow-lists of tiers and keys name declared models (by id or alias)."""
+    names = {name for model in config.models for name in (model.id, *model.aliases)}
+    lists = [(child_path("$.tiers", name), tier.models) for name, tier in config.tiers.items()]
+    lists += [(child_path("$.keys", i), key.models) for i, key in enumerate(config.keys)]
+    for base, allowed in lists:
+        for index, name in enumerate(allowed or ()):
+            if name not in names:
+                path = child_path(base + ".models", index)
+                yield _undeclared(where, path, "model", name, names)
 
 
 def _undeclared(

@@ -7,6 +7,7 @@ Cross-file checks (a backend or tier that does not exist, duplicate ids) live in
 
 from __future__ import annotations
 
+import datetime
 import decimal
 from typing import Annotated, Literal, get_args
 
@@ -70,11 +71,15 @@ def _decimal_ok(text: str) -> bool:
     return value.is_finite() and value >= 0
 
 
+# USD as a decimal string; six decimals at most, so costs are exact integers of 1e-12 USD.
+Usd = Annotated[str, Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$")]
+
+
 class Pricing(Base, frozen=True):
     """USD per one million tokens, as decimal strings so no float rounding creeps in."""
 
-    prompt: Annotated[str, Meta(pattern=r"^[0-9]+(\.[0-9]+)?$")] = "0"
-    completion: Annotated[str, Meta(pattern=r"^[0-9]+(\.[0-9]+)?$")] = "0"
+    prompt: Usd = "0"
+    completion: Usd = "0"
 
 
 class ModelConfig(Base, frozen=True):
@@ -103,14 +108,29 @@ class ModelConfig(Base, frozen=True):
 
 
 class TierConfig(Base, frozen=True):
-    rpm: PositiveInt | None = None
-    tpm: PositiveInt | None = None
+    """Limits shared by every key of the tier; a missing limit is no limit."""
+
+    rpm: PositiveInt | None = None  # requests per minute (any 60 s window)
+    tpm: PositiveInt | None = None  # tokens per minute, prompt + completion
+    concurrency: PositiveInt | None = None  # requests in flight at once
+    max_tokens: PositiveInt | None = None  # cap on a request's completion tokens
+    models: list[Name] | None = None  # allow-list of model ids or aliases
+
+
+class Budget(Base, frozen=True):
+    """A spending cap in USD per calendar day or month (UTC)."""
+
+    usd: Usd
+    period: Literal["day", "month"] = "month"
 
 
 class KeyConfig(Base, frozen=True):
     name: Name
     secret: Annotated[str, Meta(min_length=8)]
     tier: str | None = None
+    models: list[Name] | None = None  # narrows the tier's allow-list
+    budget: Budget | None = None
+    expires_at: datetime.datetime | None = None  # ISO 8601; no offset means UTC
 
 
 class Config(Base, frozen=True):

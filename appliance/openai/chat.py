@@ -117,7 +117,9 @@ def plan_chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestCont
     ctx.prompt_tokens = len(prompt.tokens)
     requested = body.max_completion_tokens or body.max_tokens
     param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
-    max_tokens = resolve_max_tokens(requested, len(prompt.tokens), served, param)
+    max_tokens = resolve_max_tokens(
+        requested, len(prompt.tokens), served, param, ctx.policy.max_tokens
+    )
     choices = [
         sampling_params(
             body,

@@ -68,7 +68,7 @@ def plan_completion(
     for prompt in prompts_of(body, served):
         ctx.prompt_tokens += len(prompt.tokens)
         max_tokens = resolve_max_tokens(
-            body.max_tokens or 16, len(prompt.tokens), served, "max_tokens"
+            body.max_tokens or 16, len(prompt.tokens), served, "max_tokens", ctx.policy.max_tokens
         )
         for choice in range(body.n or 1):
             params = sampling_params(

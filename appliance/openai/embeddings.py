@@ -55,6 +55,7 @@ async def create_embeddings(
         raise InvalidRequest("`dimensions` is not supported", param="dimensions")
     prompts = _inputs(body, served)
     ctx.prompt_tokens = sum(len(p.tokens) for p in prompts)
+    await ctx.admit(0)
     try:
         result = await served.engine.embed(prompts)
     except EngineError as exc:

@@ -41,12 +41,12 @@ async def _infer(
     """Authenticate, decode, resolve the model, serve; one ledger row whatever happens."""
     runtime = Runtime.of(request)
     key = runtime.auth.bearer(request.headers.get("authorization"))
-    ctx = RequestContext(runtime.ledger, key, endpoint)
+    ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
     try:
         body = decode_body(await request.body(), kind)
         ctx.route_model = getattr(body, "model", None)
         served = runtime.models.resolve(ctx.route_model or "")
-        ctx.model, ctx.backend = served.id, served.backend_name
+        ctx.use_model(served)
         answer = await serve(body, served, ctx)
     except ApiError as exc:
         await ctx.fail(exc)
@@ -60,11 +60,13 @@ async def _infer(
 
 async def _chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
     plan = plan_chat(body, served, ctx)
+    await ctx.admit(sum(choice.max_tokens for choice in plan.choices))
     return await (open_chat_stream(plan, ctx) if body.stream else complete_chat(plan, ctx))
 
 
 async def _completion(body: CompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
     plan = plan_completion(body, served, ctx)
+    await ctx.admit(sum(params.max_tokens for _, params in plan.runs))
     return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
 
 

@@ -64,10 +64,24 @@ def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
 
 
 def resolve_max_tokens(
-    requested: int | None, prompt_tokens: int, served: ServedModel, param: str
+    requested: int | None,
+    prompt_tokens: int,
+    served: ServedModel,
+    param: str,
+    cap: int | None = None,
 ) -> int:
-    """The completion budget; 400 context_length_exceeded when prompt + budget won't fit."""
+    """The completion budget; 400 context_length_exceeded when prompt + budget won't fit.
+
+    `cap` is the key's tier limit on max_tokens: the default stays under it, and an
+    explicit value above it is refused.
+    """
     limit = served.config.context_length
+    if cap is not None and requested is not None and requested > cap:
+        raise InvalidRequest(
+            f"`{param}` is {requested}, but this API key's tier allows at most {cap}.",
+            param=param,
+            code="max_tokens_exceeded",
+        )
     if requested is None:
         room = limit - prompt_tokens
         if room < 1:
@@ -77,7 +91,7 @@ def resolve_max_tokens(
                 param=param,
             )
         default = served.config.default_max_tokens
-        return min(room, default) if default else room
+        return min(x for x in (room, default, cap) if x is not None)
     if prompt_tokens + requested > limit:
         raise ContextLengthExceeded(
             f"This model's maximum context length is {limit} tokens. However, you requested "

@@ -6,9 +6,11 @@ recorded in ``schema_migrations``. Never edit one that has shipped; add the next
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import pathlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -59,20 +61,123 @@ MIGRATIONS: Sequence[Migration] = (
         CREATE INDEX requests_model_started ON requests (model, started_at);
         """,
     ),
+    Migration(
+        "0002_accounting",
+        """
+        ALTER TABLE api_keys ADD COLUMN models TEXT;
+        ALTER TABLE api_keys ADD COLUMN budget_usd TEXT;
+        ALTER TABLE api_keys ADD COLUMN budget_period TEXT;
+        ALTER TABLE api_keys ADD COLUMN expires_at REAL;
+        ALTER TABLE requests ADD COLUMN prompt_price TEXT NOT NULL DEFAULT '0';
+        ALTER TABLE requests ADD COLUMN completion_price TEXT NOT NULL DEFAULT '0';
+        ALTER TABLE requests ADD COLUMN cost_pusd INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE requests ADD COLUMN tokens_per_s REAL;
+        CREATE TABLE usage_hourly (
+            hour              INTEGER NOT NULL,
+            key_id            TEXT NOT NULL,
+            key_name          TEXT NOT NULL,
+            model             TEXT NOT NULL,
+            prompt_price      TEXT NOT NULL,
+            completion_price  TEXT NOT NULL,
+            requests          INTEGER NOT NULL DEFAULT 0,
+            ok                INTEGER NOT NULL DEFAULT 0,
+            errors            INTEGER NOT NULL DEFAULT 0,
+            cancelled         INTEGER NOT NULL DEFAULT 0,
+            rate_limited      INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_pusd         INTEGER NOT NULL DEFAULT 0,
+            gen_tokens        INTEGER NOT NULL DEFAULT 0,
+            gen_ms            REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (hour, key_id, model, prompt_price, completion_price)
+        );
+        CREATE INDEX usage_hourly_key ON usage_hourly (key_id, hour);
+        CREATE TABLE latency_hourly (
+            hour    INTEGER NOT NULL,
+            model   TEXT NOT NULL,
+            kind    TEXT NOT NULL CHECK (kind IN ('latency', 'ttft')),
+            bucket  INTEGER NOT NULL,
+            count   INTEGER NOT NULL,
+            PRIMARY KEY (hour, model, kind, bucket)
+        );
+        CREATE INDEX requests_status_started ON requests (status, started_at);
+        INSERT INTO usage_hourly (hour, key_id, key_name, model, prompt_price, completion_price,
+            requests, ok, errors, cancelled, rate_limited, prompt_tokens, completion_tokens)
+        SELECT CAST(started_at / 3600 AS INTEGER), COALESCE(key_id, ''), COALESCE(key_name, ''),
+            COALESCE(model, ''), '0', '0', COUNT(*), SUM(status = 'ok'), SUM(status = 'error'),
+            SUM(status = 'cancelled'), SUM(status = 'rate_limited'), SUM(prompt_tokens),
+            SUM(completion_tokens)
+        FROM requests GROUP BY 1, 2, 3, 4
+        """,
+    ),
 )
 
 
-async def open_database(path: pathlib.Path) -> aiosqlite.Connection:
-    """Open (creating if needed) the database file and bring its schema up to date."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+class Database:
+    """The state file: a writer connection whose transactions take turns, and a reader.
+
+    One aiosqlite connection runs its statements on one thread, so a long analytics
+    query on it would hold up the ledger; reads that may be long go to ``reader``, which
+    WAL lets run beside the writer.
+    """
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.conn = writer
+        self.reader = reader
+        # Held by whoever has a transaction open on the writer.
+        self.lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer, rolled back if the body raises."""
+        async with self.lock, self.locked_transaction() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def locked_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A transaction for a caller that already holds ``lock``."""
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
+
+    async def data_version(self) -> int:
+        """Changes when another connection (another process) commits to the file."""
+        async with self.conn.execute("PRAGMA data_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        await self.reader.close()
+        await self.conn.close()
+
+
+async def _connect(path: pathlib.Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = aiosqlite.Row
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=NORMAL")
-    await db.execute("PRAGMA foreign_keys=ON")
     await db.execute("PRAGMA busy_timeout=5000")
-    await migrate(db)
     return db
+
+
+async def open_database(path: pathlib.Path) -> Database:
+    """Open (creating if needed) the database file and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = await _connect(path)
+    try:
+        await writer.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed ledger row survives a power cut, not only a killed process;
+        # the ledger's group commits keep the fsyncs few.
+        await writer.execute("PRAGMA synchronous=FULL")
+        await writer.execute("PRAGMA foreign_keys=ON")
+        await migrate(writer)
+        reader = await _connect(path)
+    except BaseException:
+        await writer.close()
+        raise
+    return Database(writer, reader)
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:

@@ -1,0 +1,1 @@
+"""Money, limits and budgets: what a request may do and what it costs."""

@@ -1,0 +1,53 @@
+"""Exact money: prices are decimal strings, costs are integers of 1e-12 USD (picodollars).
+
+A price has at most six decimals per million tokens (the config enforces it), so the
+cost of any token count is an exact integer of picodollars, sums of costs are exact in
+SQLite's 64-bit integers, and no float ever touches an amount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from appliance.config import Pricing
+
+PICO = 10**12
+
+
+def price_micros(price: str) -> int:
+    """A price in USD per 1M tokens, as an integer of 1e-6 USD (= picodollars per token)."""
+    value = Decimal(price) * 1_000_000
+    if value != value.to_integral_value():
+        raise ValueError(f"price {price} has more than six decimals")
+    return int(value)
+
+
+def usd(picodollars: int) -> str:
+    """An amount as a plain decimal string in USD: 1234500000 -> "0.0012345"."""
+    value = (Decimal(picodollars) / PICO).normalize()
+    text = f"{value:f}"
+    return text if "." in text else f"{text}.00"
+
+
+def picodollars(amount: str) -> int:
+    """A USD decimal string (as in a budget) as picodollars."""
+    return int(Decimal(amount) * PICO)
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    """The prices in force for one request, kept on its ledger row."""
+
+    prompt: str
+    completion: str
+
+    @classmethod
+    def of(cls, pricing: Pricing) -> UnitPrices:
+        return cls(pricing.prompt, pricing.completion)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """The exact cost in picodollars."""
+        return prompt_tokens * price_micros(self.prompt) + completion_tokens * price_micros(
+            self.completion
+        )
