@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Response, Router, get
 from litestar.openapi import OpenAPIConfig
 
 from appliance.accounting.limits import Limiter
@@ -16,7 +17,9 @@ from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
-from appliance.metrics import Metrics
+from appliance.management.envelope import ManagementError, handle_management_error
+from appliance.management.keys_routes import ApiKeysController
+from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.routes import OpenAIController
 from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime
@@ -37,6 +40,11 @@ async def _follow_key_changes(keys: KeyStore) -> None:
                 log.info("reloaded API keys changed by another process")
         except Exception:
             log.exception("could not reload API keys")
+
+
+@get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE, tags=["metrics"])
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return Response(Runtime.of(request).meter.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -76,11 +84,12 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
 
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController]),
+            Router(path="/v1", route_handlers=[OpenAIController, ApiKeysController]),
             Router(path="/", route_handlers=[OpenAIController]),
+            metrics,
         ],
         lifespan=[lifespan],
-        exception_handlers={Exception: handle_api_error},
+        exception_handlers={ManagementError: handle_management_error, Exception: handle_api_error},
         request_max_body_size=config.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Radiance", version="0.1.0", path="/schema"),
         logging_config=None,

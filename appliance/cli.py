@@ -1,4 +1,4 @@
-"""The `radiance` command: check a config, serve it, or write a demo model."""
+"""The `radiance` command: check a config, serve it, manage keys, or write a demo model."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from appliance import cli_keys
 from appliance.config import ConfigError, LoadedConfig, load_config
 
 
@@ -69,6 +70,13 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    return cli_keys.run(loaded, args)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="radiance", description="Radiance: a self-hosted LLM inference appliance."
@@ -93,6 +101,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--bench", action="store_true", help="the ~300 MB benchmark variant")
     demo.add_argument("--force", action="store_true", help="overwrite an existing file")
     demo.set_defaults(run=cmd_demo_model)
+
+    cli_keys.add_parser(commands)
+    commands.choices["keys"].set_defaults(run=cmd_keys)
     return root
 
 

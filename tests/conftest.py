@@ -12,9 +12,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -39,8 +39,22 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return folder
 
 
-def config_text(models_dir: pathlib.Path, *, max_queue: int = 64, body: int = 65536) -> str:
-    return textwrap.dedent(
+DEFAULT_TIERS = """
+tiers:
+  free: {rpm: 1000, tpm: 1000000}
+"""
+
+
+def config_text(
+    models_dir: pathlib.Path,
+    *,
+    max_queue: int = 64,
+    body: int = 65536,
+    tiers: str = DEFAULT_TIERS,
+    keys: Sequence[str] = (),
+) -> str:
+    """The test config; `tiers` replaces the tiers block, `keys` (YAML flow maps) are added."""
+    text = textwrap.dedent(
         f"""
         server:
           host: 127.0.0.1
@@ -75,8 +89,6 @@ def config_text(models_dir: pathlib.Path, *, max_queue: int = 64, body: int = 65
             context_length: 256
             parameters: [temperature, max_tokens]
             embeddings: false
-        tiers:
-          free: {{rpm: 1000, tpm: 1000000}}
         keys:
           - name: alice
             tier: free
@@ -85,6 +97,8 @@ def config_text(models_dir: pathlib.Path, *, max_queue: int = 64, body: int = 65
             secret: {BOB}
         """
     )
+    extra = "".join(f"  - {key}\n" for key in keys)
+    return text + extra + textwrap.dedent(tiers)
 
 
 @dataclass
@@ -170,7 +184,7 @@ def launch(
     """Start a server of a test's own, with config_text options; stopped after the test."""
     started: list[RunningServer] = []
 
-    def run(**options: int) -> RunningServer:
+    def run(**options: Any) -> RunningServer:
         running = start_server(
             tmp_path / f"server{len(started)}", config_text(models_dir, **options)
         )

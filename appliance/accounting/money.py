@@ -30,6 +30,16 @@ def usd(picodollars: int) -> str:
     return text if "." in text else f"{text}.00"
 
 
+def is_budget(amount: str) -> bool:
+    """A positive USD decimal with at most six decimals."""
+    try:
+        value = Decimal(amount)
+    except ArithmeticError:
+        return False
+    exponent = value.as_tuple().exponent
+    return value.is_finite() and value > 0 and isinstance(exponent, int) and exponent >= -6
+
+
 def picodollars(amount: str) -> int:
     """A USD decimal string (as in a budget) as picodollars."""
     return int(Decimal(amount) * PICO)

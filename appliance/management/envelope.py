@@ -35,6 +35,10 @@ def invalid(message: str, **details: Any) -> ManagementError:
     return ManagementError(400, "VALIDATION_ERROR", message, details)
 
 
+def handle_management_error(request: AnyRequest, exc: ManagementError) -> Response[bytes]:
+    return error_response(exc)
+
+
 def error_response(exc: ManagementError) -> Response[bytes]:
     body = {"error": exc.message, "code": exc.code, "details": exc.details}
     return Response(

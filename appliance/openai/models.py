@@ -22,5 +22,26 @@ def model_object(served: ServedModel) -> dict[str, Any]:
     }
 
 
-def list_models(registry: ModelRegistry) -> dict[str, Any]:
-    return {"object": "list", "data": [model_object(served) for served in registry]}
+def admin_fields(served: ServedModel) -> dict[str, Any]:
+    """What an admin also sees: the engine's state and load."""
+    stats = served.engine.stats()
+    return {
+        "status": served.engine.status.value,
+        "backend": served.backend_name,
+        "load_seconds": stats.load_seconds,
+        "requests_running": stats.running,
+        "requests_waiting": stats.waiting,
+        "error": stats.error,
+    }
+
+
+def list_models(
+    registry: ModelRegistry, allowed: frozenset[str] | None = None, admin: bool = False
+) -> dict[str, Any]:
+    """The models a key may use (all of them for `allowed=None`)."""
+    data = []
+    for served in registry:
+        if allowed is None or served.id in allowed:
+            item = model_object(served)
+            data.append({**item, **admin_fields(served)} if admin else item)
+    return {"object": "list", "data": data}

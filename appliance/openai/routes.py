@@ -10,12 +10,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from appliance.errors import ApiError, error_response
+from appliance.errors import ApiError, ModelNotFound, error_response
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_body
 from appliance.openai.embeddings import create_embeddings
-from appliance.openai.models import list_models, model_object
+from appliance.openai.models import admin_fields, list_models, model_object
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
@@ -73,17 +73,33 @@ async def _completion(body: CompletionRequest, served: ServedModel, ctx: Request
 class OpenAIController(Controller):
     """Mounted under /v1 and at the root, as clients use both."""
 
-    @get("/models", summary="List the served models with pricing and context length")
+    @get("/models", summary="List the models this key may use, with pricing and context length")
     async def models(self, request: AnyRequest) -> Response[bytes]:
-        return _json(list_models(Runtime.of(request).models))
+        runtime = Runtime.of(request)
+        key = runtime.auth.bearer(request.headers.get("authorization"))
+        policy = runtime.policy(key)
+        return _json(list_models(runtime.models, policy.models, admin=key.is_admin))
 
-    @get("/models/{model_id:path}", summary="One model by id or alias")
+    @get(
+        "/models/{model_id:path}",
+        summary="One model by id or alias; an admin also sees status, load time and load",
+    )
     async def model(self, request: AnyRequest, model_id: FromPath[str]) -> Response[bytes]:
+        runtime = Runtime.of(request)
+        key = runtime.auth.bearer(request.headers.get("authorization"))
+        name = model_id.lstrip("/")
         try:
-            served = Runtime.of(request).models.resolve(model_id.lstrip("/"))
+            served = runtime.models.resolve(name)
+            allowed = runtime.policy(key).models
+            if allowed is not None and served.id not in allowed:
+                raise ModelNotFound(
+                    f"The model `{name}` does not exist or this key may not use it.",
+                    param="model",
+                )
         except ApiError as exc:
             return error_response(exc)
-        return _json(model_object(served))
+        item = model_object(served)
+        return _json({**item, **admin_fields(served)} if key.is_admin else item)
 
     @post("/chat/completions", status_code=200, summary="Chat completion, optionally streamed")
     async def chat(self, request: AnyRequest) -> Response[Any]:

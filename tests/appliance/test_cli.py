@@ -70,3 +70,50 @@ def test_up_with_a_model_that_cannot_load_fails_clearly(tmp_path: pathlib.Path) 
     assert result.returncode != 0
     assert "broken" in result.stderr and "cannot load" in result.stderr
     assert "ready on" not in result.stdout
+
+
+def test_keys_cli_works_beside_a_running_server(launch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import httpx
+    from conftest import ADMIN, ALICE
+
+    server = launch()
+    config = str(server.folder / "radiance.yaml")
+    env = {"RADIANCE_ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE}
+    made = radiance(
+        "keys", "create", "--config", config, "--name", "henry", "--tier", "free",
+        "--models", "tiny,spark", "--budget", "12.50", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    secret = next(
+        line.split()[-1] for line in made.stdout.splitlines() if line.startswith("secret")
+    )
+
+    def status() -> int:
+        return httpx.post(
+            f"{server.base_url}/chat/completions",
+            headers={"Authorization": f"Bearer {secret}"},
+            json={"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2},
+        ).status_code
+
+    deadline = time.monotonic() + 15
+    while status() != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status() == 200
+    listed = radiance("keys", "list", "--config", config, env=env)
+    assert "henry" in listed.stdout and "alice" in listed.stdout and secret not in listed.stdout
+    as_json = radiance("keys", "list", "--config", config, "--json", env=env)
+    henry = next(k for k in __import__("json").loads(as_json.stdout) if k["name"] == "henry")
+    assert henry["budget"] == {"usd": "12.50", "period": "month"}
+    assert henry["models"] == ["tiny", "spark"]
+    declared = radiance("keys", "revoke", "alice", "--config", config, env=env)
+    assert declared.returncode == 1 and "declared in the config" in declared.stderr
+    gone = radiance("keys", "revoke", "henry", "--config", config, env=env)
+    assert gone.returncode == 0
+    deadline = time.monotonic() + 15
+    while status() != 401 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status() == 401
+    bad = radiance("keys", "create", "--config", config, "--name", "x", "--tier", "gold", env=env)
+    assert bad.returncode == 1 and "tier `gold` is not declared" in bad.stderr

@@ -49,7 +49,8 @@ def test_routes_also_work_without_the_v1_prefix(server: RunningServer) -> None:
     )
     assert reply.status_code == 200
     assert reply.json()["object"] == "chat.completion"
-    assert httpx.get(f"{server.root_url}/models").json()["object"] == "list"
+    listed = httpx.get(f"{server.root_url}/models", headers={"Authorization": f"Bearer {BOB}"})
+    assert listed.json()["object"] == "list"
 
 
 def test_legacy_completion_with_list_prompt_echo_and_logprobs(client: openai.OpenAI) -> None:
