@@ -55,11 +55,11 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = await open_database(loaded.database_path)
         models = registry or ModelRegistry.from_config(loaded)
-        ledger = Ledger(db)
+        ledger = Ledger(loaded.database_path)
         try:
             keys = KeyStore(db)
             await keys.sync_declared(config.keys)
-            spending = Spending(db)
+            spending = Spending(ledger)
             ledger.listeners.append(spending.committed)
             ledger.start()
             await models.start_all()

@@ -2,15 +2,16 @@
 
 A key's total for a period is read once from the hourly rollups (periods start on a
 UTC hour, so the rollups hold it exactly), then every committed ledger row adds to it.
-Both happen under the database's write lock, so no row is counted twice or missed.
+The read runs on the ledger's writer, in order with its commits, and the answers come
+back in that order too, so no row is counted twice or missed.
 """
 
 from __future__ import annotations
 
 import datetime
+import sqlite3
 
-from appliance.state.database import Database
-from appliance.state.ledger import RequestRecord
+from appliance.state.ledger import Ledger, RequestRecord
 
 
 def period_start(period: str, now: float) -> int:
@@ -33,8 +34,8 @@ def period_end(period: str, now: float) -> float:
 
 
 class Spending:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
         self._totals: dict[str, dict[int, int]] = {}  # key id -> period start hour -> pusd
 
     async def spent(self, key_id: str, start_hour: int) -> int:
@@ -42,20 +43,24 @@ class Spending:
         periods = self._totals.get(key_id, {})
         if start_hour in periods:
             return periods[start_hour]
-        async with self._db.lock:
-            periods = self._totals.setdefault(key_id, {})
-            if start_hour not in periods:
-                async with self._db.conn.execute(
-                    "SELECT COALESCE(SUM(cost_pusd), 0) FROM usage_hourly "
-                    "WHERE key_id = ? AND hour >= ?",
-                    (key_id, start_hour),
-                ) as cursor:
-                    row = await cursor.fetchone()
-                # Older periods of this key are over; forget them.
-                for old in [s for s in periods if s < start_hour]:
-                    del periods[old]
-                periods[start_hour] = int(row[0]) if row else 0
-            return periods[start_hour]
+
+        def total(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(cost_pusd), 0) FROM usage_hourly "
+                "WHERE key_id = ? AND hour >= ?",
+                (key_id, start_hour),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        value = await self._ledger.read(total)
+        periods = self._totals.setdefault(key_id, {})
+        # Rows committed after the read were added by `committed` only if the total was
+        # already there; a concurrent load that landed first wins.
+        if start_hour not in periods:
+            for old in [s for s in periods if s < start_hour]:
+                del periods[old]  # older periods of this key are over
+            periods[start_hour] = value
+        return periods[start_hour]
 
     def committed(self, rows: list[RequestRecord]) -> None:
         """Ledger listener: add the cost of newly committed rows to the open totals."""

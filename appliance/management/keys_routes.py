@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, delete, get, post, put
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.accounting.money import is_budget
 from appliance.management.envelope import (
@@ -124,9 +124,9 @@ class ApiKeysController(Controller):
     async def list_keys(
         self,
         request: AnyRequest,
-        limit: Annotated[int | None, Parameter(ge=1, le=1000)] = None,
-        offset: Annotated[int | None, Parameter(ge=0)] = None,
-        status: Literal["active", "revoked", "expired"] | None = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
+        offset: Annotated[int | None, QueryParameter(ge=0)] = None,
+        status: FromQuery[Literal["active", "revoked", "expired"] | None] = None,
     ) -> Response[bytes]:
         require_admin(request)
         runtime = Runtime.of(request)

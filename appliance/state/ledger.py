@@ -1,7 +1,7 @@
 """The ledger: one row per inference request, however it ended, with its exact cost.
 
-Rows go through one writer task that commits them in groups: every row waiting when a
-commit starts joins it, so a busy server pays one fsync for many requests, and
+Rows go through one writer thread that commits them in groups: every row waiting when
+a commit starts joins it, so a busy server pays one fsync for many requests, and
 ``record`` returns only once its row is durable. The same transaction folds each row
 into the hourly rollups (``usage_hourly``, ``latency_hourly``) that analytics read, so
 rollups and rows never disagree.
@@ -10,14 +10,16 @@ rollups and rows never disagree.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
+import pathlib
+import queue
+import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
-
-from appliance.state.database import Database
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -129,85 +131,166 @@ def latency_counts(rows: list[RequestRecord]) -> Counter[tuple[int, str, str, in
     return counts
 
 
-class Ledger:
-    """Writes rows in group commits; ``start`` before use, ``close`` to flush."""
+T = TypeVar("T")
+Listener = Callable[[list[RequestRecord]], None]
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._pending: asyncio.Queue[tuple[RequestRecord, asyncio.Future[None]]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+
+@dataclass
+class _Read:
+    """A query run on the writer's thread, in order with the commits."""
+
+    query: Callable[[sqlite3.Connection], object]
+    done: asyncio.Future[object]
+
+
+Job = tuple[RequestRecord, "asyncio.Future[None]"] | _Read | None  # None: stop
+
+
+class Ledger:
+    """Writes rows in group commits on a thread of its own; ``start``, then ``close``.
+
+    The thread owns a plain sqlite3 connection: a whole group costs one hop between
+    threads and one fsync, and the event loop never waits on the disk. Results and
+    listener calls go back to the loop in commit order.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self._path = path
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0
-        # Called with each group of rows once it is committed.
-        self.listeners: list[Callable[[list[RequestRecord]], None]] = []
+        # Called on the event loop with each group of rows once it is committed.
+        self.listeners: list[Listener] = []
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_forever(), name="ledger-writer")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
         """Write what is queued, then stop the writer."""
-        if self._writer is None:
+        if self._thread is None:
             return
-        await self._pending.join()
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
-        self._writer = None
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
 
     async def record(self, row: RequestRecord) -> None:
         """Store the row; it is committed to disk when this returns."""
-        if self._writer is None:
-            await self._commit([row])
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._pending.put((row, done))
+        if self._loop is None:
+            raise RuntimeError("the ledger is not started")
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._jobs.put((row, done))
         await done
 
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._pending.get()]
-            while not self._pending.empty():
-                batch.append(self._pending.get_nowait())
-            try:
-                await self._commit([row for row, _ in batch])
-            except Exception:
-                # One bad row must not cost the others theirs: write them one by one.
-                for row, done in batch:
-                    await self._commit_alone(row, done)
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `query` on the writer's connection, after every row recorded before it."""
+        if self._loop is None:
+            raise RuntimeError("the ledger is not started")
+        done: asyncio.Future[object] = self._loop.create_future()
+        self._jobs.put(_Read(query, done))
+        return await done  # type: ignore[return-value]
+
+    def _reply(
+        self, done: asyncio.Future[Any], result: object, error: BaseException | None
+    ) -> None:
+        def settle() -> None:
+            if done.done():
+                return  # the caller was cancelled; the row is stored all the same
+            if error is None:
+                done.set_result(result)
             else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-            for _ in batch:
-                self._pending.task_done()
+                done.set_exception(error)
 
-    async def _commit_alone(self, row: RequestRecord, done: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(settle)
+
+    def _notify(self, rows: list[RequestRecord]) -> None:
+        assert self._loop is not None
+        for listener in self.listeners:
+            self._loop.call_soon_threadsafe(listener, rows)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        # FULL: a committed row survives a power cut, not only a killed process.
+        conn.execute("PRAGMA synchronous=FULL")
         try:
-            await self._commit([row])
-        except Exception as exc:
-            log.exception("could not write the ledger row of request %s", row.id)
-            if not done.done():
-                done.set_exception(exc)
-        else:
-            if not done.done():
-                done.set_result(None)
+            while True:
+                jobs = [self._jobs.get()]
+                while not self._jobs.empty():
+                    jobs.append(self._jobs.get())
+                if not self._handle(conn, jobs):
+                    return
+        finally:
+            conn.close()
 
-    async def _commit(self, rows: list[RequestRecord]) -> None:
-        async with self._db.lock:
-            async with self._db.locked_transaction() as conn:
-                await conn.executemany(_INSERT, [astuple(row) for row in rows])
-                await conn.executemany(_USAGE_UPSERT, [usage_values(row) for row in rows])
-                counts = latency_counts(rows)
-                await conn.executemany(
-                    _LATENCY_UPSERT, [(*key, count) for key, count in counts.items()]
-                )
-            self.commits += 1
-            # Still under the lock, so a reader that also takes it sees rows and
-            # listeners agree: nothing is counted twice or missed.
-            for listener in self.listeners:
-                listener(rows)
+    def _handle(
+        self,
+        conn: sqlite3.Connection,
+        jobs: list[tuple[RequestRecord, asyncio.Future[None]] | _Read | None],
+    ) -> bool:
+        """Commit runs of rows as groups and answer reads in order; False at the end."""
+        group: list[tuple[RequestRecord, asyncio.Future[None]]] = []
+        for job in jobs:
+            if isinstance(job, tuple):
+                group.append(job)
+                continue
+            self._commit_group(conn, group)
+            group = []
+            if job is None:
+                return False
+            try:
+                self._reply(job.done, job.query(conn), None)
+            except Exception as exc:
+                self._reply(job.done, None, exc)
+        self._commit_group(conn, group)
+        return True
+
+    def _commit_group(
+        self, conn: sqlite3.Connection, group: list[tuple[RequestRecord, asyncio.Future[None]]]
+    ) -> None:
+        if not group:
+            return
+        try:
+            self._commit(conn, [row for row, _ in group])
+        except Exception:
+            if len(group) > 1:
+                # One bad row must not cost the others theirs: write them one by one.
+                for job in group:
+                    self._commit_group(conn, [job])
+                return
+            row, done = group[0]
+            log.exception("could not write the ledger row of request %s", row.id)
+            self._reply(done, None, LedgerError(f"could not write request {row.id}"))
+            return
+        self._notify([row for row, _ in group])
+        for _, done in group:
+            self._reply(done, None, None)
+
+    def _commit(self, conn: sqlite3.Connection, rows: list[RequestRecord]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, [astuple(row) for row in rows])
+            conn.executemany(_USAGE_UPSERT, [usage_values(row) for row in rows])
+            counts = latency_counts(rows)
+            conn.executemany(_LATENCY_UPSERT, [(*key, count) for key, count in counts.items()])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.commits += 1
 
     async def recent(self, limit: int = 100, key_id: str | None = None) -> list[RequestRecord]:
         where, args = ("WHERE key_id = ?", (key_id, limit)) if key_id else ("", (limit,))
         query = f"SELECT {_COLUMNS} FROM requests {where} ORDER BY started_at DESC LIMIT ?"  # noqa: S608
-        async with self._db.reader.execute(query, args) as cursor:
-            return [RequestRecord(*row) async for row in cursor]
+
+        def run(conn: sqlite3.Connection) -> list[RequestRecord]:
+            return [RequestRecord(*row) for row in conn.execute(query, args)]
+
+        return await self.read(run)
+
+
+class LedgerError(Exception):
+    """A row could not be written."""

@@ -16,9 +16,12 @@ def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0)
 
 
-def test_models_list_without_a_key_shows_pricing_as_declared(server: RunningServer) -> None:
+def test_models_list_shows_pricing_as_declared(server: RunningServer) -> None:
     anonymous = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
-    models = {m.id: m for m in anonymous.models.list()}
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.models.list()
+    user = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+    models = {m.id: m for m in user.models.list()}
     assert set(models) == {"tiny", "endless", "plain"}
     tiny = models["tiny"].model_dump()
     assert tiny["object"] == "model" and tiny["owned_by"] == "radiance"
