@@ -19,6 +19,7 @@ from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
 from appliance.management.envelope import ManagementError, handle_management_error
 from appliance.management.keys_routes import ApiKeysController
+from appliance.management.live_routes import LiveController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.routes import OpenAIController
 from appliance.registry import ModelRegistry
@@ -45,6 +46,9 @@ async def _follow_key_changes(keys: KeyStore) -> None:
 @get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE, tags=["metrics"])
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(Runtime.of(request).meter.metrics.render(), media_type=CONTENT_TYPE)
+
+
+MANAGEMENT = [ApiKeysController, LiveController]
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -84,7 +88,9 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
 
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController, ApiKeysController]),
+            Router(
+                path="/v1", route_handlers=[OpenAIController, ApiKeysController, LiveController]
+            ),
             Router(path="/", route_handlers=[OpenAIController]),
             metrics,
         ],

@@ -89,6 +89,7 @@ class RequestContext:
         if count and self.first_token is None:
             self.first_token = time.perf_counter()
         self.completion_tokens += count
+        self.meter.live.generated(self.model, count)
 
     def _record(self, status: str, http_status: int, error: ApiError | None) -> RequestRecord:
         now = time.perf_counter()
@@ -140,6 +141,7 @@ class RequestContext:
             except Exception:
                 log.exception("could not write the ledger row of request %s", self.id)
         self.meter.metrics.observe(row)
+        self.meter.live.finished(row, generated_live=self.completion_tokens)
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
             "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s",

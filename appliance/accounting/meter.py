@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.accounting.limits import Admission, Limiter, Policy, QuotaExceeded
 from appliance.accounting.money import picodollars, usd
 from appliance.accounting.spending import Spending, period_end, period_start
 from appliance.config import Config
 from appliance.errors import Forbidden
+from appliance.live import LiveStats
 from appliance.metrics import Metrics
 from appliance.state.keys import ApiKey
 from appliance.state.ledger import Ledger
@@ -57,6 +58,7 @@ class Meter:
     limiter: Limiter
     spending: Spending
     metrics: Metrics
+    live: LiveStats = field(default_factory=LiveStats)
 
     async def admit(self, key: ApiKey, policy: Policy, tokens: int) -> Admission | None:
         """Check the budget and the rate limits; None for a key without limits."""

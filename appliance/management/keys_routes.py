@@ -10,7 +10,8 @@ import msgspec
 from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from appliance.accounting.money import is_budget
+from appliance.accounting.money import is_budget, usd
+from appliance.accounting.spending import period_start
 from appliance.management.envelope import (
     AnyRequest,
     ManagementError,
@@ -107,6 +108,18 @@ def _declared(name: str) -> ManagementError:
     )
 
 
+async def _this_month(runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """Requests and cost of every key in the current UTC month, from the hourly rollups."""
+    start = period_start("month", time.time())
+    async with runtime.db.reader.execute(
+        "SELECT key_id, SUM(requests), SUM(cost_pusd) FROM usage_hourly "
+        "WHERE hour >= ? GROUP BY key_id",
+        (start,),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return {row[0]: {"requests": row[1], "cost": usd(row[2])} for row in rows}
+
+
 async def _last_used(runtime: Runtime, key_id: str) -> float | None:
     async with runtime.db.reader.execute(
         "SELECT MAX(started_at) FROM requests WHERE key_id = ?", (key_id,)
@@ -134,7 +147,12 @@ class ApiKeysController(Controller):
         now = time.time()
         keys = [k for k in await runtime.keys.all() if status is None or k.status(now) == status]
         window = keys[offset : offset + limit]
-        items = [key_json(k, await _last_used(runtime, k.id)) for k in window]
+        month = await _this_month(runtime)
+        empty = {"requests": 0, "cost": usd(0)}
+        items = [
+            {**key_json(k, await _last_used(runtime, k.id)), "this_month": month.get(k.id, empty)}
+            for k in window
+        ]
         return paged(items, len(keys), limit, offset, f"{len(keys)} API keys")
 
     @post("/", status_code=201, summary="Create an API key; the secret is in data.key, once")

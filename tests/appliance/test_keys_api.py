@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+from decimal import Decimal
 
 import httpx
 import openai
@@ -58,6 +59,13 @@ def test_create_shows_the_secret_once_and_the_key_works(server: RunningServer) -
     assert listed["pagination"]["total"] == len(names)
     declared = {k["name"]: k["source"] for k in listed["data"]}
     assert declared["alice"] == "config"
+    carol = next(k for k in listed["data"] if k["name"] == "carol")
+    usage = reply.json()["usage"]
+    cost = (
+        usage["prompt_tokens"] * Decimal("0.10") + usage["completion_tokens"] * Decimal("0.40")
+    ) / 10**6
+    assert carol["this_month"]["requests"] == 2  # the 200 and the refused 403
+    assert Decimal(carol["this_month"]["cost"]) == cost
     one = api(server, "GET", f"/api-keys/{made['id']}").json()["data"]
     assert "key" not in one and one["last_used_at"] is not None
     # Stored only as a hash.

@@ -184,3 +184,31 @@ def test_metrics_are_prometheus_text_labelled_by_model(server: RunningServer) ->
     assert 'radiance:num_requests_running{model_name="endless"} 0.0' in text
     assert 'radiance:num_requests_waiting{model_name="tiny"} 0.0' in text
     assert "alice" not in text and ALICE not in text
+
+
+def test_live_snapshot_counts_tokens_and_tails_requests(server: RunningServer) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    before = httpx.get(f"{server.base_url}/analytics/live", headers=headers).json()["data"]
+    client = openai.OpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0)
+    reply = client.chat.completions.create(
+        model="spark", messages=[{"role": "user", "content": "live"}], max_tokens=5
+    )
+    after = httpx.get(
+        f"{server.base_url}/analytics/live",
+        headers=headers,
+        params={"since": before["sequence"]},
+    ).json()["data"]
+    tiny = {m["id"]: m for m in after["models"]}["tiny"]
+    old = {m["id"]: m for m in before["models"]}["tiny"]
+    assert tiny["status"] == "ready" and tiny["backend"] == "cpu"
+    generated = tiny["totals"]["generated_tokens"] - old["totals"]["generated_tokens"]
+    assert generated == reply.usage.completion_tokens  # type: ignore[union-attr]
+    assert tiny["last_minute"]["requests"] >= 1
+    assert tiny["last_minute"]["p50_latency_ms"] > 0
+    (row,) = after["recent"]
+    assert row["key"] == "alice" and row["model"] == "tiny" and row["status"] == "ok"
+    assert row["id"] == reply.id.removeprefix("chatcmpl-")
+    user = httpx.get(
+        f"{server.base_url}/analytics/live", headers={"Authorization": f"Bearer {ALICE}"}
+    )
+    assert user.status_code == 403
