@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import msgspec
 from litestar import Litestar, Request, Response, Router, get
 from litestar.openapi import OpenAPIConfig
 
@@ -18,10 +19,12 @@ from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
 from appliance.management.envelope import ManagementError, handle_management_error
-from appliance.management.keys_routes import ApiKeysController
+from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
 from appliance.metrics import CONTENT_TYPE, Metrics
+from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.routes import OpenAIController
+from appliance.openapi_docs import add_body_schemas
 from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime
 from appliance.state.database import open_database
@@ -49,6 +52,14 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 MANAGEMENT = [ApiKeysController, LiveController]
+# Bodies the handlers decode themselves, documented in the OpenAPI components.
+BODIES: list[type[msgspec.Struct]] = [
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    CreateKeyBody,
+    UpdateKeyBody,
+]
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -97,6 +108,11 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
         lifespan=[lifespan],
         exception_handlers={ManagementError: handle_management_error, Exception: handle_api_error},
         request_max_body_size=config.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Radiance", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Radiance",
+            version="0.1.0",
+            path="/schema",
+        ),
+        on_startup=[lambda app: add_body_schemas(app, BODIES)],
         logging_config=None,
     )

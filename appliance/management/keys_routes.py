@@ -22,6 +22,7 @@ from appliance.management.envelope import (
     require_admin,
 )
 from appliance.management.key_view import key_json
+from appliance.openapi_docs import body
 from appliance.runtime import Runtime
 from appliance.state.keys import KeyChanges, KeyDeclared, KeyNameTaken, KeyNotFound
 
@@ -155,7 +156,12 @@ class ApiKeysController(Controller):
         ]
         return paged(items, len(keys), limit, offset, f"{len(keys)} API keys")
 
-    @post("/", status_code=201, summary="Create an API key; the secret is in data.key, once")
+    @post(
+        "/",
+        status_code=201,
+        summary="Create an API key; the secret is in data.key, once",
+        operation_class=body(CreateKeyBody),
+    )
     async def create_key(self, request: AnyRequest) -> Response[bytes]:
         require_admin(request)
         runtime = Runtime.of(request)
@@ -189,7 +195,11 @@ class ApiKeysController(Controller):
             raise _not_found(key_id) from None
         return ok(key_json(key, await _last_used(runtime, key.id)), "API key")
 
-    @put("/{key_id:str}", summary="Change a key's tier, allow-list, budget or expiry")
+    @put(
+        "/{key_id:str}",
+        summary="Change a key's tier, allow-list, budget or expiry",
+        operation_class=body(UpdateKeyBody),
+    )
     async def update_key(self, request: AnyRequest, key_id: FromPath[str]) -> Response[bytes]:
         require_admin(request)
         runtime = Runtime.of(request)

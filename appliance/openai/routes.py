@@ -17,6 +17,7 @@ from appliance.openai.decoding import decode_body
 from appliance.openai.embeddings import create_embeddings
 from appliance.openai.models import admin_fields, list_models, model_object
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openapi_docs import body
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from appliance.runtime import Runtime
@@ -101,14 +102,29 @@ class OpenAIController(Controller):
         item = model_object(served)
         return _json({**item, **admin_fields(served)} if key.is_admin else item)
 
-    @post("/chat/completions", status_code=200, summary="Chat completion, optionally streamed")
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="Chat completion, optionally streamed",
+        operation_class=body(ChatCompletionRequest),
+    )
     async def chat(self, request: AnyRequest) -> Response[Any]:
         return await _infer(request, "chat", ChatCompletionRequest, _chat)
 
-    @post("/completions", status_code=200, summary="Legacy text completion")
+    @post(
+        "/completions",
+        status_code=200,
+        summary="Legacy text completion",
+        operation_class=body(CompletionRequest),
+    )
     async def completions(self, request: AnyRequest) -> Response[Any]:
         return await _infer(request, "completions", CompletionRequest, _completion)
 
-    @post("/embeddings", status_code=200, summary="Embeddings as floats or base64")
+    @post(
+        "/embeddings",
+        status_code=200,
+        summary="Embeddings as floats or base64",
+        operation_class=body(EmbeddingRequest),
+    )
     async def embeddings(self, request: AnyRequest) -> Response[Any]:
         return await _infer(request, "embeddings", EmbeddingRequest, create_embeddings)
