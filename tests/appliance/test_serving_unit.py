@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,7 +24,8 @@ CONFIG = f"""
 server: {{database: state.db, admin_key: unit-admin-key-0123}}
 backends: {{cpu: {{engine: llamacpp}}}}
 models:
-  - {{id: scripted, backend: cpu, source: fake.gguf, context_length: 64}}
+  - {{id: scripted, backend: cpu, source: fake.gguf, context_length: 64,
+     pricing: {{prompt: "1.5", completion: "2.25"}}}}
 keys:
   - {{name: unit, secret: {KEY}}}
 """
@@ -104,6 +106,13 @@ async def test_engine_failure_mid_stream_ends_with_an_error_event(tmp_path: path
     error = json.loads(lines[-2][6:])["error"]
     assert error["code"] == "internal_error" and "fell over" in error["message"]
     assert lines[-1] == "data: [DONE]"
+    # The two tokens made before the failure are billed, with the prompt.
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        status, prompt, completion, cost = db.execute(
+            "SELECT status, prompt_tokens, completion_tokens, cost_pusd FROM requests"
+        ).fetchone()
+    assert status == "error" and completion == 2 and prompt > 0
+    assert cost == prompt * 1_500_000 + completion * 2_250_000
 
 
 async def test_engine_failure_before_output_is_a_500_envelope(tmp_path: pathlib.Path) -> None:
@@ -113,6 +122,9 @@ async def test_engine_failure_before_output_is_a_500_envelope(tmp_path: pathlib.
         )
     assert reply.status_code == 500
     assert reply.json()["error"]["type"] == "server_error"
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        row = db.execute("SELECT status, prompt_tokens, cost_pusd FROM requests").fetchone()
+    assert row == ("error", 0, 0)  # nothing was produced, nothing is billed
 
 
 async def test_default_budget_is_the_rest_of_the_context(tmp_path: pathlib.Path) -> None:
