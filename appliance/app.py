@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Response, Router
 from litestar.openapi import OpenAPIConfig
 
 from appliance.accounting.limits import Limiter
@@ -16,6 +17,10 @@ from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
+from appliance.management.analytics_routes import AnalyticsController
+from appliance.management.billing_routes import BillingController
+from appliance.management.envelope import ManagementError, error_response
+from appliance.management.own_usage_routes import OwnUsageController
 from appliance.metrics import Metrics
 from appliance.openai.routes import OpenAIController
 from appliance.registry import ModelRegistry
@@ -37,6 +42,10 @@ async def _follow_key_changes(keys: KeyStore) -> None:
                 log.info("reloaded API keys changed by another process")
         except Exception:
             log.exception("could not reload API keys")
+
+
+def _management_error(request: Request[Any, Any, Any], exc: ManagementError) -> Response[bytes]:
+    return error_response(exc)
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -76,11 +85,19 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
 
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController]),
+            Router(
+                path="/v1",
+                route_handlers=[
+                    OpenAIController,
+                    AnalyticsController,
+                    BillingController,
+                    OwnUsageController,
+                ],
+            ),
             Router(path="/", route_handlers=[OpenAIController]),
         ],
         lifespan=[lifespan],
-        exception_handlers={Exception: handle_api_error},
+        exception_handlers={Exception: handle_api_error, ManagementError: _management_error},
         request_max_body_size=config.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Radiance", version="0.1.0", path="/schema"),
         logging_config=None,
