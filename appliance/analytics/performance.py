@@ -88,15 +88,19 @@ class _Counts:
         )
 
 
-_ROLLUP_COLUMNS = "model, requests, ok, errors, cancelled, rate_limited, gen_tokens, gen_ms"
+_ROLLUP_COLUMNS = (
+    "model AS grp, SUM(requests) AS requests, SUM(ok) AS ok, SUM(errors) AS errors, "
+    "SUM(cancelled) AS cancelled, SUM(rate_limited) AS rate_limited, "
+    "SUM(gen_tokens) AS gen_tokens, SUM(gen_ms) AS gen_ms"
+)
 # RequestRecord.generation, in SQL: tokens after the first and the ms they took.
 _RAW_COLUMNS = (
-    "COALESCE(model, ''), 1, status = 'ok', status = 'error', status = 'cancelled', "
-    "status = 'rate_limited', "
-    "CASE WHEN ttft_ms IS NOT NULL AND completion_tokens >= 2 THEN completion_tokens - 1 "
-    "ELSE 0 END, "
-    "CASE WHEN ttft_ms IS NOT NULL AND completion_tokens >= 2 "
-    "THEN MAX(latency_ms - ttft_ms, 0.001) ELSE 0 END"
+    "COALESCE(model, '') AS grp, COUNT(*), SUM(status = 'ok'), SUM(status = 'error'), "
+    "SUM(status = 'cancelled'), SUM(status = 'rate_limited'), "
+    "SUM(CASE WHEN ttft_ms IS NOT NULL AND completion_tokens >= 2 THEN completion_tokens - 1 "
+    "ELSE 0 END), "
+    "SUM(CASE WHEN ttft_ms IS NOT NULL AND completion_tokens >= 2 "
+    "THEN MAX(latency_ms - ttft_ms, 0.001) ELSE 0 END)"
 )
 
 
@@ -107,9 +111,9 @@ async def performance(
     counts: defaultdict[str, _Counts] = defaultdict(_Counts)
     parts, args = union_sql(window, filters, _ROLLUP_COLUMNS, _RAW_COLUMNS)
     query = (
-        "SELECT model, SUM(requests), SUM(ok), SUM(errors), SUM(cancelled), "  # noqa: S608
+        "SELECT grp, SUM(requests), SUM(ok), SUM(errors), SUM(cancelled), "  # noqa: S608
         f"SUM(rate_limited), SUM(gen_tokens), SUM(gen_ms) FROM ({parts}) "
-        "WHERE model != '' GROUP BY model"
+        "WHERE grp != '' GROUP BY grp"
     )
     async with conn.execute(query, args) as cursor:
         async for model, n, ok, errors, cancelled, limited, gen_tokens, gen_ms in cursor:

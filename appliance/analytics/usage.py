@@ -18,9 +18,6 @@ from appliance.analytics.window import Window, utc_date
 
 GroupBy = Literal["key", "model", "day"]
 
-# Every value here is ours, never the caller's: safe to put in SQL text.
-_GROUP_COLUMN: dict[str, str] = {"key": "key_id", "model": "model", "day": "day"}
-
 
 @dataclass(frozen=True)
 class Filters:
@@ -109,41 +106,53 @@ class Totals:
 
 
 def union_sql(
-    window: Window, filters: Filters, columns: str, raw_columns: str
+    window: Window, filters: Filters, rollup_columns: str, raw_columns: str
 ) -> tuple[str, list[object]]:
-    """One SELECT over the rollup hours and both raw edges, with the same columns."""
+    """One SELECT over the rollup hours and both raw edges.
+
+    Each part is aggregated on its own (``GROUP BY grp``, so both column lists start with
+    a ``grp`` column and name the rest as the caller's outer query reads them); the
+    caller sums the few rows the parts return.
+    """
     where, filter_args = filters.sql()
     first, end = window.whole_hours
     head, tail = window.edges
     # The column lists are ours (constants of the callers), never input.
     raw = f"SELECT {raw_columns} FROM requests WHERE started_at >= ?"  # noqa: S608
-    raw += f" AND started_at < ?{where}"
-    sql = f"SELECT {columns} FROM usage_hourly WHERE hour >= ? AND hour < ?{where}"  # noqa: S608
-    sql += f" UNION ALL {raw} UNION ALL {raw}"
+    raw += f" AND started_at < ?{where} GROUP BY grp"
+    sql = f"SELECT {rollup_columns} FROM usage_hourly WHERE hour >= ?"  # noqa: S608
+    sql += f" AND hour < ?{where} GROUP BY grp UNION ALL {raw} UNION ALL {raw}"
     args: list[object] = [first, end, *filter_args]
     args += [head.start, head.end, *filter_args, tail.start, tail.end, *filter_args]
     return sql, args
 
 
-_ROLLUP_COLUMNS = (
-    "key_id, key_name, model, hour / 24 AS day, requests, prompt_tokens, completion_tokens, "
-    "cost_pusd"
-)
-_RAW_COLUMNS = (
-    "COALESCE(key_id, ''), COALESCE(key_name, ''), COALESCE(model, ''), "
-    "CAST(started_at / 86400 AS INTEGER), 1, prompt_tokens, completion_tokens, cost_pusd"
-)
+# The group of a row in each table (the rollups keep '' where a row has NULL).
+_ROLLUP_GROUP: dict[str, str] = {"key": "key_id", "model": "model", "day": "hour / 24"}
+_RAW_GROUP: dict[str, str] = {
+    "key": "COALESCE(key_id, '')",
+    "model": "COALESCE(model, '')",
+    "day": "CAST(started_at / 86400 AS INTEGER)",
+}
 
 
 async def totals(
     conn: aiosqlite.Connection, window: Window, group_by: GroupBy, filters: Filters = NO_FILTERS
 ) -> list[Totals]:
     """Totals per group over the window, ordered by group (days oldest first)."""
-    parts, args = union_sql(window, filters, _ROLLUP_COLUMNS, _RAW_COLUMNS)
-    group = _GROUP_COLUMN[group_by]
+    rollup = (
+        f"{_ROLLUP_GROUP[group_by]} AS grp, MAX(key_name) AS key_name, SUM(requests) AS requests, "
+        "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+        "SUM(cost_pusd) AS cost_pusd"
+    )
+    raw = (
+        f"{_RAW_GROUP[group_by]} AS grp, MAX(key_name), COUNT(*), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(cost_pusd)"
+    )
+    parts, args = union_sql(window, filters, rollup, raw)
     query = (
-        f"SELECT {group}, MAX(key_name), SUM(requests), SUM(prompt_tokens), "  # noqa: S608
-        f"SUM(completion_tokens), SUM(cost_pusd) FROM ({parts}) GROUP BY {group}"
+        "SELECT grp, MAX(key_name), SUM(requests), SUM(prompt_tokens), "  # noqa: S608
+        f"SUM(completion_tokens), SUM(cost_pusd) FROM ({parts}) GROUP BY grp"
     )
     async with conn.execute(query, args) as cursor:
         rows = await cursor.fetchall()
