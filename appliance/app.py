@@ -18,9 +18,12 @@ from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.errors import handle_api_error
+from appliance.management.analytics_routes import AnalyticsController
+from appliance.management.billing_routes import BillingController
 from appliance.management.envelope import ManagementError, handle_management_error
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
+from appliance.management.own_usage_routes import OwnUsageController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.routes import OpenAIController
@@ -51,7 +54,13 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(Runtime.of(request).meter.metrics.render(), media_type=CONTENT_TYPE)
 
 
-MANAGEMENT = [ApiKeysController, LiveController]
+MANAGEMENT = [
+    ApiKeysController,
+    LiveController,
+    AnalyticsController,
+    BillingController,
+    OwnUsageController,
+]
 # Bodies the handlers decode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [
     ChatCompletionRequest,
@@ -99,9 +108,7 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
 
     return Litestar(
         route_handlers=[
-            Router(
-                path="/v1", route_handlers=[OpenAIController, ApiKeysController, LiveController]
-            ),
+            Router(path="/v1", route_handlers=[OpenAIController, *MANAGEMENT]),
             Router(path="/", route_handlers=[OpenAIController]),
             metrics,
         ],
