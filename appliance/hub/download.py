@@ -168,6 +168,7 @@ def _bar_class(progress: DownloadProgress, changed: Callable[..., None], show: b
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             if not show:
                 kwargs["disable"] = True
+            kwargs["desc"] = progress.source.rsplit("/", 1)[-1]  # not the URL
             super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
             total = kwargs.get("total")
             changed(
