@@ -12,6 +12,7 @@ import msgspec
 from litestar import Litestar, Request, Response, Router, get
 from litestar.openapi import OpenAPIConfig
 
+from appliance.accounting.budget_alerts import BudgetAlerts
 from appliance.accounting.limits import Limiter
 from appliance.accounting.meter import Meter
 from appliance.accounting.spending import Spending
@@ -24,15 +25,19 @@ from appliance.management.envelope import ManagementError, handle_management_err
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
 from appliance.management.own_usage_routes import OwnUsageController
+from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
-from appliance.registry import ModelRegistry
+from appliance.registry import ModelRegistry, ServedModel
 from appliance.runtime import Runtime
 from appliance.state.database import open_database
 from appliance.state.keys import KeyStore, hash_secret
 from appliance.state.ledger import Ledger
+from appliance.state.webhooks import WebhookStore
+from appliance.webhooks.events import EventBus
+from appliance.webhooks.sender import RetryPolicy, WebhookSender
 
 log = logging.getLogger(__name__)
 KEY_REFRESH_SECONDS = 1.0
@@ -60,6 +65,7 @@ MANAGEMENT = [
     AnalyticsController,
     BillingController,
     OwnUsageController,
+    WebhooksController,
 ]
 # Bodies the handlers decode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [
@@ -68,6 +74,7 @@ BODIES: list[type[msgspec.Struct]] = [
     EmbeddingRequest,
     CreateKeyBody,
     UpdateKeyBody,
+    CreateWebhookBody,
 ]
 
 
@@ -84,9 +91,16 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
             keys = KeyStore(db)
             await keys.sync_declared(config.keys)
             spending = Spending(ledger)
-            ledger.listeners.append(spending.committed)
+            events = EventBus(db)
+            alerts = BudgetAlerts(db, keys, spending, events)
+            ledger.listeners += [spending.committed, alerts.committed]
             ledger.start()
-            await models.start_all()
+
+            async def model_failed(served: ServedModel, reason: str) -> None:
+                data = {"model": served.id, "backend": served.backend_name, "error": reason}
+                await events.publish("model.failed", data)
+
+            await models.start_all(on_failed=model_failed)
             admin = config.server.admin_key
             app.state.runtime = Runtime(
                 loaded=loaded,
@@ -96,9 +110,19 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
                 models=models,
                 auth=Authenticator(keys, hash_secret(admin) if admin else None),
                 meter=Meter(ledger, Limiter(), spending, Metrics(models)),
+                events=events,
+                webhooks=WebhookStore(db),
+            )
+            hooks = config.webhooks
+            policy = RetryPolicy(
+                timeout=hooks.timeout_seconds,
+                retry_for=hooks.retry_for_seconds,
+                max_backoff=hooks.max_backoff_seconds,
             )
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_follow_key_changes, keys)
+                tasks.start_soon(WebhookSender(WebhookStore(db), events, policy).run)
+                tasks.start_soon(alerts.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:

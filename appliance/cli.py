@@ -8,7 +8,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from appliance import cli_keys
+from appliance import cli_keys, cli_pull
 from appliance.config import ConfigError, LoadedConfig, load_config
 
 
@@ -18,6 +18,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request at info: the hub downloads' and the webhook deliveries'.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _load(path: str) -> LoadedConfig | None:
@@ -77,6 +80,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return cli_keys.run(loaded, args)
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    return cli_pull.run(args, _load)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="radiance", description="Radiance: a self-hosted LLM inference appliance."
@@ -101,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--bench", action="store_true", help="the ~300 MB benchmark variant")
     demo.add_argument("--force", action="store_true", help="overwrite an existing file")
     demo.set_defaults(run=cmd_demo_model)
+
+    cli_pull.add_parser(commands)
+    commands.choices["pull"].set_defaults(run=cmd_pull)
 
     cli_keys.add_parser(commands)
     commands.choices["keys"].set_defaults(run=cmd_keys)

@@ -18,6 +18,7 @@ from appliance.config import LoadedConfig
 from appliance.management.key_view import key_json
 from appliance.state.database import open_database
 from appliance.state.keys import KeyDeclared, KeyNameTaken, KeyNotFound, KeyStore
+from appliance.webhooks.events import publish_once
 
 
 def _fail(message: str) -> int:
@@ -60,6 +61,8 @@ async def _create(loaded: LoadedConfig, args: argparse.Namespace) -> int:
             budget_period=args.budget_period,
             expires_at=expires,
         )
+        # Queued in the database; a running server's webhook sender delivers it.
+        await publish_once(db, "key.created", {"key": key_json(key)})
     except KeyNameTaken:
         return _fail(f"a key named `{args.name}` exists")
     finally:
@@ -92,7 +95,11 @@ async def _list(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 async def _revoke(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     db = await open_database(loaded.database_path)
     try:
-        key = await KeyStore(db).revoke(args.key)
+        store = KeyStore(db)
+        was_active = (await store.get(args.key)).revoked_at is None
+        key = await store.revoke(args.key)
+        if was_active:
+            await publish_once(db, "key.revoked", {"key": key_json(key)})
     except KeyNotFound:
         return _fail(f"no key with the name or id `{args.key}`")
     except KeyDeclared:

@@ -1,18 +1,38 @@
-"""The models this server serves, by id and alias, each bound to its running engine."""
+"""The models this server serves, by id and alias, each bound to its running engine.
+
+A model whose source is on the hub starts with a `PendingEngine` in its place; loading
+downloads the file (or finds it in the models folder) and swaps in the real engine. A
+model that cannot be downloaded or loaded stays FAILED with its reason and answers 503
+`model_unavailable`; the others serve. Only when no model at all could load does the
+start fail, since a server with nothing to serve is a broken configuration.
+"""
 
 from __future__ import annotations
 
 import difflib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from appliance.config import LoadedConfig, ModelConfig
-from appliance.errors import ModelNotFound
-from backends.base import Backend, EngineError
+from appliance.errors import ModelNotFound, ServiceUnavailable
+from appliance.hub.download import DownloadError, cached_file, download_async
+from appliance.hub.pending_engine import PendingEngine
+from appliance.hub.progress import DownloadProgress, ProgressLog
+from appliance.hub.source import HubSource, is_hub_source
+from backends.base import Backend, EngineError, EngineStatus
 
 log = logging.getLogger(__name__)
+# Makes the real engine of a model, after fetching its file if need be.
+Prepare = Callable[[], Awaitable[Backend]]
+OnFailed = Callable[["ServedModel", str], Awaitable[None]]
+UNAVAILABLE_RETRY_SECONDS = 30
+
+
+class NoModelLoaded(EngineError):
+    """Every model failed to load: the server has nothing to serve."""
 
 
 @dataclass
@@ -21,13 +41,28 @@ class ServedModel:
     backend_name: str
     engine: Backend
     created: int = field(default_factory=lambda: int(time.time()))
+    # None: `engine` is the model's engine; else it is a stand-in until this has run.
+    prepare: Prepare | None = None
 
     @property
     def id(self) -> str:
         return self.config.id
 
+    def require_ready(self) -> None:
+        """Raise 503 `model_unavailable` unless the model is loaded."""
+        status = self.engine.status
+        if status is EngineStatus.READY:
+            return
+        reason = self.engine.stats().error
+        why = f"failed to load: {reason}" if status is EngineStatus.FAILED else status.value
+        raise ServiceUnavailable(
+            f"The model `{self.id}` is unavailable ({why}).",
+            retry_after=UNAVAILABLE_RETRY_SECONDS,
+            code="model_unavailable",
+        )
 
-def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
+
+def build_engine(loaded: LoadedConfig, model: ModelConfig, path: Path) -> Backend:
     """Make the engine a model's backend names; engine modules are imported only here."""
     backend = loaded.config.backends[model.backend]
     from backends.llamacpp.engine import LlamaCppBackend, LlamaCppSettings
@@ -35,7 +70,7 @@ def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
     return LlamaCppBackend(
         LlamaCppSettings(
             model_id=model.id,
-            path=loaded.model_path(model),
+            path=path,
             context_length=model.context_length,
             threads=backend.threads,
             batch_size=backend.batch_size,
@@ -44,6 +79,32 @@ def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
             gpu_layers=backend.gpu_layers,
         )
     )
+
+
+def hub_model(loaded: LoadedConfig, model: ModelConfig) -> ServedModel:
+    """A model whose file comes from the hub: a stand-in until the file is local."""
+    source = HubSource.parse(model.source)
+    pending = PendingEngine(model.id, str(source))
+
+    async def prepare() -> Backend:
+        path = cached_file(source, loaded.models_dir)
+        if path is None:
+            logged = ProgressLog(log, model.id)
+
+            def progress(state: DownloadProgress) -> None:
+                pending.downloading(state)
+                logged(state)
+
+            try:
+                path = await download_async(source, loaded.models_dir, on_progress=progress)
+            except DownloadError as exc:
+                pending.fail(str(exc))
+                raise EngineError(str(exc)) from exc
+        else:
+            log.info("%s: using %s from the models folder", model.id, path)
+        return build_engine(loaded, model, path)
+
+    return ServedModel(model, model.backend, pending, prepare=prepare)
 
 
 class ModelRegistry:
@@ -59,7 +120,11 @@ class ModelRegistry:
     def from_config(cls, loaded: LoadedConfig) -> ModelRegistry:
         return cls(
             [
-                ServedModel(model, model.backend, build_engine(loaded, model))
+                hub_model(loaded, model)
+                if is_hub_source(model.source)
+                else ServedModel(
+                    model, model.backend, build_engine(loaded, model, loaded.model_path(model))
+                )
                 for model in loaded.config.models
             ]
         )
@@ -77,8 +142,12 @@ class ModelRegistry:
             )
         return served
 
-    async def start_all(self) -> None:
-        """Load every model in turn, logging progress; a model that fails stops the start."""
+    async def start_all(self, on_failed: OnFailed | None = None) -> None:
+        """Fetch and load every model in turn, logging progress.
+
+        A model that fails is left FAILED (and `on_failed` told why); NoModelLoaded if
+        none of the models could load.
+        """
         total = len(self._models)
         for number, served in enumerate(self._models, start=1):
             log.info(
@@ -90,11 +159,20 @@ class ModelRegistry:
             )
             started = time.perf_counter()
             try:
+                if served.prepare is not None:
+                    served.engine = await served.prepare()
+                    served.prepare = None
                 await served.engine.start()
             except EngineError as exc:
-                log.error("model %s failed to load: %s", served.id, exc)
-                raise
+                log.error(
+                    "model %s failed to load, it answers 503 model_unavailable: %s", served.id, exc
+                )
+                if on_failed is not None:
+                    await on_failed(served, str(exc))
+                continue
             log.info("loaded %s in %.2f s", served.id, time.perf_counter() - started)
+        if self._models and all(s.engine.status is not EngineStatus.READY for s in self):
+            raise NoModelLoaded("no model could be loaded; the errors above say why")
 
     async def stop_all(self) -> None:
         for served in self._models:

@@ -16,6 +16,8 @@ from appliance.registry import ModelRegistry
 from appliance.state.database import Database
 from appliance.state.keys import ApiKey, KeyStore
 from appliance.state.ledger import Ledger
+from appliance.state.webhooks import WebhookStore
+from appliance.webhooks.events import EventBus
 
 
 @dataclass
@@ -27,6 +29,9 @@ class Runtime:
     models: ModelRegistry
     auth: Authenticator
     meter: Meter
+    # Publish deployment.status_changed, model.failed, ... here; webhooks receive them.
+    events: EventBus
+    webhooks: WebhookStore
 
     @staticmethod
     def of(request: Request[Any, Any, Any]) -> Runtime:

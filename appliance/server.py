@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Sequence
 
 import uvicorn
+from litestar import Litestar
 
 from appliance.app import create_app
 from appliance.config import LoadedConfig
+from appliance.runtime import Runtime
+from backends.base import EngineStatus
 
 log = logging.getLogger("radiance")
 
@@ -18,18 +22,23 @@ class _KnownStartupFailure(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("Traceback" in message and "EngineError" in message)
+        known = "EngineError" in message or "NoModelLoaded" in message
+        return not ("Traceback" in message and known)
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, loaded: LoadedConfig) -> None:
+    def __init__(self, config: uvicorn.Config, loaded: LoadedConfig, app: Litestar) -> None:
         super().__init__(config)
         self._loaded = loaded
+        self._app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(ready_line(self._loaded, self.config.host, self._bound_port()), flush=True)
+            runtime: Runtime = self._app.state.runtime
+            failed = [s.id for s in runtime.models if s.engine.status is EngineStatus.FAILED]
+            line = ready_line(self._loaded, self.config.host, self._bound_port(), failed)
+            print(line, flush=True)
 
     def _bound_port(self) -> int:
         for server in self.servers:
@@ -39,23 +48,26 @@ class _Server(uvicorn.Server):
         return self.config.port
 
 
-def ready_line(loaded: LoadedConfig, host: str, port: int) -> str:
+def ready_line(loaded: LoadedConfig, host: str, port: int, failed: Sequence[str] = ()) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     models = ", ".join(
         m.id + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
         for m in loaded.config.models
+        if m.id not in failed
     )
-    return (
+    line = (
         f"radiance ready on http://{shown}:{port}/v1 (listening on {host}:{port}); "
         f"models: {models or 'none'}"
     )
+    return line + (f"; failed to load: {', '.join(failed)}" if failed else "")
 
 
 def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None) -> bool:
     """Serve until interrupted; False if the server could not start."""
     server_config = loaded.config.server
+    app = create_app(loaded)
     uv_config = uvicorn.Config(
-        create_app(loaded),
+        app,
         host=host or server_config.host,
         port=server_config.port if port is None else port,
         log_config=None,
@@ -64,7 +76,7 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
         timeout_graceful_shutdown=10,
     )
     logging.getLogger("uvicorn.error").addFilter(_KnownStartupFailure())
-    server = _Server(uv_config, loaded)
+    server = _Server(uv_config, loaded, app)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown

@@ -14,6 +14,7 @@ from appliance.config.schema import (
     SamplingParameter,
     ServerConfig,
     TierConfig,
+    WebhooksConfig,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "SamplingParameter",
     "ServerConfig",
     "TierConfig",
+    "WebhooksConfig",
     "load_config",
     "parse_config_text",
 ]

@@ -20,6 +20,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from appliance.config.schema import Config, ModelConfig, Name
+from appliance.hub.source import SHAPE, BadHubSource, HubSource, is_hub_source
 
 if TYPE_CHECKING:
     from appliance.config.loader import SourceMap
@@ -281,7 +282,13 @@ def _undeclared(
 def _check_source(
     model: ModelConfig, path: str, where: SourceMap, base_dir: Path
 ) -> Iterator[ConfigProblem]:
-    """The model's source must be a readable GGUF file."""
+    """The model's source must be a readable GGUF file or an hf:// source."""
+    if is_hub_source(model.source):
+        try:
+            HubSource.parse(model.source)
+        except BadHubSource as error:
+            yield where.problem(path, str(error), SHAPE)
+        return
     file = resolve_path(base_dir, model.source)
     if file.is_dir():
         yield where.problem(path, f"source `{file}` is a folder, not a GGUF file")

@@ -51,8 +51,13 @@ class LoadedConfig:
         """The SQLite database file."""
         return self.resolve(self.config.server.database)
 
+    @property
+    def models_dir(self) -> Path:
+        """The folder hf:// sources are downloaded into."""
+        return self.resolve(self.config.server.models_dir)
+
     def model_path(self, model: ModelConfig) -> Path:
-        """The GGUF file of `model`."""
+        """The GGUF file of a model whose source is a local file (not an hf:// source)."""
         return self.resolve(model.source)
 
 

@@ -46,6 +46,8 @@ class ServerConfig(Base, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8000
     database: str = "radiance.db"
+    # Where hf:// sources are downloaded (huggingface_hub's cache layout).
+    models_dir: str = "models"
     admin_key: Annotated[str, Meta(min_length=16)] | None = None
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -133,9 +135,18 @@ class KeyConfig(Base, frozen=True):
     expires_at: datetime.datetime | None = None  # ISO 8601; no offset means UTC
 
 
+class WebhooksConfig(Base, frozen=True):
+    """How deliveries to webhook receivers are made and retried."""
+
+    timeout_seconds: PositiveInt = 10  # per attempt
+    retry_for_seconds: PositiveInt = 86400  # after this long since the event: failed
+    max_backoff_seconds: PositiveInt = 600  # the wait between attempts doubles up to this
+
+
 class Config(Base, frozen=True):
     server: ServerConfig = ServerConfig()
     backends: dict[Name, BackendConfig] = msgspec.field(default_factory=dict)
     models: list[ModelConfig] = msgspec.field(default_factory=list)
     tiers: dict[Name, TierConfig] = msgspec.field(default_factory=dict)
     keys: list[KeyConfig] = msgspec.field(default_factory=list)
+    webhooks: WebhooksConfig = WebhooksConfig()

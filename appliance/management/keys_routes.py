@@ -182,6 +182,7 @@ class ApiKeysController(Controller):
             raise ManagementError(
                 409, "KEY_NAME_TAKEN", f"a key named `{body.name}` exists", {"name": body.name}
             ) from None
+        await runtime.events.publish("key.created", {"key": key_json(key)})
         data = {**key_json(key), "key": secret}
         return ok(data, "API key created; store the key now, it is not shown again", 201)
 
@@ -234,9 +235,12 @@ class ApiKeysController(Controller):
         require_admin(request)
         runtime = Runtime.of(request)
         try:
+            was_active = (await runtime.keys.get(key_id)).revoked_at is None
             key = await runtime.keys.revoke(key_id)
         except KeyNotFound:
             raise _not_found(key_id) from None
         except KeyDeclared as exc:
             raise _declared(str(exc)) from None
+        if was_active:
+            await runtime.events.publish("key.revoked", {"key": key_json(key)})
         return ok(key_json(key), "API key revoked")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.hub.pending_engine import PendingEngine
 from appliance.registry import ModelRegistry, ServedModel
 
 
@@ -23,16 +24,20 @@ def model_object(served: ServedModel) -> dict[str, Any]:
 
 
 def admin_fields(served: ServedModel) -> dict[str, Any]:
-    """What an admin also sees: the engine's state and load."""
+    """What an admin also sees: the engine's state and load, and a download's progress."""
     stats = served.engine.stats()
-    return {
+    fields: dict[str, Any] = {
         "status": served.engine.status.value,
         "backend": served.backend_name,
+        "source": served.config.source,
         "load_seconds": stats.load_seconds,
         "requests_running": stats.running,
         "requests_waiting": stats.waiting,
         "error": stats.error,
     }
+    if isinstance(served.engine, PendingEngine):
+        fields["download"] = served.engine.progress.as_json()
+    return fields
 
 
 def list_models(

@@ -48,6 +48,7 @@ async def _infer(
         ctx.route_model = getattr(body, "model", None)
         served = runtime.models.resolve(ctx.route_model or "")
         ctx.use_model(served)
+        served.require_ready()
         answer = await serve(body, served, ctx)
     except ApiError as exc:
         await ctx.fail(exc)

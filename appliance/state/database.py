@@ -110,6 +110,43 @@ MIGRATIONS: Sequence[Migration] = (
         FROM requests GROUP BY 1, 2, 3, 4
         """,
     ),
+    Migration(
+        "0003_webhooks",
+        """
+        CREATE TABLE webhooks (
+            id          TEXT PRIMARY KEY,
+            url         TEXT NOT NULL,
+            events      TEXT NOT NULL,
+            description TEXT,
+            secret      TEXT NOT NULL,
+            created_at  REAL NOT NULL
+        );
+        CREATE TABLE webhook_deliveries (
+            id              TEXT PRIMARY KEY,
+            webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+            event_id        TEXT NOT NULL,
+            event           TEXT NOT NULL,
+            payload         TEXT NOT NULL,
+            status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            last_status     INTEGER,
+            last_error      TEXT,
+            created_at      REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            last_attempt_at REAL,
+            delivered_at    REAL
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+        CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, created_at);
+        CREATE TABLE budget_alerts (
+            key_id       TEXT NOT NULL,
+            period_start INTEGER NOT NULL,
+            threshold    INTEGER NOT NULL,
+            fired_at     REAL NOT NULL,
+            PRIMARY KEY (key_id, period_start, threshold)
+        )
+        """,
+    ),
 )
 
 

@@ -111,6 +111,7 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._by_hash: dict[str, ApiKey] = {}
+        self._by_id: dict[str, ApiKey] = {}
         self._revoked: set[str] = set()  # hashes of revoked keys, for a clear 401
         self._version: int | None = None
 
@@ -158,6 +159,7 @@ class KeyStore:
             keys = [ApiKey.from_row(row) async for row in cursor]
         self._by_hash = {key.secret_hash: key for key in keys if key.revoked_at is None}
         self._revoked = {key.secret_hash for key in keys if key.revoked_at is not None}
+        self._by_id = {key.id: key for key in keys}
         self._version = await self._db.data_version()
 
     async def refresh(self) -> bool:
@@ -254,6 +256,10 @@ class KeyStore:
                 )
             await self.reload()
         return await self.get(key.id)
+
+    def cached(self, key_id: str) -> ApiKey | None:
+        """The key with this id as of the last load, without a query."""
+        return self._by_id.get(key_id)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         digest = hash_secret(secret)

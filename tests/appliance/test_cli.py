@@ -59,6 +59,8 @@ def test_check_points_at_the_broken_line(tmp_path: pathlib.Path) -> None:
 
 
 def test_up_with_a_model_that_cannot_load_fails_clearly(tmp_path: pathlib.Path) -> None:
+    # With other models that load, a broken one is only marked failed (test_hub_pull);
+    # when no model at all can load, the start fails.
     (tmp_path / "bad.gguf").write_bytes(b"GGUF" + b"\0" * 64)
     config = tmp_path / "radiance.yaml"
     config.write_text(

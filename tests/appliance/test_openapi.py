@@ -17,6 +17,9 @@ def test_openapi_lists_every_endpoint_with_body_types(server: RunningServer) -> 
         "/v1/api-keys",
         "/v1/api-keys/{key_id}",
         "/v1/analytics/live",
+        "/v1/webhooks",
+        "/v1/webhooks/{webhook_id}",
+        "/v1/webhooks/{webhook_id}/deliveries",
         "/metrics",
     ):
         assert path in paths, path
@@ -26,6 +29,7 @@ def test_openapi_lists_every_endpoint_with_body_types(server: RunningServer) -> 
         ("/v1/embeddings", "post", "EmbeddingRequest"),
         ("/v1/api-keys", "post", "CreateKeyBody"),
         ("/v1/api-keys/{key_id}", "put", "UpdateKeyBody"),
+        ("/v1/webhooks", "post", "CreateWebhookBody"),
     ):
         content = paths[path][method]["requestBody"]["content"]["application/json"]
         assert content["schema"]["$ref"] == f"#/components/schemas/{kind}"

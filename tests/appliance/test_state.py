@@ -23,6 +23,7 @@ async def test_migrations_apply_once_from_a_blank_file(tmp_path: pathlib.Path) -
     assert applied == [m.name for m in MIGRATIONS]
     assert mode == "wal"
     assert {"api_keys", "requests", "requests_started_at"} <= tables
+    assert {"webhooks", "webhook_deliveries", "budget_alerts"} <= tables
 
 
 async def test_declared_keys_sync_rotate_and_revoke(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,1 @@
+"""Models from a Hugging Face-style hub: `hf://` sources, downloads into the models folder."""

@@ -1,0 +1,52 @@
+"""`hf://OWNER/REPO[@REVISION]/PATH.gguf`: a GGUF file in a hub repository.
+
+REVISION is a branch, tag or commit hash without `/` (default `main`).
+
+Parsing knows nothing of the network or the cache, so the config checks can use it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SCHEME = "hf://"
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
+_SOURCE = re.compile(
+    rf"^hf://(?P<owner>{_PART})/(?P<repo>{_PART})(?:@(?P<revision>[A-Za-z0-9._-]{{1,128}}))?"
+    r"/(?P<path>[^@]+)$"
+)
+SHAPE = "write hf://OWNER/REPO/PATH.gguf, or hf://OWNER/REPO@REVISION/PATH.gguf"
+
+
+class BadHubSource(ValueError):
+    """A source that starts with hf:// but is not OWNER/REPO/PATH.gguf."""
+
+
+def is_hub_source(source: str) -> bool:
+    return source.startswith(SCHEME)
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo_id: str  # OWNER/REPO
+    filename: str  # the file's path inside the repository
+    revision: str = "main"  # a branch, a tag or a commit hash
+
+    @classmethod
+    def parse(cls, source: str) -> HubSource:
+        """The parts of an hf:// source; BadHubSource says what is wrong."""
+        match = _SOURCE.match(source)
+        if match is None:
+            raise BadHubSource(f"`{source}` is not a hub source")
+        path = match["path"]
+        parts = path.split("/")
+        if any(part in ("", ".", "..") for part in parts) or "\\" in path:
+            raise BadHubSource(f"`{source}` has an empty, `.` or `..` part in its file path")
+        if not path.endswith(".gguf"):
+            raise BadHubSource(f"`{source}` does not name a .gguf file")
+        return cls(f"{match['owner']}/{match['repo']}", path, match["revision"] or "main")
+
+    def __str__(self) -> str:
+        revision = "" if self.revision == "main" else f"@{self.revision}"
+        return f"{SCHEME}{self.repo_id}{revision}/{self.filename}"

@@ -1,0 +1,1 @@
+"""Webhooks: events published by the server, signed and delivered with retries."""

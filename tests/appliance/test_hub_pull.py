@@ -1,0 +1,158 @@
+"""hf:// sources: the real huggingface_hub download path against a fake hub on loopback."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from conftest import ADMIN, BOB, start_server
+from fake_hub import FakeHub, serve_hub
+from test_cli import radiance
+
+from appliance.config import ConfigError, parse_config_text
+from appliance.hub.download import DownloadError, cached_file, download
+from appliance.hub.progress import DownloadProgress
+from appliance.hub.source import HubSource
+
+
+@pytest.fixture
+def hub(models_dir: pathlib.Path) -> Iterator[FakeHub]:
+    with serve_hub(FakeHub()) as running:
+        running.add("acme/tiny", "tiny.gguf", (models_dir / "tiny.gguf").read_bytes())
+        yield running
+
+
+def test_an_interrupted_download_resumes_and_is_verified(
+    hub: FakeHub, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks, so the bytes before the cut reach the file and the retry asks for the rest.
+    monkeypatch.setattr("huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+    source = HubSource.parse("hf://acme/tiny/tiny.gguf")
+    content = hub.files["acme/tiny/tiny.gguf"]
+    hub.cut_after = 400_000
+    seen: list[tuple[str, int]] = []
+
+    def progress(state: DownloadProgress) -> None:
+        seen.append((state.state, state.done_bytes))
+
+    assert cached_file(source, tmp_path) is None
+    path = download(source, tmp_path, endpoint=hub.url, on_progress=progress)
+    assert path.read_bytes() == content
+    first, resumed = hub.gets()
+    assert first.range is None
+    assert resumed.range is not None and resumed.range.startswith("bytes=")
+    start = int(resumed.range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < start <= 400_000
+    assert seen[-1] == ("done", len(content))
+    assert ("verifying", len(content)) in seen
+    # Now it is in the models folder: found without the network, and not fetched again.
+    assert cached_file(source, tmp_path) == path
+    again = download(source, tmp_path, endpoint=hub.url)
+    assert again == path and len(hub.gets()) == 2
+
+
+def test_a_corrupt_download_is_rejected_and_not_kept(hub: FakeHub, tmp_path: pathlib.Path) -> None:
+    source = HubSource.parse("hf://acme/tiny/tiny.gguf")
+    hub.corrupt = True
+    with pytest.raises(DownloadError, match="sha256") as info:
+        download(source, tmp_path, endpoint=hub.url)
+    assert "removed" in str(info.value)
+    assert cached_file(source, tmp_path) is None
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size > 1000]
+    hub.corrupt = False
+    assert (
+        download(source, tmp_path, endpoint=hub.url).read_bytes()
+        == hub.files["acme/tiny/tiny.gguf"]
+    )
+
+
+def test_a_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(DownloadError, match=r"no file `nope\.gguf` in acme/tiny"):
+        download(HubSource.parse("hf://acme/tiny/nope.gguf"), tmp_path, endpoint=hub.url)
+
+
+def test_config_accepts_hub_sources_and_points_at_malformed_ones(tmp_path: pathlib.Path) -> None:
+    good = textwrap.dedent(
+        """
+        server: {models_dir: cache}
+        backends: {cpu: {engine: llamacpp}}
+        models:
+          - {id: a, backend: cpu, source: "hf://acme/tiny/tiny.gguf"}
+          - {id: b, backend: cpu, source: "hf://acme/tiny@v2/sub/dir/b.gguf"}
+        """
+    )
+    loaded = parse_config_text(good, "radiance.yaml", tmp_path, {})
+    assert loaded.models_dir == tmp_path / "cache"
+    bad = good.replace("hf://acme/tiny@v2/sub/dir/b.gguf", "hf://acme/tiny.gguf")
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(bad, "radiance.yaml", tmp_path, {})
+    (line,) = str(info.value).splitlines()
+    assert line.startswith("radiance.yaml:6:")
+    assert "$.models[1].source" in line and "hf://OWNER/REPO/PATH.gguf" in line
+
+
+def test_radiance_pull_downloads_and_prints_the_path(hub: FakeHub, tmp_path: pathlib.Path) -> None:
+    env = {"HF_ENDPOINT": hub.url}
+    folder = tmp_path / "models"
+    pulled = radiance("pull", "hf://acme/tiny/tiny.gguf", "--models-dir", str(folder), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    path = pathlib.Path(pulled.stdout.strip())
+    assert path.is_file() and path.is_relative_to(folder)
+    assert path.read_bytes() == hub.files["acme/tiny/tiny.gguf"]
+    missing = radiance("pull", "hf://acme/tiny/gone.gguf", "--models-dir", str(folder), env=env)
+    assert missing.returncode == 1 and "no file `gone.gguf`" in missing.stderr
+    malformed = radiance("pull", "hf://acme", "--models-dir", str(folder), env=env)
+    assert malformed.returncode == 1 and "hf://OWNER/REPO/PATH.gguf" in malformed.stderr
+
+
+@pytest.mark.slow
+def test_up_downloads_hub_models_and_serves_the_ones_it_could_get(
+    hub: FakeHub, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    config = textwrap.dedent(
+        f"""
+        server: {{host: 127.0.0.1, port: 0, admin_key: {ADMIN}, models_dir: hub-cache}}
+        backends: {{cpu: {{engine: llamacpp, threads: 1}}}}
+        models:
+          - {{id: pulled, backend: cpu, source: "hf://acme/tiny/tiny.gguf", context_length: 256}}
+          - {{id: absent, backend: cpu, source: "hf://acme/tiny/absent.gguf"}}
+        keys:
+          - {{name: bob, secret: {BOB}}}
+        """
+    )
+    server = start_server(tmp_path / "server", config, timeout=120)
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+        reply = client.chat.completions.create(
+            model="pulled", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert reply.choices[0].message.content is not None
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="absent", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+            )
+        assert info.value.status_code == 503
+        assert info.value.body["code"] == "model_unavailable"  # type: ignore[index]
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        absent = httpx.get(f"{server.base_url}/models/absent", headers=admin).json()
+        assert absent["status"] == "failed" and "no file `absent.gguf`" in absent["error"]
+        assert absent["download"]["state"] == "failed"
+        pulled = httpx.get(f"{server.base_url}/models/pulled", headers=admin).json()
+        assert pulled["status"] == "ready" and pulled["source"] == "hf://acme/tiny/tiny.gguf"
+        log = server.log()
+        assert "pulled: 100%" in log and log.count("pulled: ") < 20
+        assert "model absent failed to load" in log
+        assert list((tmp_path / "server" / "hub-cache").glob("models--acme--tiny/blobs/*"))
+    finally:
+        server.stop()
+    # The next start finds the file in the models folder and asks the hub nothing.
+    hub.requests.clear()
+    only_pulled = "\n".join(line for line in config.splitlines() if "absent" not in line)
+    server = start_server(tmp_path / "server", only_pulled)
+    server.stop()
+    assert hub.requests == []
