@@ -20,6 +20,7 @@ from appliance.errors import handle_api_error
 from appliance.management.envelope import ManagementError, handle_management_error
 from appliance.management.keys_routes import ApiKeysController
 from appliance.management.live_routes import LiveController
+from appliance.management.tiers_routes import TiersController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.routes import OpenAIController
 from appliance.registry import ModelRegistry
@@ -48,7 +49,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(Runtime.of(request).meter.metrics.render(), media_type=CONTENT_TYPE)
 
 
-MANAGEMENT = [ApiKeysController, LiveController]
+MANAGEMENT = [ApiKeysController, LiveController, TiersController]
 
 
 def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
@@ -88,9 +89,7 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
 
     return Litestar(
         route_handlers=[
-            Router(
-                path="/v1", route_handlers=[OpenAIController, ApiKeysController, LiveController]
-            ),
+            Router(path="/v1", route_handlers=[OpenAIController, *MANAGEMENT]),
             Router(path="/", route_handlers=[OpenAIController]),
             metrics,
         ],

@@ -1,4 +1,5 @@
-"""The `radiance` command: check a config, serve it, manage keys, or write a demo model."""
+"""The `radiance` command: check a config, serve it, manage keys, open the console, or write a
+demo model."""
 
 from __future__ import annotations
 
@@ -77,6 +78,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return cli_keys.run(loaded, args)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from tui.launch import run_console
+
+    return run_console(args.url, args.admin_key)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="radiance", description="Radiance: a self-hosted LLM inference appliance."
@@ -101,6 +108,18 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--bench", action="store_true", help="the ~300 MB benchmark variant")
     demo.add_argument("--force", action="store_true", help="overwrite an existing file")
     demo.set_defaults(run=cmd_demo_model)
+
+    console = commands.add_parser(
+        "console", help="the admin console: a terminal UI over the server's HTTP API"
+    )
+    console.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the server (default: %(default)s)"
+    )
+    console.add_argument(
+        "--admin-key",
+        help="the admin key (default: $RADIANCE_ADMIN_KEY, else a prompt that does not echo)",
+    )
+    console.set_defaults(run=cmd_console)
 
     cli_keys.add_parser(commands)
     commands.choices["keys"].set_defaults(run=cmd_keys)
