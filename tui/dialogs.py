@@ -86,12 +86,13 @@ class SecretDialog(ModalScreen[None]):
     def __init__(self, created: CreatedKey) -> None:
         super().__init__()
         self._created = created
+        self.secret = created.key
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"Key `{self._created.name}` created", classes="title")
             yield Static(self._created.key, id="secret")
-            yield Label(
+            yield Static(
                 "Store it now: it is not shown again. c copies it to the clipboard.",
                 classes="note",
             )
@@ -123,7 +124,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self._question, classes="title")
+            yield Static(self._question, classes="title")
             with Horizontal(classes="buttons"):
                 yield Button("No", id="no")
                 yield Button(f"{self._action} (y)", variant="error", id="yes")

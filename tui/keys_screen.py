@@ -18,14 +18,14 @@ from tui.wire import KeyInfo
 
 COLUMNS = (
     "Name",
-    "Prefix",
-    "Tier",
-    "Models",
     "Status",
-    "Created",
-    "Last used",
+    "Tier",
+    "Prefix",
     "Req/mo",
     "Cost/mo",
+    "Last used",
+    "Created",
+    "Models",
     "From",
 )
 
@@ -33,14 +33,14 @@ COLUMNS = (
 def _row(key: KeyInfo, zone: datetime.tzinfo | None) -> tuple[object, ...]:
     return (
         key.name,
-        key.prefix,
-        key.tier or fmt.NONE,
-        "all" if key.models is None else ",".join(key.models),
         fmt.status(key.status),
-        fmt.when(key.created_at, zone),
-        fmt.when(key.last_used_at, zone, missing="never"),
+        key.tier or fmt.NONE,
+        key.prefix,
         f"{key.this_month.requests:,}",
         fmt.usd(key.this_month.cost),
+        fmt.when(key.last_used_at, zone, missing="never"),
+        fmt.when(key.created_at, zone),
+        "all" if key.models is None else ",".join(key.models),
         key.source,
     )
 

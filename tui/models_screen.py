@@ -10,17 +10,17 @@ from tui.state import ConsoleState
 from tui.widgets import Banner, ConsoleScreen, sync_rows
 from tui.wire import ModelLive
 
-COLUMNS = ("ID", "Name", "Backend", "Context", "$/M in/out", "Status", "Load", "Detail")
+COLUMNS = ("ID", "Status", "Name", "Backend", "Context", "$/M in/out", "Load", "Detail")
 
 
 def _row(model: ModelLive) -> tuple[object, ...]:
     return (
         model.id,
+        fmt.status(model.status),
         model.name,
         model.backend,
         f"{model.context_length:,}",
         fmt.price(model.pricing.prompt, model.pricing.completion),
-        fmt.status(model.status),
         fmt.seconds(model.load_seconds),
         model.error or "",
     )

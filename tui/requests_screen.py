@@ -12,7 +12,11 @@ from tui.state import ConsoleState
 from tui.widgets import Banner, ConsoleScreen
 from tui.wire import RecentRequest
 
-COLUMNS = ("Time", "Key", "Model", "Endpoint", "Tokens", "Latency", "TTFT", "Status")
+COLUMNS = ("Time", "Status", "Key", "Model", "Tokens", "Latency", "TTFT", "Endpoint")
+
+
+def _key(item: RecentRequest) -> str:
+    return f"{item.seq}:{item.id}"  # sequence numbers start again when the server restarts
 
 
 def _row(item: RecentRequest, zone: datetime.tzinfo | None) -> tuple[object, ...]:
@@ -21,13 +25,13 @@ def _row(item: RecentRequest, zone: datetime.tzinfo | None) -> tuple[object, ...
         status.append(f" {item.http_status}")
     return (
         fmt.clock(item.time, zone),
+        status,
         item.key or fmt.NONE,
         item.model or fmt.NONE,
-        item.endpoint.removeprefix("/v1/"),
         fmt.tokens(item.prompt_tokens, item.completion_tokens),
         fmt.millis(item.latency_ms),
         fmt.millis(item.ttft_ms),
-        status,
+        item.endpoint.removeprefix("/v1/"),
     )
 
 
@@ -49,14 +53,14 @@ class RequestsScreen(ConsoleScreen):
     def show_state(self, state: ConsoleState) -> None:
         table = self.query_one("#requests", DataTable)
         following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
-        kept = {str(item.seq) for item in state.tail}
+        kept = {_key(item) for item in state.tail}
         for row_key in list(table.rows):
             if row_key.value not in kept:
                 table.remove_row(row_key)
         present = {str(key.value) for key in table.rows}
         zone = self.console.zone
         for item in state.tail:
-            if str(item.seq) not in present:
-                table.add_row(*_row(item, zone), key=str(item.seq))
+            if _key(item) not in present:
+                table.add_row(*_row(item, zone), key=_key(item))
         if following and table.row_count:
             table.move_cursor(row=table.row_count - 1)

@@ -59,6 +59,7 @@ class ConsoleState:
             # The server restarted: its counters and sequence numbers start again.
             previous = None
             self.rates.clear()
+            self.tail.clear()
         if previous is not None:
             elapsed = snapshot.time - previous.time
             before = {model.id: model.totals for model in previous.models}

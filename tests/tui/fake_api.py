@@ -47,6 +47,10 @@ class FakeApi:
             return _ok(self.live(int(request.url.params.get("since", "0"))))
         if path == "/v1/api-keys" and request.method == "GET":
             return _ok(self.keys)
+        if path == "/v1/api-keys" and request.method == "POST":
+            body = json.loads(request.content)
+            made = {"id": "k5", "name": body["name"], "prefix": "rad-Ne1", "tier": body.get("tier")}
+            return _ok({**made, "key": "rad-Ne1-fixed-secret-for-the-snapshot"})
         if path == "/v1/tiers":
             return _ok([{"name": "free", "rpm": 60}, {"name": "pro", "rpm": 600}])
         return _error(404, "NOT_FOUND", f"no route {path}")
