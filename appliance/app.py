@@ -25,6 +25,7 @@ from appliance.management.envelope import ManagementError, handle_management_err
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
 from appliance.management.own_usage_routes import OwnUsageController
+from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -66,6 +67,7 @@ MANAGEMENT = [
     BillingController,
     OwnUsageController,
     WebhooksController,
+    TiersController,
 ]
 # Bodies the handlers decode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [

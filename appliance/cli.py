@@ -1,4 +1,5 @@
-"""The `radiance` command: check a config, serve it, manage keys, or write a demo model."""
+"""The `radiance` command: check a config, serve it, manage keys, open the console, or write a
+demo model."""
 
 from __future__ import annotations
 
@@ -84,6 +85,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return cli_pull.run(args, _load)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from tui.launch import run_console
+
+    return run_console(args.url, args.admin_key)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="radiance", description="Radiance: a self-hosted LLM inference appliance."
@@ -111,6 +118,18 @@ def parser() -> argparse.ArgumentParser:
 
     cli_pull.add_parser(commands)
     commands.choices["pull"].set_defaults(run=cmd_pull)
+
+    console = commands.add_parser(
+        "console", help="the admin console: a terminal UI over the server's HTTP API"
+    )
+    console.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the server (default: %(default)s)"
+    )
+    console.add_argument(
+        "--admin-key",
+        help="the admin key (default: $RADIANCE_ADMIN_KEY, else a prompt that does not echo)",
+    )
+    console.set_defaults(run=cmd_console)
 
     cli_keys.add_parser(commands)
     commands.choices["keys"].set_defaults(run=cmd_keys)

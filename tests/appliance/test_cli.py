@@ -119,3 +119,18 @@ def test_keys_cli_works_beside_a_running_server(launch) -> None:  # type: ignore
     assert status() == 401
     bad = radiance("keys", "create", "--config", config, "--name", "x", "--tier", "gold", env=env)
     assert bad.returncode == 1 and "tier `gold` is not declared" in bad.stderr
+
+
+def test_console_without_an_admin_key_says_how_to_give_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RADIANCE_ADMIN_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "console", "--url", "http://127.0.0.1:9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert "--admin-key" in done.stderr and "RADIANCE_ADMIN_KEY" in done.stderr

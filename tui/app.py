@@ -1,0 +1,136 @@
+"""The console app: switches screens, polls the server once a second, reconnects by itself."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+from textual.app import App
+from textual.binding import Binding
+
+from tui.client import RadianceClient, ServerError
+from tui.dashboard import DashboardScreen
+from tui.dialogs import ConfirmDialog, CreateKeyDialog, SecretDialog, TierDialog
+from tui.help_screen import HelpScreen, binding_rows
+from tui.keys_screen import KeysScreen
+from tui.models_screen import ModelsScreen
+from tui.requests_screen import RequestsScreen
+from tui.state import ConsoleState
+from tui.widgets import ConsoleScreen
+
+MAX_BACKOFF = 30.0
+
+
+class ConsoleApp(App[None]):
+    """`poll_seconds=None` polls only when told (`await app.poll()`), for tests."""
+
+    TITLE = "Radiance console"
+    MODES = {  # noqa: RUF012 (Textual reads it as a class attribute)
+        "dashboard": DashboardScreen,
+        "keys": KeysScreen,
+        "models": ModelsScreen,
+        "requests": RequestsScreen,
+    }
+    DEFAULT_MODE = "dashboard"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [  # noqa: RUF012
+        Binding("d,1", "switch_mode('dashboard')", "Dashboard"),
+        Binding("k,2", "switch_mode('keys')", "Keys"),
+        Binding("m,3", "switch_mode('models')", "Models"),
+        Binding("r,4", "switch_mode('requests')", "Requests"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        client: RadianceClient,
+        *,
+        poll_seconds: float | None = 1.0,
+        zone: datetime.tzinfo | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.zone = zone
+        self.state = ConsoleState(url=client.base_url)
+        self.sub_title = client.base_url
+        self._poll_seconds = poll_seconds
+        self._polling = False
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def on_mount(self) -> None:
+        if self._poll_seconds is not None:
+            self.set_interval(self._poll_seconds, self._tick)
+            self._tick()
+
+    async def on_unmount(self) -> None:
+        await self.client.aclose()
+
+    def _tick(self) -> None:
+        """Start a poll in a worker unless one is running or a retry is not due yet."""
+        if self._polling:
+            return
+        if self._failures and time.monotonic() < self._retry_at:
+            self.state.retry_in = self._retry_at - time.monotonic()
+            self._redraw()
+            return
+        self._polling = True
+        self.run_worker(self.poll(), group="poll", exit_on_error=True)
+
+    async def poll(self) -> None:
+        """Fetch a live snapshot (and the keys, while their screen is up) and redraw."""
+        self._polling = True
+        try:
+            snapshot = await self.client.live(self.state.since)
+            if self.current_mode == "keys":
+                self.state.keys = await self.client.keys()
+        except ServerError as exc:
+            self._failures += 1
+            delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + delay
+            self.state.problem = exc
+            self.state.retry_in = delay
+        else:
+            self._failures = 0
+            self.state.take(snapshot)
+        finally:
+            self._polling = False
+        self._redraw()
+
+    async def refresh_keys(self) -> None:
+        """Fetch the keys now (after an action), telling the user if that fails."""
+        try:
+            self.state.keys = await self.client.keys()
+        except ServerError as exc:
+            if exc.lasting:
+                self.state.problem = exc
+            else:
+                self.notify(exc.message, severity="error")
+        self._redraw()
+
+    def _redraw(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ConsoleScreen) and screen.is_mounted:
+                screen.show(self.state)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        rows = binding_rows(
+            [
+                ("anywhere", self.BINDINGS),
+                ("keys", KeysScreen.BINDINGS),
+                ("new key", CreateKeyDialog.BINDINGS),
+                ("secret", SecretDialog.BINDINGS),
+                ("confirm", ConfirmDialog.BINDINGS),
+                ("tier", TierDialog.BINDINGS),
+                ("tables", [Binding("up,down,pageup,pagedown", "", "Move the cursor")]),
+            ]
+        )
+        self.push_screen(HelpScreen(rows))
+
+    async def action_switch_mode(self, mode: str) -> None:
+        await self.switch_mode(mode)
+        if mode == "keys":
+            await self.refresh_keys()

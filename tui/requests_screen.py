@@ -1,0 +1,66 @@
+"""A live tail of the requests that ended: time, key, model, tokens, latency and status."""
+
+from __future__ import annotations
+
+import datetime
+
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Footer, Header
+
+from tui import formatting as fmt
+from tui.state import ConsoleState
+from tui.widgets import Banner, ConsoleScreen
+from tui.wire import RecentRequest
+
+COLUMNS = ("Time", "Status", "Key", "Model", "Tokens", "Latency", "TTFT", "Endpoint")
+
+
+def _key(item: RecentRequest) -> str:
+    return f"{item.seq}:{item.id}"  # sequence numbers start again when the server restarts
+
+
+def _row(item: RecentRequest, zone: datetime.tzinfo | None) -> tuple[object, ...]:
+    status = fmt.status(item.status)
+    if item.http_status is not None and item.status != "ok":
+        status.append(f" {item.http_status}")
+    return (
+        fmt.clock(item.time, zone),
+        status,
+        item.key or fmt.NONE,
+        item.model or fmt.NONE,
+        fmt.tokens(item.prompt_tokens, item.completion_tokens),
+        fmt.millis(item.latency_ms),
+        fmt.millis(item.ttft_ms),
+        item.endpoint.removeprefix("/v1/"),
+    )
+
+
+class RequestsScreen(ConsoleScreen):
+    """Newest at the bottom; the cursor follows new rows while it sits on the last one."""
+
+    DEFAULT_CSS = """
+    RequestsScreen DataTable { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Banner()
+        table: DataTable[object] = DataTable(id="requests", cursor_type="row", zebra_stripes=True)
+        table.add_columns(*COLUMNS)
+        yield table
+        yield Footer()
+
+    def show_state(self, state: ConsoleState) -> None:
+        table = self.query_one("#requests", DataTable)
+        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        kept = {_key(item) for item in state.tail}
+        for row_key in list(table.rows):
+            if row_key.value not in kept:
+                table.remove_row(row_key)
+        present = {str(key.value) for key in table.rows}
+        zone = self.console.zone
+        for item in state.tail:
+            if _key(item) not in present:
+                table.add_row(*_row(item, zone), key=_key(item))
+        if following and table.row_count:
+            table.move_cursor(row=table.row_count - 1)
