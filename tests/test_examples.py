@@ -52,6 +52,7 @@ def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
         ("chat.py", "streamed"),
         ("structured.py", "tool call: get_weather"),
         ("embeddings.py", "usage:"),
+        ("curl.sh", '"pricing"'),
         ("curl.sh", "[DONE]"),
     ],
 )
