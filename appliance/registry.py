@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from appliance.config import LoadedConfig, ModelConfig
+from appliance.config import LoadedConfig, ModelConfig, OpenAIBackend, VllmBackend
 from appliance.errors import ModelNotFound
 from backends.base import Backend, EngineError
 
@@ -27,9 +29,50 @@ class ServedModel:
         return self.config.id
 
 
-def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
-    """Make the engine a model's backend names; engine modules are imported only here."""
+def build_engine(
+    loaded: LoadedConfig, model: ModelConfig, shared: dict[str, Any] | None = None
+) -> Backend:
+    """Make the engine a model's backend names; engine modules are imported only here.
+
+    `shared` keeps what the models of one backend share (an openai backend's replicas).
+    """
     backend = loaded.config.backends[model.backend]
+    shared = {} if shared is None else shared
+    if isinstance(backend, OpenAIBackend):
+        from backends.openai.engine import PoolSettings, ReplicaPool, UpstreamBackend
+
+        if model.backend not in shared:
+            shared[model.backend] = ReplicaPool(
+                PoolSettings(
+                    name=model.backend,
+                    urls=tuple(backend.urls),
+                    api_key=backend.api_key,
+                    health_interval=backend.health_interval,
+                    connect_timeout=backend.connect_timeout,
+                    timeout=backend.timeout,
+                )
+            )
+        pool = shared[model.backend]
+        return UpstreamBackend(pool, model.id, model.upstream_model or model.id)
+    if isinstance(backend, VllmBackend):
+        from backends.vllm.engine import VllmEngine, VllmSettings
+
+        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", model.id)
+        return VllmEngine(
+            VllmSettings(
+                model_id=model.id,
+                python=str(loaded.resolve(backend.python)),
+                model=loaded.vllm_model(model),
+                context_length=model.context_length,
+                log_path=loaded.database_path.parent / "logs" / f"vllm-{safe_id}.log",
+                args=dict(backend.args),
+                gpus=None if backend.gpus is None else tuple(backend.gpus),
+                env=dict(backend.env),
+                tool_parser=model.tool_parser,
+                startup_timeout=backend.startup_timeout,
+                timeout=backend.timeout,
+            )
+        )
     from backends.llamacpp.engine import LlamaCppBackend, LlamaCppSettings
 
     return LlamaCppBackend(
@@ -57,9 +100,10 @@ class ModelRegistry:
 
     @classmethod
     def from_config(cls, loaded: LoadedConfig) -> ModelRegistry:
+        shared: dict[str, Any] = {}
         return cls(
             [
-                ServedModel(model, model.backend, build_engine(loaded, model))
+                ServedModel(model, model.backend, build_engine(loaded, model, shared))
                 for model in loaded.config.models
             ]
         )

@@ -10,10 +10,12 @@ from appliance.config.schema import (
     KeyConfig,
     LlamaCppBackend,
     ModelConfig,
+    OpenAIBackend,
     Pricing,
     SamplingParameter,
     ServerConfig,
     TierConfig,
+    VllmBackend,
 )
 
 __all__ = [
@@ -27,10 +29,12 @@ __all__ = [
     "LlamaCppBackend",
     "LoadedConfig",
     "ModelConfig",
+    "OpenAIBackend",
     "Pricing",
     "SamplingParameter",
     "ServerConfig",
     "TierConfig",
+    "VllmBackend",
     "load_config",
     "parse_config_text",
 ]
