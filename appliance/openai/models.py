@@ -32,6 +32,7 @@ def admin_fields(served: ServedModel) -> dict[str, Any]:
         "requests_running": stats.running,
         "requests_waiting": stats.waiting,
         "error": stats.error,
+        "engine_stats": stats.extra,
     }
 
 

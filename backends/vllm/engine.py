@@ -34,7 +34,7 @@ from backends.base import (
     PassthroughBackend,
     UpstreamReply,
 )
-from backends.openai.client import OpenAIServer, new_client
+from backends.openai.client import OpenAIServer, Unreachable, new_client
 from backends.vllm.metrics import parse_metrics
 from backends.vllm.process import ChildGroup, free_port
 
@@ -257,4 +257,9 @@ class VllmEngine(PassthroughBackend):
             options = body.get("stream_options") or {}
             body = {**body, "stream_options": {"continuous_usage_stats": True, **options}}
         server = self._server
-        return await server.forward(endpoint, body, stream=stream, deployment=server.base_url)
+        try:
+            return await server.forward(endpoint, body, stream=stream, deployment=server.base_url)
+        except Unreachable:
+            if not self._child.running:  # died since the last check: the supervisor restarts it
+                self._status = EngineStatus.LOADING
+            raise

@@ -128,8 +128,13 @@ def front(
     running.stop()
 
 
+_SDKS: list[openai.OpenAI] = []  # closed after each test
+
+
 def client(server: RunningServer, key: str = ALICE) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    sdk = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    _SDKS.append(sdk)
+    return sdk
 
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -171,7 +176,8 @@ def test_streams_are_billed_whether_or_not_the_client_asks_for_usage(
         "POST",
         f"{front.base_url}/chat/completions",
         headers={"authorization": f"Bearer {ALICE}"},
-        json={"model": "small", "messages": HELLO, "max_tokens": 10, "stream": True, **options},
+        # `slow` never ends on its own, so there are always 10 tokens to bill.
+        json={"model": "slow", "messages": HELLO, "max_tokens": 10, "stream": True, **options},
         timeout=60,
     ) as response:
         assert response.status_code == 200
@@ -179,10 +185,10 @@ def test_streams_are_billed_whether_or_not_the_client_asks_for_usage(
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
-    assert all(c["model"] == "small" and c["id"] == f"chatcmpl-{request_id}" for c in chunks)
+    assert all(c["model"] == "slow" and c["id"] == f"chatcmpl-{request_id}" for c in chunks)
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     row = row_of(front, request_id)
-    assert row["status"] == "ok" and row["completion_tokens"] > 0
+    assert row["status"] == "ok" and row["completion_tokens"] == 10
     if include_usage:
         *body, last = chunks
         assert last["choices"] == [] and all(c["usage"] is None for c in body)
@@ -259,6 +265,15 @@ def test_rate_limits_apply_at_the_front(
 
 
 _CLIENTS: list[httpx.Client] = []  # kept alive while their streams are read
+
+
+@pytest.fixture(autouse=True)
+def _close_stream_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+    while _SDKS:
+        _SDKS.pop().close()
 
 
 def _open_stream(server: RunningServer, model: str, max_tokens: int) -> httpx.Response:
