@@ -19,9 +19,10 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every request at info: the hub downloads' and the webhook deliveries'.
+    # httpx logs every request at info: hub downloads, webhook deliveries, upstream health
+    # checks and metrics scrapes are noise, not news.
     for name in ("httpx", "httpx2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
 def _load(path: str) -> LoadedConfig | None:

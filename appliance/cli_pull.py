@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
     names = list(args.sources)
     if not names:
         assert loaded is not None
-        names = [m.source for m in loaded.config.models if is_hub_source(m.source)]
+        names = [m.source for m in loaded.config.models if m.source and is_hub_source(m.source)]
         if not names:
             print(f"{args.config} names no hf:// sources; nothing to pull")
             return 0

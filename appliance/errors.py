@@ -86,6 +86,22 @@ class ServiceUnavailable(ApiError):
         )
 
 
+class BadGateway(ApiError):
+    """An upstream server failed or answered what Radiance cannot pass on."""
+
+    status = 502
+    type = "server_error"
+    code = "bad_gateway"
+
+    def __init__(self, message: str, *, retry_after: float = 1, code: str | None = None) -> None:
+        seconds = max(1, round(retry_after))
+        super().__init__(
+            message,
+            code=code,
+            headers={"retry-after": str(seconds), "retry-after-ms": str(int(retry_after * 1000))},
+        )
+
+
 class InternalError(ApiError):
     status = 500
     type = "server_error"

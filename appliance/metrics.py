@@ -36,14 +36,23 @@ class _EngineGauges(Collector):
         ready = GaugeMetricFamily(
             "radiance:model_ready", "1 when the model is loaded and serving.", labels=["model_name"]
         )
+        engine = GaugeMetricFamily(
+            "radiance:engine_stat",
+            "Figures an engine reports (vLLM: scraped from its /metrics; kv_cache_usage, "
+            "ttft_seconds_mean, ...; replicas: healthy count).",
+            labels=["model_name", "stat"],
+        )
         for served in self._models:
             stats = served.engine.stats()
             running.add_metric([served.id], stats.running)
             waiting.add_metric([served.id], stats.waiting)
             ready.add_metric([served.id], float(served.engine.status.value == "ready"))
+            for name, value in sorted(stats.extra.items()):
+                engine.add_metric([served.id, name], value)
         yield running
         yield waiting
         yield ready
+        yield engine
 
 
 class Metrics:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from appliance.config import LoadedConfig, ModelConfig
+from appliance.config import LoadedConfig, ModelConfig, OpenAIBackend, VllmBackend
 from appliance.errors import ModelNotFound, ServiceUnavailable
 from appliance.hub.download import DownloadError, cached_file, download_async
 from appliance.hub.pending_engine import PendingEngine
@@ -62,15 +64,61 @@ class ServedModel:
         )
 
 
-def build_engine(loaded: LoadedConfig, model: ModelConfig, path: Path) -> Backend:
-    """Make the engine a model's backend names; engine modules are imported only here."""
+def build_engine(
+    loaded: LoadedConfig,
+    model: ModelConfig,
+    path: Path | None = None,
+    shared: dict[str, Any] | None = None,
+) -> Backend:
+    """Make the engine a model's backend names; engine modules are imported only here.
+
+    `path` is a llamacpp model's GGUF file when it is not the config's own source (a file
+    fetched from the hub); `shared` keeps what the models of one backend share (an openai
+    backend's replicas).
+    """
     backend = loaded.config.backends[model.backend]
+    shared = {} if shared is None else shared
+    if isinstance(backend, OpenAIBackend):
+        from backends.openai.engine import PoolSettings, ReplicaPool, UpstreamBackend
+
+        if model.backend not in shared:
+            shared[model.backend] = ReplicaPool(
+                PoolSettings(
+                    name=model.backend,
+                    urls=tuple(backend.urls),
+                    api_key=backend.api_key,
+                    health_interval=backend.health_interval,
+                    connect_timeout=backend.connect_timeout,
+                    timeout=backend.timeout,
+                )
+            )
+        pool = shared[model.backend]
+        return UpstreamBackend(pool, model.id, model.upstream_model or model.id)
+    if isinstance(backend, VllmBackend):
+        from backends.vllm.engine import VllmEngine, VllmSettings
+
+        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", model.id)
+        return VllmEngine(
+            VllmSettings(
+                model_id=model.id,
+                python=str(loaded.resolve(backend.python)),
+                model=loaded.vllm_model(model),
+                context_length=model.context_length,
+                log_path=loaded.database_path.parent / "logs" / f"vllm-{safe_id}.log",
+                args=dict(backend.args),
+                gpus=None if backend.gpus is None else tuple(backend.gpus),
+                env=dict(backend.env),
+                tool_parser=model.tool_parser,
+                startup_timeout=backend.startup_timeout,
+                timeout=backend.timeout,
+            )
+        )
     from backends.llamacpp.engine import LlamaCppBackend, LlamaCppSettings
 
     return LlamaCppBackend(
         LlamaCppSettings(
             model_id=model.id,
-            path=path,
+            path=path or loaded.model_path(model),
             context_length=model.context_length,
             threads=backend.threads,
             batch_size=backend.batch_size,
@@ -83,7 +131,7 @@ def build_engine(loaded: LoadedConfig, model: ModelConfig, path: Path) -> Backen
 
 def hub_model(loaded: LoadedConfig, model: ModelConfig) -> ServedModel:
     """A model whose file comes from the hub: a stand-in until the file is local."""
-    source = HubSource.parse(model.source)
+    source = HubSource.parse(model.source or "")
     pending = PendingEngine(model.id, str(source))
 
     async def prepare() -> Backend:
@@ -118,13 +166,12 @@ class ModelRegistry:
 
     @classmethod
     def from_config(cls, loaded: LoadedConfig) -> ModelRegistry:
+        shared: dict[str, Any] = {}
         return cls(
             [
                 hub_model(loaded, model)
-                if is_hub_source(model.source)
-                else ServedModel(
-                    model, model.backend, build_engine(loaded, model, loaded.model_path(model))
-                )
+                if model.source is not None and is_hub_source(model.source)
+                else ServedModel(model, model.backend, build_engine(loaded, model, shared=shared))
                 for model in loaded.config.models
             ]
         )

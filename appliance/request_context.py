@@ -36,6 +36,7 @@ class RequestContext:
     route_model: str | None = None
     model: str | None = None
     backend: str | None = None
+    deployment: str | None = None  # the upstream server that answered (passthrough engines)
     prices: UnitPrices = FREE
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -73,6 +74,8 @@ class RequestContext:
             headers["x-model-used"] = self.model
         if self.backend is not None:
             headers["x-backend"] = self.backend
+        if self.deployment is not None:
+            headers["x-deployment-id"] = self.deployment
         if not self.key.is_admin:
             headers.update(self.meter.limiter.headers(self.key.id, self.policy))
         return headers
@@ -144,7 +147,7 @@ class RequestContext:
         self.meter.live.finished(row, generated_live=self.completion_tokens)
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
-            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s",
+            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s",
             self.id,
             self.key.name,
             self.endpoint,
@@ -157,6 +160,7 @@ class RequestContext:
             "-" if row.ttft_ms is None else f"{row.ttft_ms:.1f}",
             status,
             http_status,
+            f" deployment={self.deployment}" if self.deployment else "",
             f" error={error.code}: {error.message}" if error else "",
         )
 

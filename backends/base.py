@@ -4,13 +4,21 @@ The serving layer (``appliance``) sees engines only through these types: it rend
 request into a ``Prompt``, asks for a stream of ``Delta``s with ``SamplingParams``, and
 reads ``Capabilities`` to refuse what an engine cannot honour. This module imports no
 web framework and no engine library, so a CPU box never imports vLLM.
+
+Engines that put another OpenAI-compatible server behind Radiance (a supervised vLLM,
+remote replicas) cannot render prompts: the upstream applies its own chat template and
+counts its own tokens. They set ``Capabilities.passthrough`` and implement ``forward``,
+which takes the OpenAI request body (already validated, admitted and rewritten by the
+serving layer) and returns the upstream's ``UpstreamReply``: a whole JSON body, or its
+SSE events as they arrive. The serving layer reads the usage the upstream reports from
+the reply, so billing stays exact, and keeps keys, limits and the ledger as for any engine.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -50,6 +58,29 @@ class PromptTooLong(EngineError):
         self.context_length = context_length
 
 
+class UpstreamError(EngineError):
+    """An upstream server answered with an error: its HTTP status and OpenAI error fields.
+
+    ``retry_after`` is set when the upstream said when to retry (or when no replica could
+    take the request and another try later may succeed).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+
 class EngineStatus(enum.Enum):
     LOADING = "loading"
     READY = "ready"
@@ -69,6 +100,8 @@ class Capabilities:
     tools: bool = False
     # Sequences decoded at the same time by one model (1 = requests are queued).
     parallel: int = 1
+    # Requests are forwarded to an OpenAI-compatible server with `Backend.forward`.
+    passthrough: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +165,25 @@ class Embeddings:
     prompt_tokens: int
 
 
+Endpoint = Literal["chat/completions", "completions", "embeddings"]
+
+
+@dataclass
+class UpstreamReply:
+    """An upstream's answer to a forwarded request.
+
+    Exactly one of ``body`` (a whole JSON response) and ``events`` (the JSON of each SSE
+    event as it arrives, `[DONE]` left out) is set. ``close`` releases the connection;
+    closing before the end aborts the upstream's generation. ``deployment`` names the
+    server that answered.
+    """
+
+    deployment: str
+    close: Callable[[], Awaitable[None]]
+    body: dict[str, Any] | None = None
+    events: AsyncIterator[dict[str, Any]] | None = None
+
+
 @dataclass
 class EngineStats:
     """Live figures an engine reports for metrics and the console."""
@@ -185,3 +237,42 @@ class Backend(abc.ABC):
 
     async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
         raise EngineError("this engine does not compute embeddings")
+
+    async def forward(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamReply:
+        """Send an OpenAI request body to the upstream (passthrough engines only).
+
+        Raises EngineUnavailable when no upstream can take it (the caller answers 503 with
+        Retry-After), UpstreamError for an error the upstream answered. Errors while
+        reading ``events`` are EngineErrors too.
+        """
+        raise EngineError("this engine renders prompts itself; it forwards nothing")
+
+
+class PassthroughBackend(Backend):
+    """Base of engines that forward requests: there is no prompt to render here."""
+
+    capabilities = Capabilities(
+        embeddings=True, logprobs=True, json_schema=True, tools=True, parallel=64, passthrough=True
+    )
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+    ) -> Prompt:
+        raise EngineError("a passthrough engine does not render prompts")
+
+    def render_text(self, text: str) -> Prompt:
+        raise EngineError("a passthrough engine does not tokenize")
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        raise EngineError("a passthrough engine does not detokenize")
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        raise EngineError("a passthrough engine forwards requests; it does not generate")
+        yield  # pragma: no cover  (makes this an async generator)
+
+    @abc.abstractmethod
+    async def forward(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamReply: ...

@@ -134,8 +134,10 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(folder: pathlib.Path, config: str, timeout: float = 60) -> RunningServer:
-    """Run `radiance up` as a real process and wait for its ready line."""
+def start_server(
+    folder: pathlib.Path, config: str, timeout: float = 60, port: int = 0
+) -> RunningServer:
+    """Run `radiance up` as a real process (on `port`, 0: a free one); wait for its ready line."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "radiance.yaml"
     path.write_text(config)
@@ -143,7 +145,7 @@ def start_server(folder: pathlib.Path, config: str, timeout: float = 60) -> Runn
     log_path = folder / "server.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "up", str(path), "--port", "0"],
+        [sys.executable, "-m", "appliance.cli", "up", str(path), "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

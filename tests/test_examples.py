@@ -22,10 +22,15 @@ def layout(tmp_path_factory: pytest.TempPathFactory, models_dir: pathlib.Path) -
     (root / "models").mkdir()
     shutil.copy(models_dir / "tiny.gguf", root / "models" / "tiny.gguf")
     shutil.copy(models_dir / "tiny.gguf", root / "models" / "qwen2.5-7b-instruct-q4_k_m.gguf")
+    (root / "vllm" / "bin").mkdir(parents=True)  # stands for a venv that has vllm
+    (root / "vllm" / "bin" / "python").symlink_to("/bin/true")
     return root
 
 
-@pytest.mark.parametrize("name", ["cpu-only.yaml", "gpu-box.yaml", "several-models.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["cpu-only.yaml", "gpu-box.yaml", "several-models.yaml", "vllm-h100.yaml", "multi-box.yaml"],
+)
 def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
     env = {
         **os.environ,
@@ -33,6 +38,8 @@ def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
         "ALICE_KEY": "sk-alice-examples-1",
         "TEAM_KEY": "sk-team-examples-12",
         "RADIANCE_MODELS": str(layout / "models"),
+        "VLLM_PYTHON": str(layout / "vllm" / "bin" / "python"),
+        "EDGE_KEY": "sk-edge-examples-1",
     }
     result = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "check", str(layout / "examples" / name)],

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, get_args
 import msgspec
 import msgspec.inspect as mi
 
-from appliance.config.schema import Config, ModelConfig, Name
+from appliance.config.schema import Config, Name
 from appliance.hub.source import SHAPE, BadHubSource, HubSource, is_hub_source
 
 if TYPE_CHECKING:
@@ -211,7 +211,6 @@ def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[Confi
             problems.append(
                 _undeclared(where, path + ".backend", "backend", model.backend, declared)
             )
-        problems += _check_source(model, path + ".source", where, base_dir)
     problems += _check_database(config, where, base_dir)
     return problems
 
@@ -279,17 +278,15 @@ def _undeclared(
     return where.problem(path, f"{what} `{name}` is not declared under `{what}s`", hint)
 
 
-def _check_source(
-    model: ModelConfig, path: str, where: SourceMap, base_dir: Path
-) -> Iterator[ConfigProblem]:
-    """The model's source must be a readable GGUF file or an hf:// source."""
-    if is_hub_source(model.source):
+def check_gguf(source: str, path: str, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:
+    """A llamacpp model's source must be a readable GGUF file or an hf:// source."""
+    if is_hub_source(source):
         try:
-            HubSource.parse(model.source)
+            HubSource.parse(source)
         except BadHubSource as error:
             yield where.problem(path, str(error), SHAPE)
         return
-    file = resolve_path(base_dir, model.source)
+    file = resolve_path(base_dir, source)
     if file.is_dir():
         yield where.problem(path, f"source `{file}` is a folder, not a GGUF file")
         return
@@ -297,8 +294,8 @@ def _check_source(
         with file.open("rb") as handle:
             magic = handle.read(4)
     except FileNotFoundError:
-        demo = f"create a demo model with `radiance demo-model {model.source}` or point"
-        hint = f"{demo} source: at a real GGUF file" if model.source.endswith(".gguf") else None
+        demo = f"create a demo model with `radiance demo-model {source}` or point"
+        hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
         yield where.problem(path, f"source `{file}` does not exist", hint)
         return
     except OSError as error:

@@ -26,6 +26,7 @@ from appliance.config.checks import (
     decode_problem,
     resolve_path,
 )
+from appliance.config.engine_checks import check_engines, vllm_source
 from appliance.config.schema import Config, ModelConfig
 
 _TAG = "tag:yaml.org,2002:"
@@ -58,7 +59,11 @@ class LoadedConfig:
 
     def model_path(self, model: ModelConfig) -> Path:
         """The GGUF file of a model whose source is a local file (not an hf:// source)."""
-        return self.resolve(model.source)
+        return self.resolve(model.source or "")
+
+    def vllm_model(self, model: ModelConfig) -> str:
+        """What a vllm `model` loads: a local folder as an absolute path, or a hub id."""
+        return vllm_source(model.source or "", self.base_dir)
 
 
 def load_config(
@@ -100,7 +105,7 @@ def parse_config_text(
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as error:
         raise ConfigError([decode_problem(error, data, where)]) from None
-    problems = check_config(config, where, base)
+    problems = check_config(config, where, base) + list(check_engines(config, where, base))
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config=config, path=resolve_path(base, file), base_dir=base)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -36,6 +36,11 @@ SAMPLING_PARAMETERS: tuple[SamplingParameter, ...] = get_args(SamplingParameter)
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0)]
+HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
+# A value of vLLM's command line: `--name value`; true is `--name`, false `--no-name`,
+# a list gives the flag several values, a mapping is passed as JSON.
+ArgValue = str | int | float | bool | list[str | int | float] | dict[str, Any]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -62,7 +67,36 @@ class LlamaCppBackend(Base, frozen=True, tag_field="engine", tag="llamacpp"):
     gpu_layers: Annotated[int, Meta(ge=-1)] = 0
 
 
-BackendConfig = LlamaCppBackend
+class VllmBackend(Base, frozen=True, tag_field="engine", tag="vllm"):
+    """One supervised `vllm serve` process group per model, on 127.0.0.1 and a free port."""
+
+    # The interpreter of a venv that has vllm; never Radiance's own.
+    python: str
+    # GPU indices for CUDA_VISIBLE_DEVICES; none set leaves the variable as it is.
+    gpus: list[Annotated[int, Meta(ge=0)]] | None = None
+    # vLLM's own flags, without the dashes: {gpu_memory_utilization: 0.9, max_num_seqs: 256}.
+    args: dict[str, ArgValue] = msgspec.field(default_factory=dict)
+    # Extra environment of the vLLM process (HF_HOME, VLLM_CPU_KVCACHE_SPACE, ...).
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    # Seconds a start may take before the model is marked failed (and the start retried).
+    startup_timeout: Seconds = 1800.0
+    # Seconds a request may take, first byte to last.
+    timeout: Seconds = 600.0
+
+
+class OpenAIBackend(Base, frozen=True, tag_field="engine", tag="openai"):
+    """OpenAI-compatible servers used as replicas: the least busy healthy one serves."""
+
+    urls: Annotated[list[HttpUrl], Meta(min_length=1)]
+    api_key: str | None = None
+    # Seconds between health checks of each replica (GET {url}/models).
+    health_interval: Seconds = 5.0
+    connect_timeout: Seconds = 5.0
+    timeout: Seconds = 600.0
+
+
+BackendConfig = LlamaCppBackend | VllmBackend | OpenAIBackend
+ENGINES: tuple[str, ...] = ("llamacpp", "vllm", "openai")
 
 
 def _decimal_ok(text: str) -> bool:
@@ -87,7 +121,8 @@ class Pricing(Base, frozen=True):
 class ModelConfig(Base, frozen=True):
     id: Name
     backend: str
-    source: str
+    # llamacpp: a GGUF file; vllm: a hub id or a local directory; openai: not used.
+    source: str | None = None
     name: str | None = None
     context_length: PositiveInt = 4096
     pricing: Pricing = Pricing()
@@ -97,6 +132,10 @@ class ModelConfig(Base, frozen=True):
     aliases: list[Name] = msgspec.field(default_factory=list)
     embeddings: bool = True
     default_max_tokens: PositiveInt | None = None
+    # vllm: the tool-call parser (`--tool-call-parser`) that enables tool_choice `auto`.
+    tool_parser: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    # openai: the model name the replicas know; the id by default.
+    upstream_model: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.parameters)) != len(self.parameters):

@@ -34,6 +34,7 @@ def admin_fields(served: ServedModel) -> dict[str, Any]:
         "requests_running": stats.running,
         "requests_waiting": stats.waiting,
         "error": stats.error,
+        "engine_stats": stats.extra,
     }
     if isinstance(served.engine, PendingEngine):
         fields["download"] = served.engine.progress.as_json()

@@ -16,6 +16,7 @@ from appliance.openai.completions import complete_text, open_text_stream, plan_c
 from appliance.openai.decoding import decode_body
 from appliance.openai.embeddings import create_embeddings
 from appliance.openai.models import admin_fields, list_models, model_object
+from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ServedModel
@@ -44,12 +45,16 @@ async def _infer(
     key = runtime.auth.bearer(request.headers.get("authorization"))
     ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
     try:
-        body = decode_body(await request.body(), kind)
+        raw = await request.body()
+        body = decode_body(raw, kind)
         ctx.route_model = getattr(body, "model", None)
         served = runtime.models.resolve(ctx.route_model or "")
         ctx.use_model(served)
         served.require_ready()
-        answer = await serve(body, served, ctx)
+        if served.engine.capabilities.passthrough:
+            answer = await forward(raw, body, served, ctx)
+        else:
+            answer = await serve(body, served, ctx)
     except ApiError as exc:
         await ctx.fail(exc)
         return error_response(exc, ctx.headers())

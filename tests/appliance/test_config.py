@@ -163,9 +163,17 @@ def test_number_where_text_is_expected_suggests_quotes(home: Path) -> None:
 
 
 def test_missing_required_field(home: Path) -> None:
+    text = edit("    backend: cpu\n    source: models/tiny.gguf\n    aliases", "    aliases")
+    assert errors(home, text) == [
+        "radiance.yaml:10:5: $.models[0]: Object missing required field `backend`"
+    ]
+
+
+def test_missing_source_names_what_the_engine_reads(home: Path) -> None:
     text = edit("    source: models/tiny.gguf\n    aliases", "    aliases")
     assert errors(home, text) == [
-        "radiance.yaml:10:5: $.models[0]: Object missing required field `source`"
+        "radiance.yaml:10:5: $.models[0]: missing required field `source`"
+        " (a GGUF file for engine `llamacpp`)"
     ]
 
 

@@ -1,0 +1,279 @@
+"""Serving a request on a passthrough engine (vLLM, remote replicas): forward, relay, bill.
+
+The upstream renders and counts; Radiance still decides. Before anything is sent, the
+request's declared parameters and the key's limits are checked and the request is
+admitted, charging an estimate of the prompt plus the completion it may produce. The body
+goes upstream as the client sent it (so engine-specific fields survive) with three
+changes: the model, a `max_tokens` when the key's tier or the model sets a default, and
+`stream_options.include_usage` forced on so every stream reports what it used. The
+answer comes back with the model id the client knows and Radiance's request id; the usage
+chunk reaches the client only if it asked for it. The ledger row holds the usage the
+upstream reported (for an abandoned stream: what was received until then).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from appliance.errors import (
+    ApiError,
+    BadGateway,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from appliance.openai.engine_calls import api_error
+from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openai.sampling import check_declared
+from appliance.openai.sse import DONE, sse_event, stream_error
+from appliance.registry import ServedModel
+from appliance.request_context import RequestContext
+from backends.base import (
+    Endpoint,
+    EngineError,
+    EngineOverloaded,
+    EngineUnavailable,
+    UnsupportedRequest,
+    UpstreamError,
+    UpstreamReply,
+)
+
+_ENDPOINTS: dict[str, Endpoint] = {
+    "chat": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
+_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+# Tokens of chat-template framing counted per message on top of its text.
+_MESSAGE_OVERHEAD = 4
+
+
+def estimate_tokens(value: Any) -> int:
+    """A prompt's tokens, estimated from its text (about 4 bytes a token) before the
+    upstream counts them; token-id lists count exactly."""
+    if isinstance(value, str):
+        return math.ceil(len(value.encode()) / 4)
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return len(value)
+    if isinstance(value, list):
+        return sum(estimate_tokens(v) for v in value)
+    if isinstance(value, dict):
+        return sum(estimate_tokens(v) for v in value.values())
+    return 0
+
+
+def _prompt_estimate(endpoint: str, data: dict[str, Any]) -> int:
+    if endpoint == "chat":
+        messages = data.get("messages") or []
+        tools = (
+            estimate_tokens(msgspec.json.encode(data["tools"]).decode()) if "tools" in data else 0
+        )
+        return sum(estimate_tokens(m) + _MESSAGE_OVERHEAD for m in messages) + tools
+    return estimate_tokens(data.get("prompt" if endpoint == "completions" else "input"))
+
+
+def _completion_budget(
+    body: ChatCompletionRequest | CompletionRequest,
+    data: dict[str, Any],
+    served: ServedModel,
+    ctx: RequestContext,
+    prompt: int,
+) -> int:
+    """The most one choice may generate; sets `max_tokens` upstream when a default applies."""
+    cap = ctx.policy.max_tokens
+    requested: int | None = body.max_tokens
+    param = "max_tokens"
+    if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
+        requested, param = body.max_completion_tokens, "max_completion_tokens"
+    if requested is not None:
+        if cap is not None and requested > cap:
+            raise InvalidRequest(
+                f"`{param}` is {requested}, but this API key's tier allows at most {cap}.",
+                param=param,
+                code="max_tokens_exceeded",
+            )
+        return requested
+    if isinstance(body, CompletionRequest):
+        default: int | None = min(16, cap) if cap is not None else 16  # OpenAI's default
+    else:
+        defaults = [x for x in (served.config.default_max_tokens, cap) if x is not None]
+        default = min(defaults) if defaults else None
+    if default is not None:
+        data["max_tokens"] = default
+        return default
+    return max(1, served.config.context_length - prompt)
+
+
+async def forward(
+    raw: bytes,
+    body: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | Any,
+    served: ServedModel,
+    ctx: RequestContext,
+) -> dict[str, Any] | AsyncIterator[bytes]:
+    """Check, admit and forward one request; a dict, or SSE bytes for a stream."""
+    data: dict[str, Any] = msgspec.json.decode(raw)
+    endpoint = ctx.endpoint
+    prompt = _prompt_estimate(endpoint, data)
+    ctx.prompt_tokens = prompt
+    if isinstance(body, EmbeddingRequest):
+        if not served.config.embeddings:
+            raise InvalidRequest(
+                f"the model `{served.id}` does not serve embeddings", param="model"
+            )
+        await ctx.admit(0)
+        stream = False
+    else:
+        check_declared(body, served)
+        budget = _completion_budget(body, data, served, ctx, prompt)
+        await ctx.admit((body.n or 1) * budget)
+        stream = body.stream
+        if stream:
+            data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    data["model"] = served.id
+    try:
+        reply = await served.engine.forward(_ENDPOINTS[endpoint], data, stream=stream)
+    except EngineError as exc:
+        raise upstream_api_error(exc) from exc
+    ctx.deployment = reply.deployment
+    if reply.events is None:
+        try:
+            return _whole(reply.body or {}, served, ctx)
+        finally:
+            await reply.close()
+    include_usage = bool(
+        isinstance(body, (ChatCompletionRequest, CompletionRequest))
+        and body.stream_options
+        and body.stream_options.include_usage
+    )
+    return _relay(reply, served, ctx, include_usage)
+
+
+def upstream_api_error(exc: EngineError) -> ApiError:
+    """An upstream's error as the client should see it.
+
+    The upstream's 4xx are the client's own errors and pass through with their status and
+    message, except those that say the gateway itself is misconfigured (401, 403, 404:
+    502) or busy (429: 503). 5xx and broken connections are 502 with Retry-After; an
+    engine that is down or has no replica to take the request is 503 with Retry-After.
+    """
+    if isinstance(exc, (EngineUnavailable, EngineOverloaded, UnsupportedRequest)):
+        return api_error(exc)
+    if not isinstance(exc, UpstreamError):
+        return BadGateway(f"the upstream failed: {exc}")
+    status, message = exc.status, f"upstream: {exc}"
+    if status in (401, 403):
+        return BadGateway(f"the upstream refused Radiance's credentials ({status}): {exc}")
+    if status == 404:
+        return BadGateway(message, code="upstream_not_found")
+    if status in (429, 503):
+        return ServiceUnavailable(message, retry_after=exc.retry_after or 1)
+    if status == 413:
+        return PayloadTooLarge(message)
+    if status >= 500:
+        return BadGateway(message, retry_after=exc.retry_after or 1)
+    error = InvalidRequest(str(exc), param=exc.param, code=exc.code)
+    error.status = status
+    return error
+
+
+def _record_usage(ctx: RequestContext, usage: Any) -> bool:
+    """Take the upstream's usage as the request's; False if it is not a usage object."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
+        return False
+    ctx.prompt_tokens = usage["prompt_tokens"]
+    completion = usage.get("completion_tokens")
+    completion = completion if isinstance(completion, int) else 0
+    if completion > ctx.completion_tokens:
+        ctx.add_tokens(completion - ctx.completion_tokens)
+    else:
+        ctx.completion_tokens = completion
+    return True
+
+
+def _rename(event: dict[str, Any], served: ServedModel, ctx: RequestContext) -> dict[str, Any]:
+    if "model" in event:
+        event["model"] = served.id
+    prefix = _ID_PREFIX.get(ctx.endpoint)
+    if prefix and "id" in event:
+        event["id"] = prefix + ctx.id
+    return event
+
+
+def _whole(body: dict[str, Any], served: ServedModel, ctx: RequestContext) -> dict[str, Any]:
+    if not _record_usage(ctx, body.get("usage")):
+        # An upstream that reports no usage is billed on the estimate and the text.
+        texts = [
+            c.get("text") or (c.get("message") or {}).get("content") or ""
+            for c in body.get("choices") or []
+        ]
+        ctx.add_tokens(sum(estimate_tokens(t) for t in texts if isinstance(t, str)))
+    return _rename(body, served, ctx)
+
+
+def _generated(event: dict[str, Any]) -> int:
+    """Tokens an event carries when the upstream does not count them: one per choice
+    with text (servers send about one token per event)."""
+    count = 0
+    for choice in event.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta") or {}
+        if choice.get("text") or (
+            isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls"))
+        ):
+            count += 1
+    return count
+
+
+async def _relay(
+    reply: UpstreamReply, served: ServedModel, ctx: RequestContext, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Pass each event on as it arrives; write the one ledger row however the stream ends."""
+    events = reply.events or _nothing()
+    status = "cancelled"
+    counted = False  # the upstream reported usage: no more estimating
+    try:
+        async for event in events:
+            if "error" in event and not event.get("choices"):
+                raise _stream_error(event)
+            usage = event.get("usage")
+            counted = _record_usage(ctx, usage) or counted
+            if not event.get("choices") and usage is not None:
+                if include_usage:  # the final usage chunk, if the client asked for it
+                    yield sse_event(_rename(event, served, ctx))
+                continue
+            if not counted:
+                ctx.add_tokens(_generated(event))
+            if include_usage:
+                event["usage"] = None
+            else:
+                event.pop("usage", None)
+            yield sse_event(_rename(event, served, ctx))
+        status = "ok"
+        await ctx.finish()
+        yield DONE
+    except (ApiError, EngineError) as exc:
+        status = "error"
+        error = exc if isinstance(exc, ApiError) else upstream_api_error(exc)
+        await ctx.fail(error)
+        yield stream_error(error)
+    finally:
+        await reply.close()
+        if status == "cancelled":
+            await ctx.finish("cancelled", 499)
+
+
+def _stream_error(event: dict[str, Any]) -> ApiError:
+    """An error event the upstream sent after the stream began."""
+    error = event.get("error")
+    message = error.get("message") if isinstance(error, dict) else error
+    return BadGateway(f"the upstream failed mid-stream: {message or error}")
+
+
+async def _nothing() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield
