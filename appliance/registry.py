@@ -30,9 +30,9 @@ class ServedModel:
 def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
     """Make the engine a model's backend names; engine modules are imported only here."""
     backend = loaded.config.backends[model.backend]
-    from backends.llamacpp.engine import LlamaCppBackend, LlamaCppSettings
+    from backends.llamacpp.engine import LlamaCppSettings, llamacpp_engine
 
-    return LlamaCppBackend(
+    return llamacpp_engine(
         LlamaCppSettings(
             model_id=model.id,
             path=loaded.model_path(model),
@@ -42,6 +42,7 @@ def build_engine(loaded: LoadedConfig, model: ModelConfig) -> Backend:
             max_queue=backend.max_queue,
             embeddings=model.embeddings,
             gpu_layers=backend.gpu_layers,
+            parallel=backend.parallel,
         )
     )
 

@@ -12,7 +12,7 @@ import abc
 import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -146,7 +146,8 @@ class EngineStats:
 class Backend(abc.ABC):
     """One loaded model on one engine."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    # A class default; an engine whose abilities depend on its settings sets its own.
+    capabilities: Capabilities = Capabilities()
 
     @property
     @abc.abstractmethod

@@ -55,6 +55,7 @@ def config_text(models_dir: pathlib.Path, *, max_queue: int = 64, body: int = 65
           narrow:
             engine: llamacpp
             threads: 1
+            parallel: 1
             max_queue: {max_queue}
         models:
           - id: tiny
