@@ -25,7 +25,7 @@ from backends.base import (
 )
 from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 from backends.llamacpp.sampling import SlotSampler
-from backends.llamacpp.scheduler import Scheduler
+from backends.llamacpp.scheduler import Scheduler, prompt_chunk
 from backends.llamacpp.slots import RELEASED, Request
 
 if TYPE_CHECKING:
@@ -72,7 +72,8 @@ class BatchingEngine(LlamaCppEngine):
         params.n_seq_max = settings.parallel
         params.kv_unified = False
         params.n_ctx = settings.parallel * settings.context_length
-        params.n_batch = params.n_ubatch = max(settings.batch_size, settings.parallel)
+        # A llama_decode call holds one token per slot, or one prompt chunk.
+        params.n_batch = params.n_ubatch = max(settings.parallel, prompt_chunk(settings.batch_size))
         params.n_threads = params.n_threads_batch = settings.threads
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(model.model, params)

@@ -3,6 +3,12 @@
 A slot remembers which tokens its sequence holds in the KV cache, also after its request
 ends, so that the next request sharing a prefix with them (a common system prompt, the
 earlier turns of a conversation) evaluates only the rest of its prompt.
+
+Reuse must not change the output, and llama.cpp's kernels do not compute a token the same
+way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for one).
+So prompts are evaluated in chunks that start at multiples of a fixed size, one sequence
+per chunk, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
+exactly the keys and values a cold run of the new prompt computes for it.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Slot:
     cached: list[int] = field(default_factory=list)
     # Tokens still to be evaluated: the rest of the prompt, then each sampled token.
     pending: list[int] = field(default_factory=list)
+    # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
+    exact: int = 0
     request: Request | None = None
     last_used: float = 0.0
 
@@ -76,29 +84,40 @@ class Slot:
     def prefilling(self) -> bool:
         return self.request is not None and self.request.generated == 0
 
-    def reusable(self, prompt: Sequence[int]) -> int:
-        """How many prompt tokens this slot's cache already holds (one is always evaluated,
-        so the first token has logits to sample from)."""
-        return min(common_prefix(self.cached, prompt), len(prompt) - 1)
+    def reusable(self, prompt: Sequence[int], chunk: int) -> int:
+        """How many prompt tokens this slot's cache holds exactly as a cold run would: whole
+        chunks only, and never the last prompt token (its logits are needed)."""
+        shared = min(common_prefix(self.cached, prompt), len(prompt) - 1, self.exact)
+        return shared - shared % chunk
 
     def assign(self, request: Request, reuse: int) -> None:
         """Give the slot to ``request``, keeping the first ``reuse`` cached tokens."""
         del self.cached[reuse:]
+        self.exact = min(self.exact, reuse)
         self.pending = list(request.prompt[reuse:])
         self.request = request
         request.started = time.perf_counter()
 
-    def take(self, budget: int) -> list[int]:
-        """Up to ``budget`` pending tokens to evaluate now; they count as cached from here."""
-        chunk = self.pending[:budget]
-        del self.pending[:budget]
+    def take(self, count: int) -> tuple[int, list[int]]:
+        """The position and up to ``count`` pending tokens to evaluate now (cached from here)."""
+        start = len(self.cached)
+        chunk = self.pending[:count]
+        del self.pending[:count]
         self.cached.extend(chunk)
-        return chunk
+        return start, chunk
+
+    def take_prompt_chunk(self, size: int) -> tuple[int, list[int]]:
+        """The next prompt chunk: up to the next multiple of ``size``."""
+        start, chunk = self.take(size - len(self.cached) % size)
+        if len(self.cached) % size == 0:
+            self.exact = len(self.cached)
+        return start, chunk
 
     def clear(self) -> None:
         """Forget the cache (its sequence was removed from the KV cache)."""
         self.cached.clear()
         self.pending.clear()
+        self.exact = 0
 
     def vacate(self) -> Request:
         request, self.request = self.request, None
