@@ -155,13 +155,14 @@ async def test_a_cancelled_stream_frees_its_slot_for_a_waiting_request(start: St
     await streams[0].aclose()  # type: ignore[attr-defined]
     result = await waiting
     assert result.tokens == 4 and result.finish == "length"
-    # The other stream is still mid-way: the waiting request did not wait for it.
-    produced = 1
+    # The other stream, started with the cancelled one, is still mid-way: the waiting
+    # request did not wait for a stream to end.
+    assert engine.stats().running == 1
+    produced = 0
     async for delta in streams[1]:
         produced += delta.tokens
         if produced == 20:
             break
-    assert engine.stats().running == 1
     await streams[1].aclose()  # type: ignore[attr-defined]
 
 
