@@ -49,6 +49,7 @@ class Level:
     tokens: int
     seconds: float
     ttft: tuple[float, ...]
+    load: float  # the machine's 1-minute load average when the level ended
 
     @property
     def tokens_per_second(self) -> float:
@@ -194,7 +195,8 @@ async def measure(base: str, server: str, streams: int, rounds: int, max_tokens:
     tokens = sum(chunks for chunks, _ in results)
     if tokens != len(results) * max_tokens:
         print(f"  note: {server} made {tokens} chunks for {len(results)} x {max_tokens} tokens")
-    return Level(server, streams, tokens, seconds, tuple(t for _, t in results))
+    ttft = tuple(t for _, t in results)
+    return Level(server, streams, tokens, seconds, ttft, os.getloadavg()[0])
 
 
 def table(levels: list[Level], peer: str) -> str:
@@ -276,7 +278,7 @@ def main() -> int:
                     print(
                         f"{server:>17} x{streams}: {level.tokens_per_second:7.1f} tok/s, "
                         f"TTFT p50 {level.ttft_percentile(50):.3f} s "
-                        f"p95 {level.ttft_percentile(95):.3f} s",
+                        f"p95 {level.ttft_percentile(95):.3f} s (load average {level.load:.2f})",
                         flush=True,
                     )
                     levels.append(level)
@@ -296,6 +298,7 @@ def main() -> int:
                             "tokens": level.tokens,
                             "seconds": level.seconds,
                             "ttft": list(level.ttft),
+                            "load_average": level.load,
                         }
                         for level in levels
                     ],

@@ -108,13 +108,15 @@ class BatchingEngine(LlamaCppEngine):
         if len(prompt.tokens) > self.settings.context_length:
             raise PromptTooLong(len(prompt.tokens), self.settings.context_length)
         grammar = None if params.json_schema is None else self.json_grammar(params.json_schema)
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def post(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        request = Request(prompt.tokens, params, SlotSampler(model, params, grammar), post)
+        request = Request(
+            prompt.tokens,
+            params,
+            SlotSampler(model, params, grammar),
+            scheduler.outbox,
+            asyncio.get_running_loop(),
+            queue,
+        )
         try:
             if not scheduler.submit(request):
                 raise self._overloaded(self.settings.max_queue)

@@ -29,7 +29,7 @@ import numpy as np
 
 from backends.base import EngineError, EngineUnavailable
 from backends.llamacpp.logprobs import token_logprob
-from backends.llamacpp.slots import Request, Slot
+from backends.llamacpp.slots import Outbox, Request, Slot
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -65,7 +65,7 @@ class Scheduler:
         self._ctx = ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._n_vocab = model.n_vocab()
-        self._capacity = max(batch_size, slots)
+        self._step_tokens = max(batch_size, slots)  # tokens evaluated per step
         self._chunk = prompt_chunk(batch_size)
         self._batch = llama_cpp.llama_batch_init(max(slots, self._chunk), 0, 1)
         self._limit = context_length
@@ -73,6 +73,10 @@ class Scheduler:
         self._took = took
         self.slots = [Slot(seq_id) for seq_id in range(slots)]
         self.waiting: collections.deque[Request] = collections.deque()
+        self.outbox = Outbox()
+        # Token facts read through ctypes once, not on every step.
+        self._pieces: dict[int, bytes] = {}
+        self._end_of_generation: dict[int, bool] = {}
         self._wake = threading.Condition()
         self._stopping = False
         self.prompt_tokens_reused = 0
@@ -127,6 +131,7 @@ class Scheduler:
             except Exception as exc:
                 log.exception("the batching loop failed")
                 self._fail_running(EngineError(f"generation failed: {exc}"))
+            self.outbox.flush()
         stopped = EngineUnavailable("the model was stopped")
         for slot in self.slots:
             if not slot.free:
@@ -134,6 +139,7 @@ class Scheduler:
         with self._wake:
             while self.waiting:
                 self.waiting.popleft().release(stopped)
+        self.outbox.flush()
 
     def _release_cancelled(self) -> None:
         for slot in self.slots:
@@ -165,7 +171,7 @@ class Scheduler:
 
     def _step(self) -> None:
         """Decode one token for every decoding slot, then prompt chunks up to the budget."""
-        budget = self._capacity
+        budget = self._step_tokens
         decoding = [s for s in self.slots if s.request is not None and not s.prefilling]
         if decoding:
             rows = [(slot, *slot.take(1)) for slot in decoding]
@@ -225,11 +231,19 @@ class Scheduler:
             row = llama_cpp.llama_get_logits_ith(self._ctx, index)
             logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy()
         token = request.sampler.sample(self._ctx, index)
-        if llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
+        ends = self._end_of_generation.get(token)
+        if ends is None:
+            ends = self._end_of_generation[token] = bool(
+                llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
+            )
+        if ends:
             request.finish("stop")
             self._vacate(slot)
             return
-        text = request.assembler.feed(self._model.detokenize([token]))
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._model.detokenize([token])
+        text = request.assembler.feed(piece)
         logprobs = (
             (token_logprob(logits, token, params.top_logprobs, self._piece),)
             if logits is not None

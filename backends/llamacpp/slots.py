@@ -13,9 +13,10 @@ exactly the keys and values a cold run of the new prompt computes for it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backends.base import Delta, FinishReason, SamplingParams, TokenLogprob
@@ -26,6 +27,30 @@ from backends.llamacpp.text import StopTextAssembler
 RELEASED = object()
 
 
+class Outbox:
+    """What the scheduler thread sends to event loops, handed over once per step: one
+    wake-up per loop and step rather than one per token."""
+
+    def __init__(self) -> None:
+        self._items: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[object], object]]]
+        self._items = {}
+
+    def put(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], item: object
+    ) -> None:
+        self._items.setdefault(loop, []).append((queue, item))
+
+    def flush(self) -> None:
+        items, self._items = self._items, {}
+        for loop, pairs in items.items():
+            loop.call_soon_threadsafe(_deliver, pairs)
+
+
+def _deliver(pairs: list[tuple[asyncio.Queue[object], object]]) -> None:
+    for queue, item in pairs:
+        queue.put_nowait(item)
+
+
 @dataclass
 class Request:
     """One generate() call, from the moment it is queued until its slot is released."""
@@ -33,7 +58,9 @@ class Request:
     prompt: tuple[int, ...]
     params: SamplingParams
     sampler: SlotSampler
-    post: Callable[[object], None]
+    outbox: Outbox
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object]
     cancelled: threading.Event = field(default_factory=threading.Event)
     assembler: StopTextAssembler = field(init=False)
     generated: int = 0
@@ -41,6 +68,9 @@ class Request:
 
     def __post_init__(self) -> None:
         self.assembler = StopTextAssembler(self.params.stop)
+
+    def post(self, item: object) -> None:
+        self.outbox.put(self.loop, self.queue, item)
 
     def emit(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> None:
         self.generated += 1
