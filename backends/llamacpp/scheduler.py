@@ -3,7 +3,8 @@
 Each step of the loop:
 
 1. releases the slots whose clients went away, and admits waiting requests (FIFO) into
-   free slots, each into the free slot whose cache shares the longest prefix with it;
+   free slots, each into the free slot whose cache shares the longest prefix with it
+   (else the lowest free slot);
 2. decodes one token for every decoding slot in one batch and samples each with its own
    sampler chain;
 3. evaluates prompt chunks of the prefilling slots, oldest first, up to ``batch_size``
@@ -159,7 +160,9 @@ class Scheduler:
             if request.cancelled.is_set():
                 request.release()
                 continue
-            slot = max(free, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.last_used))
+            # Most reuse first; else the lowest slot. llama.cpp attends over the range of
+            # sequences a batch touches, so slots packed low keep each step small.
+            slot = max(free, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
             reuse = slot.reusable(request.prompt, self._chunk)
             if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
                 # This memory cannot drop part of a sequence: start the sequence over.

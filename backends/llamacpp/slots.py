@@ -14,6 +14,7 @@ exactly the keys and values a cold run of the new prompt computes for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ class Outbox:
     def flush(self) -> None:
         items, self._items = self._items, {}
         for loop, pairs in items.items():
-            loop.call_soon_threadsafe(_deliver, pairs)
+            # A loop that has closed has no one left to read its requests' deltas.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, pairs)
 
 
 def _deliver(pairs: list[tuple[asyncio.Queue[object], object]]) -> None:
@@ -104,7 +107,6 @@ class Slot:
     # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
     exact: int = 0
     request: Request | None = None
-    last_used: float = 0.0
 
     @property
     def free(self) -> bool:
@@ -153,5 +155,4 @@ class Slot:
         request, self.request = self.request, None
         assert request is not None
         self.pending.clear()
-        self.last_used = time.perf_counter()
         return request
