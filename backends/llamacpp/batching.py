@@ -39,7 +39,7 @@ class BatchingEngine(LlamaCppEngine):
         self._resources = contextlib.ExitStack()
         self._scheduler: Scheduler | None = None
 
-    def _load_counts(self) -> tuple[int, int]:
+    def _request_counts(self) -> tuple[int, int]:
         scheduler = self._scheduler
         if scheduler is None:
             return 0, 0

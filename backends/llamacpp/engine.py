@@ -96,7 +96,7 @@ class LlamaCppEngine(Backend, abc.ABC):
         return self._status
 
     def stats(self) -> EngineStats:
-        running, waiting = self._load_counts()
+        running, waiting = self._request_counts()
         return EngineStats(
             running=running,
             waiting=waiting,
@@ -106,7 +106,7 @@ class LlamaCppEngine(Backend, abc.ABC):
         )
 
     @abc.abstractmethod
-    def _load_counts(self) -> tuple[int, int]:
+    def _request_counts(self) -> tuple[int, int]:
         """Requests (running, waiting) now."""
 
     def _extra_stats(self) -> dict[str, float]:

@@ -60,7 +60,7 @@ class SerialEngine(LlamaCppEngine):
         self._waiting = 0
         self._running = 0
 
-    def _load_counts(self) -> tuple[int, int]:
+    def _request_counts(self) -> tuple[int, int]:
         return self._running, self._waiting
 
     def _load(self) -> LlamaModel:
