@@ -113,9 +113,9 @@ def build_engine(
                 timeout=backend.timeout,
             )
         )
-    from backends.llamacpp.engine import LlamaCppBackend, LlamaCppSettings
+    from backends.llamacpp.engine import LlamaCppSettings, llamacpp_engine
 
-    return LlamaCppBackend(
+    return llamacpp_engine(
         LlamaCppSettings(
             model_id=model.id,
             path=path or loaded.model_path(model),
@@ -125,6 +125,7 @@ def build_engine(
             max_queue=backend.max_queue,
             embeddings=model.embeddings,
             gpu_layers=backend.gpu_layers,
+            parallel=backend.parallel,
         )
     )
 

@@ -20,7 +20,7 @@ import abc
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -198,7 +198,8 @@ class EngineStats:
 class Backend(abc.ABC):
     """One loaded model on one engine."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    # A class default; an engine whose abilities depend on its settings sets its own.
+    capabilities: Capabilities = Capabilities()
 
     @property
     @abc.abstractmethod

@@ -69,6 +69,7 @@ def config_text(
           narrow:
             engine: llamacpp
             threads: 1
+            parallel: 1
             max_queue: {max_queue}
         models:
           - id: tiny

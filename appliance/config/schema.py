@@ -62,6 +62,9 @@ class LlamaCppBackend(Base, frozen=True, tag_field="engine", tag="llamacpp"):
     threads: PositiveInt = 2
     max_queue: PositiveInt = 64
     batch_size: PositiveInt = 512
+    # Requests decoded together per model (continuous batching); 1 = one at a time.
+    # Each slot holds its own context_length of KV cache.
+    parallel: PositiveInt = 4
     # Layers offloaded to a GPU when llama-cpp-python is built with CUDA or Metal
     # (-1 = all); 0 keeps everything on the CPU.
     gpu_layers: Annotated[int, Meta(ge=-1)] = 0

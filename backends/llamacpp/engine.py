@@ -1,54 +1,47 @@
-"""llama.cpp in-process: one model, one context, requests decoded one at a time.
+"""llama.cpp in-process: what its two engines share, and the choice between them.
 
-A llama context crashes when two threads use it, so every call that touches it runs on
-one worker thread per model; the executor's FIFO queue makes the order fair, and
-``max_queue`` bounds how many requests may wait (the rest get EngineOverloaded, which
-the server answers with 503 and Retry-After). Deltas cross from the worker thread to
-the event loop through an asyncio queue; closing the async iterator sets a cancel flag
-the worker checks after every token, so an abandoned stream frees the model at once.
+``parallel: 1`` serves one request at a time (``serial.SerialEngine``, llama-cpp-python's
+``Llama.generate``); ``parallel`` > 1 decodes that many sequences together in one context
+(``batching.BatchingEngine``, continuous batching). Both load the model on a thread of
+their own, render prompts with the GGUF's chat template, compile JSON schemas to
+grammars, bound how many requests may wait, and compute embeddings with a second,
+lazily created context.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
-import contextlib
 import json
 import logging
 import pathlib
-import random
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.base import (
     Backend,
     Capabilities,
-    Delta,
     Embeddings,
     EngineError,
     EngineOverloaded,
     EngineStats,
     EngineStatus,
     EngineUnavailable,
-    FinishReason,
     Prompt,
-    SamplingParams,
     UnsupportedRequest,
 )
 from backends.llamacpp.chat_template import ChatTemplate
-from backends.llamacpp.logprobs import LogprobCapture
-from backends.llamacpp.text import StopTextAssembler
 
 if TYPE_CHECKING:
     import llama_cpp
-    from llama_cpp.llama_grammar import LlamaGrammar
+    from llama_cpp._internals import LlamaModel
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,48 +54,71 @@ class LlamaCppSettings:
     max_queue: int = 64
     embeddings: bool = True
     gpu_layers: int = 0
+    # Sequences decoded together; 1 = one request at a time.
+    parallel: int = 1
 
 
-@dataclass
-class _Job:
-    prompt: Prompt
-    params: SamplingParams
-    grammar: LlamaGrammar | None
-    post: Callable[[object], None]
-    cancel: threading.Event = field(default_factory=threading.Event)
+def llamacpp_engine(settings: LlamaCppSettings) -> LlamaCppEngine:
+    """The engine for these settings: serialized for one slot, batching for more."""
+    if settings.parallel > 1:
+        from backends.llamacpp.batching import BatchingEngine
+
+        return BatchingEngine(settings)
+    from backends.llamacpp.serial import SerialEngine
+
+    return SerialEngine(settings)
 
 
-class LlamaCppBackend(Backend):
-    capabilities = Capabilities(
-        embeddings=True, logprobs=True, json_schema=True, tools=True, parallel=1
-    )
+class LlamaCppEngine(Backend, abc.ABC):
+    """One GGUF model: loading, prompts, grammars, embeddings and the queue bound."""
 
     def __init__(self, settings: LlamaCppSettings) -> None:
         self.settings = settings
+        self.capabilities = Capabilities(
+            embeddings=True,
+            logprobs=True,
+            json_schema=True,
+            tools=True,
+            parallel=settings.parallel,
+        )
         self._status = EngineStatus.STOPPED
-        self._llama: llama_cpp.Llama | None = None
-        self._embedder: llama_cpp.Llama | None = None
+        self._model: LlamaModel | None = None
         self._template: ChatTemplate | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._counts = threading.Lock()
-        self._waiting = 0
-        self._running = 0
-        self._seconds_per_job = 1.0
+        self._embedder: llama_cpp.Llama | None = None
         self._load_seconds: float | None = None
         self._error: str | None = None
-        self._grammars: dict[str, LlamaGrammar] = {}
+        self._grammars: dict[str, str] = {}
+        self._seconds_per_request = 1.0
 
     @property
     def status(self) -> EngineStatus:
         return self._status
 
     def stats(self) -> EngineStats:
+        running, waiting = self._request_counts()
         return EngineStats(
-            running=self._running,
-            waiting=self._waiting,
+            running=running,
+            waiting=waiting,
             load_seconds=self._load_seconds,
             error=self._error,
+            extra=self._extra_stats(),
         )
+
+    @abc.abstractmethod
+    def _request_counts(self) -> tuple[int, int]:
+        """Requests (running, waiting) now."""
+
+    def _extra_stats(self) -> dict[str, float]:
+        return {}
+
+    @abc.abstractmethod
+    def _load(self) -> LlamaModel:
+        """Load the model for generation (on the engine's thread); return its vocabulary."""
+
+    @abc.abstractmethod
+    def _unload(self) -> None:
+        """Stop generating and free what ``_load`` made (once the engine's thread is idle)."""
 
     async def start(self) -> None:
         self._status = EngineStatus.LOADING
@@ -111,32 +127,19 @@ class LlamaCppBackend(Backend):
         )
         started = time.perf_counter()
         try:
-            self._llama = await self._in_worker(self._load)
+            model = await self._in_worker(self._load)
         except Exception as exc:
             self._status = EngineStatus.FAILED
             self._error = f"{type(exc).__name__}: {exc}"
             raise EngineError(f"cannot load {self.settings.path}: {exc}") from exc
-        metadata = self._llama.metadata
+        self._model = model
         self._template = ChatTemplate(
-            metadata.get("tokenizer.chat_template"),
-            bos_token=self._token_text(self._llama.token_bos()),
-            eos_token=self._token_text(self._llama.token_eos()),
+            model.metadata().get("tokenizer.chat_template"),
+            bos_token=self._token_text(model.token_bos()),
+            eos_token=self._token_text(model.token_eos()),
         )
         self._load_seconds = time.perf_counter() - started
         self._status = EngineStatus.READY
-
-    def _load(self) -> llama_cpp.Llama:
-        import llama_cpp
-
-        return llama_cpp.Llama(
-            model_path=str(self.settings.path),
-            n_ctx=self.settings.context_length,
-            n_batch=self.settings.batch_size,
-            n_threads=self.settings.threads,
-            n_threads_batch=self.settings.threads,
-            n_gpu_layers=self.settings.gpu_layers,
-            verbose=False,
-        )
 
     async def stop(self) -> None:
         executor, self._executor = self._executor, None
@@ -144,174 +147,94 @@ class LlamaCppBackend(Backend):
         if executor is None:
             return
         await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        for model in (self._llama, self._embedder):
-            if model is not None:
-                model.close()
-        self._llama = self._embedder = None
+        await asyncio.to_thread(self._unload)
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
+        self._model = None
 
-    def _ready_llama(self) -> llama_cpp.Llama:
-        if self._llama is None or self._status is not EngineStatus.READY:
+    async def _in_worker(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
+        return await asyncio.wrap_future(self._executor.submit(fn))
+
+    def _ready_model(self) -> LlamaModel:
+        if self._model is None or self._status is not EngineStatus.READY:
             raise EngineUnavailable(f"model {self.settings.model_id} is {self._status.value}")
-        return self._llama
+        return self._model
 
     def _token_text(self, token: int) -> str:
-        if token < 0 or self._llama is None:
+        if token < 0 or self._model is None:
             return ""
-        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._model.detokenize([token], special=True).decode("utf-8", errors="replace")
 
     # Rendering and tokenizing read only the vocabulary, which is safe from any thread.
     def render_chat(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
     ) -> Prompt:
-        llama = self._ready_llama()
+        model = self._ready_model()
         assert self._template is not None
         text = self._template.render(messages, tools)
-        return Prompt(text, tuple(llama.tokenize(text.encode(), add_bos=True, special=True)))
+        return Prompt(text, tuple(model.tokenize(text.encode(), add_bos=True, special=True)))
 
     def render_text(self, text: str) -> Prompt:
-        llama = self._ready_llama()
-        return Prompt(text, tuple(llama.tokenize(text.encode(), add_bos=True, special=False)))
+        model = self._ready_model()
+        return Prompt(text, tuple(model.tokenize(text.encode(), add_bos=True, special=False)))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        llama = self._ready_llama()
-        return llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
+        model = self._ready_model()
+        return model.detokenize(list(tokens)).decode("utf-8", errors="replace")
 
-    def grammar_for(self, schema: dict[str, Any]) -> LlamaGrammar:
-        """Compile a JSON schema ({} = any JSON object) to a llama.cpp grammar, cached."""
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    def json_grammar(self, schema: dict[str, Any]) -> str:
+        """The GBNF grammar for a JSON schema ({} = any JSON object), checked and cached.
 
+        Raises UnsupportedRequest (naming response_format) when it cannot be compiled.
+        """
+        import llama_cpp
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+        model = self._ready_model()
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.get(key)
-        if grammar is None:
-            if schema:
-                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
-            else:
-                grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            if len(self._grammars) > 256:
-                self._grammars.clear()
-            self._grammars[key] = grammar
+        if grammar is not None:
+            return grammar
+        try:
+            grammar = json_schema_to_gbnf(key) if schema else JSON_GBNF
+        except Exception as exc:
+            raise UnsupportedRequest(
+                f"cannot constrain output to this JSON schema: {exc}", "response_format"
+            ) from exc
+        # Parsing needs only the vocabulary; a grammar llama.cpp refuses is a bad request.
+        parsed = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+        if not parsed:
+            raise UnsupportedRequest(
+                "cannot constrain output to this JSON schema: llama.cpp rejects its grammar",
+                "response_format",
+            )
+        llama_cpp.llama_sampler_free(parsed)
+        if len(self._grammars) > 256:
+            self._grammars.clear()
+        self._grammars[key] = grammar
         return grammar
 
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        self._ready_llama()
-        if self._waiting >= self.settings.max_queue:
-            retry = max(1.0, self._seconds_per_job * (self._waiting + 1))
-            raise EngineOverloaded(
-                f"model {self.settings.model_id} has {self._waiting} requests waiting",
-                retry_after=round(retry, 1),
-            )
-        grammar = None
-        if params.json_schema is not None:
-            try:
-                grammar = self.grammar_for(params.json_schema)
-            except Exception as exc:
-                raise UnsupportedRequest(
-                    f"cannot constrain output to this JSON schema: {exc}", "response_format"
-                ) from exc
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def post(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        job = _Job(prompt, params, grammar, post)
-        with self._counts:
-            self._waiting += 1
-        future = self._submit(self._run_job, job)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Delta)
-                yield item
-        finally:
-            job.cancel.set()
-            # The worker must be done with this job before the caller moves on.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(future)
-
-    def _submit(self, fn: Callable[[_Job], None], job: _Job) -> asyncio.Future[None]:
-        if self._executor is None:
-            raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
-        return asyncio.wrap_future(self._executor.submit(fn, job))
-
-    async def _in_worker(self, fn: Callable[[], Any]) -> Any:
-        if self._executor is None:
-            raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
-        return await asyncio.wrap_future(self._executor.submit(fn))
-
-    def _run_job(self, job: _Job) -> None:
-        with self._counts:
-            self._waiting -= 1
-            if job.cancel.is_set() or self._llama is None:
-                job.post(_DONE)
-                return
-            self._running += 1
-        started = time.perf_counter()
-        try:
-            self._decode(self._llama, job)
-        except Exception as exc:
-            log.exception("generation failed for %s", self.settings.model_id)
-            job.post(EngineError(f"generation failed: {exc}"))
-        finally:
-            with self._counts:
-                self._running -= 1
-            elapsed = time.perf_counter() - started
-            self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * elapsed
-            job.post(_DONE)
-
-    def _decode(self, llama: llama_cpp.Llama, job: _Job) -> None:
-        import llama_cpp
-
-        params = job.params
-        llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        capture = LogprobCapture(llama, params.top_logprobs) if params.logprobs else None
-        assembler = StopTextAssembler(params.stop)
-        vocab = llama._model.vocab
-        n_ctx = llama.n_ctx()
-        generated = 0
-        finish: FinishReason = "length"
-        tokens = llama.generate(
-            job.prompt.tokens,
-            top_k=0,
-            top_p=params.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=params.temperature,
-            repeat_penalty=params.repetition_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            logits_processor=capture.processors() if capture else None,
-            grammar=job.grammar,
+    def _overloaded(self, waiting: int) -> EngineOverloaded:
+        """The error for a request refused because ``waiting`` others are queued."""
+        slots = self.settings.parallel
+        retry = max(1.0, self._seconds_per_request * (waiting + slots) / slots)
+        return EngineOverloaded(
+            f"model {self.settings.model_id} has {waiting} requests waiting",
+            retry_after=round(retry, 1),
         )
-        for token in tokens:
-            if job.cancel.is_set():
-                finish = "cancelled"
-                break
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            generated += 1  # noqa: SIM113 (an end token is not counted)
-            text = assembler.feed(llama.detokenize([token]))
-            logprobs = (capture.entry(token),) if capture else ()
-            job.post(Delta(text, 1, logprobs))
-            if assembler.stopped:
-                finish = "stop"
-                break
-            if generated >= params.max_tokens or llama.n_tokens >= n_ctx:
-                break
-        tokens.close()
-        job.post(Delta(assembler.flush(), 0, finish_reason=finish))
+
+    def _took(self, seconds: float) -> None:
+        """Record how long a request held a slot, for Retry-After estimates."""
+        self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * seconds
 
     async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
-        self._ready_llama()
+        self._ready_model()
         if not self.settings.embeddings:
             raise EngineError(f"embeddings are turned off for {self.settings.model_id}")
-        result: Embeddings = await self._in_worker(lambda: self._embed(inputs))
-        return result
+        return await self._in_worker(lambda: self._embed(inputs))
 
     def _embed(self, inputs: Sequence[Prompt]) -> Embeddings:
         import llama_cpp

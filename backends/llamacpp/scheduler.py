@@ -1,0 +1,282 @@
+"""Continuous batching over one llama.cpp context, on one thread of its own.
+
+Each step of the loop:
+
+1. releases the slots whose clients went away, and admits waiting requests (FIFO) into
+   free slots, each into the free slot whose cache shares the longest prefix with it
+   (else the lowest free slot);
+2. decodes one token for every decoding slot in one batch and samples each with its own
+   sampler chain;
+3. evaluates prompt chunks of the prefilling slots, oldest first, up to ``batch_size``
+   tokens in the step, so a long prompt is spread over several steps while the other
+   streams keep going; a slot whose prompt is done samples its first token.
+
+The context has one sequence per slot with its own ``context_length`` cells (llama.cpp's
+non-unified KV cache), and each prompt chunk is decoded alone, so a sequence's tokens do
+not depend on what else is running: the same request gives the same output alone or in a
+crowd, with or without a reused prefix.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from backends.base import EngineError, EngineUnavailable
+from backends.llamacpp.logprobs import token_logprob
+from backends.llamacpp.slots import Outbox, Request, Slot
+
+if TYPE_CHECKING:
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+log = logging.getLogger(__name__)
+
+# Prompts are evaluated in chunks of this many tokens starting at its multiples (the unit
+# of prefix reuse; see slots.py). On CPU, 128-token chunks prefill within ~10% of 512.
+PROMPT_CHUNK = 128
+
+
+def prompt_chunk(batch_size: int) -> int:
+    return min(batch_size, PROMPT_CHUNK)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        model: LlamaModel,
+        ctx: llama_cpp.llama_context_p,
+        *,
+        slots: int,
+        batch_size: int,
+        context_length: int,
+        max_queue: int,
+        name: str,
+        took: Callable[[float], None],
+    ) -> None:
+        import llama_cpp
+
+        self._model = model
+        self._ctx = ctx
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._n_vocab = model.n_vocab()
+        self._step_tokens = max(batch_size, slots)  # tokens evaluated per step
+        self._chunk = prompt_chunk(batch_size)
+        self._batch = llama_cpp.llama_batch_init(max(slots, self._chunk), 0, 1)
+        self._limit = context_length
+        self._max_queue = max_queue
+        self._took = took
+        self.slots = [Slot(seq_id) for seq_id in range(slots)]
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.outbox = Outbox()
+        # Token facts read through ctypes once, not on every step.
+        self._pieces: dict[int, bytes] = {}
+        self._end_of_generation: dict[int, bool] = {}
+        self._wake = threading.Condition()
+        self._stopping = False
+        self.prompt_tokens_reused = 0
+        self.prompt_tokens_evaluated = 0
+        self.steps = 0
+        self._thread = threading.Thread(target=self._run, name=f"llama-batch-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        return sum(not slot.free for slot in self.slots)
+
+    def submit(self, request: Request) -> bool:
+        """Queue a request; False when ``max_queue`` requests already wait."""
+        with self._wake:
+            if self._stopping:
+                raise EngineUnavailable("the model is stopping")
+            if len(self.waiting) >= self._max_queue:
+                return False
+            self.waiting.append(request)
+            self._wake.notify()
+        return True
+
+    def cancel(self, request: Request) -> None:
+        """Stop a request: its slot is freed before the next decode step."""
+        request.cancelled.set()
+        with self._wake:
+            self._wake.notify()
+
+    def stop(self) -> None:
+        """End the loop, fail what is queued or running, and free the batch."""
+        import llama_cpp
+
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+        llama_cpp.llama_batch_free(self._batch)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and not self.waiting and not self.running:
+                    self._wake.wait()
+                if self._stopping:
+                    break
+            try:
+                self._release_cancelled()
+                self._admit()
+                if self.running:
+                    self._step()
+            except Exception as exc:
+                log.exception("the batching loop failed")
+                self._fail_running(EngineError(f"generation failed: {exc}"))
+            self.outbox.flush()
+        stopped = EngineUnavailable("the model was stopped")
+        for slot in self.slots:
+            if not slot.free:
+                slot.vacate().release(stopped)
+        with self._wake:
+            while self.waiting:
+                self.waiting.popleft().release(stopped)
+        self.outbox.flush()
+
+    def _release_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.request is not None and slot.request.cancelled.is_set():
+                self._vacate(slot)
+
+    def _admit(self) -> None:
+        """Move waiting requests into free slots, preferring the slot with most reuse."""
+        import llama_cpp
+
+        while True:
+            free = [slot for slot in self.slots if slot.free]
+            with self._wake:
+                if not free or not self.waiting:
+                    return
+                request = self.waiting.popleft()
+            if request.cancelled.is_set():
+                request.release()
+                continue
+            # Most reuse first; else the lowest slot. llama.cpp attends over the range of
+            # sequences a batch touches, so slots packed low keep each step small.
+            slot = max(free, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
+            reuse = slot.reusable(request.prompt, self._chunk)
+            if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
+                # This memory cannot drop part of a sequence: start the sequence over.
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.clear()
+                reuse = 0
+            slot.assign(request, reuse)
+            self.prompt_tokens_reused += reuse
+
+    def _step(self) -> None:
+        """Decode one token for every decoding slot, then prompt chunks up to the budget."""
+        budget = self._step_tokens
+        decoding = [s for s in self.slots if s.request is not None and not s.prefilling]
+        if decoding:
+            rows = [(slot, *slot.take(1)) for slot in decoding]
+            if not self._decode(rows):
+                return
+            for index, slot in enumerate(decoding):
+                self._sample(slot, index)
+            budget -= len(decoding)
+        prefilling = [s for s in self.slots if s.request is not None and s.prefilling]
+        prefilling.sort(key=lambda s: s.request.started if s.request else 0.0)
+        progressed = False
+        for slot in prefilling:
+            # Always move the oldest prompt on, even when decoding used the whole budget.
+            while slot.prefilling and (budget > 0 or not progressed):
+                start, chunk = slot.take_prompt_chunk(self._chunk)
+                if not self._decode([(slot, start, chunk)]):
+                    return
+                self.prompt_tokens_evaluated += len(chunk)
+                budget -= len(chunk)
+                progressed = True
+                if not slot.pending:
+                    self._sample(slot, len(chunk) - 1)
+
+    def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> bool:
+        """Evaluate (slot, first position, tokens) rows in one llama_decode call, with
+        logits for the last token of each row that has nothing more pending."""
+        import llama_cpp
+
+        batch = self._batch
+        n = 0
+        for slot, start, tokens in rows:
+            for offset, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = start + offset
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq_id
+                batch.logits[n] = False
+                n += 1
+            batch.logits[n - 1] = not slot.pending
+        batch.n_tokens = n
+        code = llama_cpp.llama_decode(self._ctx, batch)
+        self.steps += 1
+        if code != 0:
+            log.error("llama_decode returned %d for %d tokens", code, n)
+            self._fail_running(EngineError(f"llama_decode failed ({code})"))
+            return False
+        return True
+
+    def _sample(self, slot: Slot, index: int) -> None:
+        import llama_cpp
+
+        request = slot.request
+        assert request is not None
+        params = request.params
+        logits = None
+        if params.logprobs:
+            row = llama_cpp.llama_get_logits_ith(self._ctx, index)
+            logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy()
+        token = request.sampler.sample(self._ctx, index)
+        ends = self._end_of_generation.get(token)
+        if ends is None:
+            ends = self._end_of_generation[token] = bool(
+                llama_cpp.llama_vocab_is_eog(self._model.vocab, token)
+            )
+        if ends:
+            request.finish("stop")
+            self._vacate(slot)
+            return
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._model.detokenize([token])
+        text = request.assembler.feed(piece)
+        logprobs = (
+            (token_logprob(logits, token, params.top_logprobs, self._piece),)
+            if logits is not None
+            else ()
+        )
+        request.emit(text, logprobs)
+        if request.assembler.stopped:
+            request.finish("stop")
+        elif request.generated >= params.max_tokens or len(slot.cached) >= self._limit:
+            request.finish("length")
+        else:
+            slot.pending.append(token)
+            return
+        self._vacate(slot)
+
+    def _fail_running(self, error: EngineError) -> None:
+        """End every running request with ``error`` and drop its sequence from the cache."""
+        import llama_cpp
+
+        for slot in self.slots:
+            if slot.request is not None:
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.clear()
+                self._vacate(slot, error)
+
+    def _piece(self, token: int) -> tuple[str, tuple[int, ...]]:
+        raw = self._model.detokenize([token], special=True)
+        return raw.decode("utf-8", errors="replace"), tuple(raw)
+
+    def _vacate(self, slot: Slot, error: BaseException | None = None) -> None:
+        request = slot.vacate()
+        self._took(time.perf_counter() - request.started)
+        request.release(error)

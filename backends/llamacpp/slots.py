@@ -1,0 +1,158 @@
+"""Requests and the slots that decode them: one llama.cpp sequence per slot.
+
+A slot remembers which tokens its sequence holds in the KV cache, also after its request
+ends, so that the next request sharing a prefix with them (a common system prompt, the
+earlier turns of a conversation) evaluates only the rest of its prompt.
+
+Reuse must not change the output, and llama.cpp's kernels do not compute a token the same
+way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for one).
+So prompts are evaluated in chunks that start at multiples of a fixed size, one sequence
+per chunk, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
+exactly the keys and values a cold run of the new prompt computes for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from backends.base import Delta, FinishReason, SamplingParams, TokenLogprob
+from backends.llamacpp.sampling import SlotSampler
+from backends.llamacpp.text import StopTextAssembler
+
+# Posted to a request's consumer after its last delta (or error): the slot is free.
+RELEASED = object()
+
+
+class Outbox:
+    """What the scheduler thread sends to event loops, handed over once per step: one
+    wake-up per loop and step rather than one per token."""
+
+    def __init__(self) -> None:
+        self._items: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[object], object]]]
+        self._items = {}
+
+    def put(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object], item: object
+    ) -> None:
+        self._items.setdefault(loop, []).append((queue, item))
+
+    def flush(self) -> None:
+        items, self._items = self._items, {}
+        for loop, pairs in items.items():
+            # A loop that has closed has no one left to read its requests' deltas.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, pairs)
+
+
+def _deliver(pairs: list[tuple[asyncio.Queue[object], object]]) -> None:
+    for queue, item in pairs:
+        queue.put_nowait(item)
+
+
+@dataclass
+class Request:
+    """One generate() call, from the moment it is queued until its slot is released."""
+
+    prompt: tuple[int, ...]
+    params: SamplingParams
+    sampler: SlotSampler
+    outbox: Outbox
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    assembler: StopTextAssembler = field(init=False)
+    generated: int = 0
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.assembler = StopTextAssembler(self.params.stop)
+
+    def post(self, item: object) -> None:
+        self.outbox.put(self.loop, self.queue, item)
+
+    def emit(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> None:
+        self.generated += 1
+        self.post(Delta(text, 1, logprobs))
+
+    def finish(self, reason: FinishReason) -> None:
+        self.post(Delta(self.assembler.flush(), 0, finish_reason=reason))
+
+    def release(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.post(error)
+        self.sampler.close()
+        self.post(RELEASED)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    # Tokens whose keys and values this sequence holds, in position order.
+    cached: list[int] = field(default_factory=list)
+    # Tokens still to be evaluated: the rest of the prompt, then each sampled token.
+    pending: list[int] = field(default_factory=list)
+    # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
+    exact: int = 0
+    request: Request | None = None
+
+    @property
+    def free(self) -> bool:
+        return self.request is None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.request is not None and self.request.generated == 0
+
+    def reusable(self, prompt: Sequence[int], chunk: int) -> int:
+        """How many prompt tokens this slot's cache holds exactly as a cold run would: whole
+        chunks only, and never the last prompt token (its logits are needed)."""
+        shared = min(common_prefix(self.cached, prompt), len(prompt) - 1, self.exact)
+        return shared - shared % chunk
+
+    def assign(self, request: Request, reuse: int) -> None:
+        """Give the slot to ``request``, keeping the first ``reuse`` cached tokens."""
+        del self.cached[reuse:]
+        self.exact = min(self.exact, reuse)
+        self.pending = list(request.prompt[reuse:])
+        self.request = request
+        request.started = time.perf_counter()
+
+    def take(self, count: int) -> tuple[int, list[int]]:
+        """The position and up to ``count`` pending tokens to evaluate now (cached from here)."""
+        start = len(self.cached)
+        chunk = self.pending[:count]
+        del self.pending[:count]
+        self.cached.extend(chunk)
+        return start, chunk
+
+    def take_prompt_chunk(self, size: int) -> tuple[int, list[int]]:
+        """The next prompt chunk: up to the next multiple of ``size``."""
+        start, chunk = self.take(size - len(self.cached) % size)
+        if len(self.cached) % size == 0:
+            self.exact = len(self.cached)
+        return start, chunk
+
+    def clear(self) -> None:
+        """Forget the cache (its sequence was removed from the KV cache)."""
+        self.cached.clear()
+        self.pending.clear()
+        self.exact = 0
+
+    def vacate(self) -> Request:
+        request, self.request = self.request, None
+        assert request is not None
+        self.pending.clear()
+        return request

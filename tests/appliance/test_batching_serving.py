@@ -1,0 +1,212 @@
+"""Continuous batching through a real `radiance up` and the official OpenAI SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sqlite3
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import openai
+import pytest
+from conftest import ALICE, RunningServer, start_server
+
+
+@pytest.fixture(scope="module")
+def batching_server(
+    tmp_path_factory: pytest.TempPathFactory, models_dir: pathlib.Path
+) -> Iterator[RunningServer]:
+    config = textwrap.dedent(
+        f"""
+        server:
+          port: 0
+          admin_key: ${{RADIANCE_ADMIN_KEY}}
+        backends:
+          pair:
+            engine: llamacpp
+            threads: 2
+            parallel: 2
+        models:
+          - id: tiny
+            backend: pair
+            source: {models_dir / "tiny.gguf"}
+            context_length: 1024
+          - id: endless
+            backend: pair
+            source: {models_dir / "endless.gguf"}
+            context_length: 512
+        keys:
+          - name: alice
+            secret: ${{ALICE_KEY}}
+        """
+    )
+    running = start_server(tmp_path_factory.mktemp("batching"), config)
+    yield running
+    running.stop()
+
+
+def client_for(server: RunningServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0)
+
+
+async def stream_text(client: openai.AsyncOpenAI, **options: object) -> tuple[str, int]:
+    """The streamed content and the completion tokens reported in the usage chunk."""
+    stream = await client.chat.completions.create(
+        stream=True,
+        stream_options={"include_usage": True},
+        **options,  # type: ignore[arg-type]
+    )
+    text, tokens = [], 0
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text.append(chunk.choices[0].delta.content)
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    return "".join(text), tokens
+
+
+def test_concurrent_streams_give_the_text_of_one_by_one_requests(
+    batching_server: RunningServer,
+) -> None:
+    requests = [
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": f"Tell me about item {i}."}],
+            "max_tokens": 30,
+            "temperature": [0, 0.7, 1.0, 1.2, 0.9][i],
+            "seed": 100 + i,
+            "top_p": 0.95 if i % 2 else 1.0,
+        }
+        for i in range(5)
+    ]
+
+    async def scenario() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        client = client_for(batching_server)
+        alone = [await stream_text(client, **request) for request in requests]
+        together = await asyncio.gather(*[stream_text(client, **r) for r in requests])
+        await client.close()
+        return alone, list(together)
+
+    alone, together = asyncio.run(scenario())
+    assert together == alone
+    assert all(tokens >= 1 for _, tokens in alone)
+    assert len({text for text, _ in alone}) == len(alone)
+
+
+def test_json_schema_tools_and_logprobs_in_concurrent_requests(
+    batching_server: RunningServer,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+    }
+    days = {"type": "object", "properties": {"days": {"type": "integer"}}, "required": ["days"]}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": days}}
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+
+    async def scenario() -> list[object]:
+        client = client_for(batching_server)
+        common = {"model": "tiny", "messages": messages, "max_tokens": 200, "temperature": 0.2}
+        replies = await asyncio.gather(
+            client.chat.completions.create(
+                **common,  # type: ignore[arg-type]
+                seed=1,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "w", "schema": schema},
+                },
+            ),
+            client.chat.completions.create(
+                **common,  # type: ignore[arg-type]
+                seed=2,
+                tools=[tool],
+                tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            ),
+            client.chat.completions.create(
+                **common,  # type: ignore[arg-type]
+                seed=3,
+                logprobs=True,
+                top_logprobs=2,
+            ),
+        )
+        await client.close()
+        return list(replies)
+
+    structured, called, scored = asyncio.run(scenario())
+    value = json.loads(structured.choices[0].message.content)  # type: ignore[attr-defined]
+    assert isinstance(value["city"], str) and isinstance(value["days"], int)
+    (call,) = called.choices[0].message.tool_calls  # type: ignore[attr-defined]
+    assert call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments["days"], int)
+    entries = scored.choices[0].logprobs.content  # type: ignore[attr-defined]
+    assert len(entries) == scored.usage.completion_tokens  # type: ignore[attr-defined]
+    assert "".join(e.token for e in entries) == scored.choices[0].message.content  # type: ignore[attr-defined]
+    assert all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in entries)
+
+
+def test_a_client_that_leaves_frees_its_slot_for_a_waiting_request(
+    batching_server: RunningServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {ALICE}"}
+    url = f"{batching_server.base_url}/chat/completions"
+
+    def endless(max_tokens: int, stream: bool) -> dict[str, object]:
+        return {
+            "model": "endless",
+            "messages": [{"role": "user", "content": "go on"}],
+            "max_tokens": max_tokens,
+            "stream": stream,
+        }
+
+    async def first_chunk(lines: AsyncIterator[str]) -> None:
+        while not (await anext(lines)).startswith("data: {"):
+            pass
+
+    async def scenario() -> tuple[str, list[str], httpx.Response]:
+        events: list[str] = []
+        async with (
+            httpx.AsyncClient(timeout=60) as client,
+            client.stream("POST", url, headers=headers, json=endless(480, True)) as kept,
+        ):
+            kept_lines = kept.aiter_lines()
+            await first_chunk(kept_lines)
+
+            async def read_kept() -> None:
+                async for line in kept_lines:
+                    if line == "data: [DONE]":
+                        events.append("kept stream ended")
+
+            reader = asyncio.create_task(read_kept())
+            async with client.stream("POST", url, headers=headers, json=endless(480, True)) as left:
+                request_id = left.headers["x-request-id"]
+                await first_chunk(left.aiter_lines())
+                # Both slots are busy, so this request waits for one.
+                waiting = asyncio.create_task(
+                    client.post(url, headers=headers, json=endless(5, False))
+                )
+            # The second stream's client went away: the waiting request takes its slot
+            # and is answered while the first stream still runs.
+            answered = await waiting
+            events.append("waiting request answered")
+            await reader
+        return request_id, events, answered
+
+    request_id, events, answered = asyncio.run(scenario())
+    assert answered.status_code == 200
+    assert answered.json()["usage"]["completion_tokens"] == 5
+    assert events == ["waiting request answered", "kept stream ended"]
+    deadline = time.monotonic() + 10
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with sqlite3.connect(batching_server.database) as db:
+            row = db.execute(
+                "SELECT status, completion_tokens FROM requests WHERE id = ?", (request_id,)
+            ).fetchone()
+        time.sleep(0.1)
+    assert row is not None and row[0] == "cancelled" and 1 <= row[1] < 480
