@@ -7,7 +7,7 @@ Success: ``{"data": ..., "message": "..."}``, lists add
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -18,6 +18,7 @@ from appliance.state.keys import ApiKey
 
 AnyRequest = Request[Any, Any, Any]
 MAX_PAGE = 1000
+T = TypeVar("T")
 
 
 class ManagementError(Exception):
@@ -37,6 +38,16 @@ def invalid(message: str, **details: Any) -> ManagementError:
 
 def handle_management_error(request: AnyRequest, exc: ManagementError) -> Response[bytes]:
     return error_response(exc)
+
+
+def decode_body(raw: bytes, kind: type[T]) -> T:
+    """A request body as `kind`, or 400 VALIDATION_ERROR saying what is wrong."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise invalid(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise invalid("the request body is not valid JSON") from None
 
 
 def error_response(exc: ManagementError) -> Response[bytes]:

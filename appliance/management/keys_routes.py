@@ -15,6 +15,7 @@ from appliance.accounting.spending import period_start
 from appliance.management.envelope import (
     AnyRequest,
     ManagementError,
+    decode_body,
     invalid,
     ok,
     page_params,
@@ -49,15 +50,6 @@ class UpdateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     models: list[str] | msgspec.UnsetType | None = msgspec.UNSET
     budget: BudgetBody | msgspec.UnsetType | None = msgspec.UNSET
     expires_at: datetime.datetime | msgspec.UnsetType | None = msgspec.UNSET
-
-
-def _decode(kind: type[msgspec.Struct], raw: bytes) -> Any:
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise invalid(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise invalid("the request body is not valid JSON") from None
 
 
 def _check_tier(runtime: Runtime, tier: str | None) -> None:
@@ -165,7 +157,7 @@ class ApiKeysController(Controller):
     async def create_key(self, request: AnyRequest) -> Response[bytes]:
         require_admin(request)
         runtime = Runtime.of(request)
-        body: CreateKeyBody = _decode(CreateKeyBody, await request.body())
+        body = decode_body(await request.body(), CreateKeyBody)
         _check_tier(runtime, body.tier)
         models = _check_models(runtime, body.models)
         _check_budget(body.budget)
@@ -204,7 +196,7 @@ class ApiKeysController(Controller):
     async def update_key(self, request: AnyRequest, key_id: FromPath[str]) -> Response[bytes]:
         require_admin(request)
         runtime = Runtime.of(request)
-        body: UpdateKeyBody = _decode(UpdateKeyBody, await request.body())
+        body = decode_body(await request.body(), UpdateKeyBody)
         cleared = frozenset(
             name for name in ("tier", "models", "expires_at") if getattr(body, name) is None
         ) | (frozenset({"budget_usd"}) if body.budget is None else frozenset())

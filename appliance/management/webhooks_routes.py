@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from appliance.management.envelope import (
     AnyRequest,
     ManagementError,
+    decode_body,
     invalid,
     ok,
     page_params,
@@ -67,15 +68,6 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def _decode(raw: bytes) -> CreateWebhookBody:
-    try:
-        return msgspec.json.decode(raw, type=CreateWebhookBody)
-    except msgspec.ValidationError as exc:
-        raise invalid(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise invalid("the request body is not valid JSON") from None
-
-
 def _check(request: CreateWebhookBody) -> None:
     url = urllib.parse.urlsplit(request.url)
     if url.scheme not in ("http", "https") or not url.hostname:
@@ -108,7 +100,7 @@ class WebhooksController(Controller):
     )
     async def create_webhook(self, request: AnyRequest) -> Response[bytes]:
         require_admin(request)
-        wanted = _decode(await request.body())
+        wanted = decode_body(await request.body(), CreateWebhookBody)
         _check(wanted)
         hook = await Runtime.of(request).webhooks.create(
             wanted.url, wanted.events, wanted.description

@@ -23,7 +23,7 @@ from backends.base import (
     SamplingParams,
     UnsupportedRequest,
 )
-from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
+from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings, relay
 from backends.llamacpp.sampling import SlotSampler
 from backends.llamacpp.scheduler import Scheduler, prompt_chunk
 from backends.llamacpp.slots import RELEASED, Request
@@ -125,15 +125,9 @@ class BatchingEngine(LlamaCppEngine):
             raise
         released = False
         try:
-            while True:
-                item = await queue.get()
-                if item is RELEASED:
-                    released = True
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Delta)
-                yield item
+            async for delta in relay(queue, RELEASED):
+                yield delta
+            released = True
         finally:
             if not released:
                 scheduler.cancel(request)

@@ -17,13 +17,14 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.base import (
     Backend,
     Capabilities,
+    Delta,
     Embeddings,
     EngineError,
     EngineOverloaded,
@@ -56,6 +57,18 @@ class LlamaCppSettings:
     gpu_layers: int = 0
     # Sequences decoded together; 1 = one request at a time.
     parallel: int = 1
+
+
+async def relay(queue: asyncio.Queue[object], end: object) -> AsyncIterator[Delta]:
+    """The deltas a worker thread posts to `queue` until `end`; what it raises, re-raised."""
+    while True:
+        item = await queue.get()
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, Delta)
+        yield item
 
 
 def llamacpp_engine(settings: LlamaCppSettings) -> LlamaCppEngine:

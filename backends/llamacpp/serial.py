@@ -29,7 +29,7 @@ from backends.base import (
     Prompt,
     SamplingParams,
 )
-from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
+from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings, relay
 from backends.llamacpp.logprobs import LogprobCapture
 from backends.llamacpp.text import StopTextAssembler
 
@@ -105,14 +105,8 @@ class SerialEngine(LlamaCppEngine):
             self._waiting += 1
         future = asyncio.wrap_future(executor.submit(self._run_job, job))
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, Delta)
-                yield item
+            async for delta in relay(queue, _DONE):
+                yield delta
         finally:
             job.cancel.set()
             # The worker must be done with this job before the caller moves on.
