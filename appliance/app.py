@@ -18,9 +18,15 @@ from appliance.accounting.meter import Meter
 from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
+from appliance.deployments.manager import DeploymentManager, EngineFactory
 from appliance.errors import handle_api_error
 from appliance.management.analytics_routes import AnalyticsController
 from appliance.management.billing_routes import BillingController
+from appliance.management.deployments_routes import (
+    CreateDeploymentBody,
+    DeploymentsController,
+    UpdateDeploymentBody,
+)
 from appliance.management.envelope import ManagementError, handle_management_error
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
@@ -31,9 +37,10 @@ from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
-from appliance.registry import ModelRegistry, ServedModel
+from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime
 from appliance.state.database import open_database
+from appliance.state.deployments import DeploymentStore
 from appliance.state.keys import KeyStore, hash_secret
 from appliance.state.ledger import Ledger
 from appliance.state.webhooks import WebhookStore
@@ -68,6 +75,7 @@ MANAGEMENT = [
     OwnUsageController,
     WebhooksController,
     TiersController,
+    DeploymentsController,
 ]
 # Bodies the handlers decode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [
@@ -77,18 +85,26 @@ BODIES: list[type[msgspec.Struct]] = [
     CreateKeyBody,
     UpdateKeyBody,
     CreateWebhookBody,
+    CreateDeploymentBody,
+    UpdateDeploymentBody,
 ]
 
 
-def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> Litestar:
-    """Build the server for one config; `registry` lets tests bring their own engines."""
+def create_app(
+    loaded: LoadedConfig,
+    registry: ModelRegistry | None = None,
+    engines: EngineFactory | None = None,
+) -> Litestar:
+    """Build the server for one config; `registry` lets tests bring their own engines, and
+    `engines` makes the replicas' engines (the config's backends by default)."""
     config = loaded.config
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = await open_database(loaded.database_path)
-        models = registry or ModelRegistry.from_config(loaded)
+        models = registry or ModelRegistry()
         ledger = Ledger(loaded.database_path)
+        deployments: DeploymentManager | None = None
         try:
             keys = KeyStore(db)
             await keys.sync_declared(config.keys)
@@ -98,11 +114,10 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
             ledger.listeners += [spending.committed, alerts.committed]
             ledger.start()
 
-            async def model_failed(served: ServedModel, reason: str) -> None:
-                data = {"model": served.id, "backend": served.backend_name, "error": reason}
-                await events.publish("model.failed", data)
-
-            await models.start_all(on_failed=model_failed)
+            deployments = DeploymentManager(
+                loaded, models, DeploymentStore(db), events, factory=engines
+            )
+            await deployments.start()
             admin = config.server.admin_key
             app.state.runtime = Runtime(
                 loaded=loaded,
@@ -114,6 +129,7 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
                 meter=Meter(ledger, Limiter(), spending, Metrics(models)),
                 events=events,
                 webhooks=WebhookStore(db),
+                deployments=deployments,
             )
             hooks = config.webhooks
             policy = RetryPolicy(
@@ -125,10 +141,12 @@ def create_app(loaded: LoadedConfig, registry: ModelRegistry | None = None) -> L
                 tasks.start_soon(_follow_key_changes, keys)
                 tasks.start_soon(WebhookSender(WebhookStore(db), events, policy).run)
                 tasks.start_soon(alerts.run)
+                tasks.start_soon(deployments.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
-            await models.stop_all()
+            if deployments is not None:
+                await deployments.stop()
             await ledger.close()
             await db.close()
 

@@ -1,35 +1,26 @@
-"""The models this server serves, by id and alias, each bound to its running engine.
+"""The names requests route to, each bound to a deployment's engine.
 
-A model whose source is on the hub starts with a `PendingEngine` in its place; loading
-downloads the file (or finds it in the models folder) and swaps in the real engine. A
-model that cannot be downloaded or loaded stays FAILED with its reason and answers 503
-`model_unavailable`; the others serve. Only when no model at all could load does the
-start fail, since a server with nothing to serve is a broken configuration.
+Every model of radiance.yaml is a deployment of its own, and the API adds more at run
+time (`appliance.deployments`); each routes by its id (and a declared model's aliases)
+to a `ServedModel` whose engine is the deployment's replica set. `build_engine` makes one
+replica's engine; engine modules are imported only there.
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from appliance.config import LoadedConfig, ModelConfig, OpenAIBackend, VllmBackend
 from appliance.errors import ModelNotFound, ServiceUnavailable
-from appliance.hub.download import DownloadError, cached_file, download_async
-from appliance.hub.pending_engine import PendingEngine
-from appliance.hub.progress import DownloadProgress, ProgressLog
-from appliance.hub.source import HubSource, is_hub_source
+from appliance.hub.progress import DownloadProgress
 from backends.base import Backend, EngineError, EngineStatus
 
-log = logging.getLogger(__name__)
-# Makes the real engine of a model, after fetching its file if need be.
-Prepare = Callable[[], Awaitable[Backend]]
-OnFailed = Callable[["ServedModel", str], Awaitable[None]]
 UNAVAILABLE_RETRY_SECONDS = 30
 
 
@@ -43,8 +34,10 @@ class ServedModel:
     backend_name: str
     engine: Backend
     created: int = field(default_factory=lambda: int(time.time()))
-    # None: `engine` is the model's engine; else it is a stand-in until this has run.
-    prepare: Prepare | None = None
+    # The declared model a deployment of another name runs; None for the model itself.
+    parent: str | None = None
+    # A download of the model's file, while and after it runs.
+    download: DownloadProgress | None = None
 
     @property
     def id(self) -> str:
@@ -69,12 +62,15 @@ def build_engine(
     model: ModelConfig,
     path: Path | None = None,
     shared: dict[str, Any] | None = None,
+    *,
+    slot: int = 0,
+    gpus: tuple[int, ...] | None = None,
 ) -> Backend:
-    """Make the engine a model's backend names; engine modules are imported only here.
+    """Make one replica's engine for the model's backend.
 
     `path` is a llamacpp model's GGUF file when it is not the config's own source (a file
     fetched from the hub); `shared` keeps what the models of one backend share (an openai
-    backend's replicas).
+    backend's replicas); `slot` numbers the replica and `gpus` are its GPUs (vllm).
     """
     backend = loaded.config.backends[model.backend]
     shared = {} if shared is None else shared
@@ -97,7 +93,7 @@ def build_engine(
     if isinstance(backend, VllmBackend):
         from backends.vllm.engine import VllmEngine, VllmSettings
 
-        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", model.id)
+        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", model.id) + (f"-{slot}" if slot else "")
         return VllmEngine(
             VllmSettings(
                 model_id=model.id,
@@ -106,7 +102,11 @@ def build_engine(
                 context_length=model.context_length,
                 log_path=loaded.database_path.parent / "logs" / f"vllm-{safe_id}.log",
                 args=dict(backend.args),
-                gpus=None if backend.gpus is None else tuple(backend.gpus),
+                gpus=gpus
+                if gpus is not None
+                else None
+                if backend.gpus is None
+                else tuple(backend.gpus),
                 env=dict(backend.env),
                 tool_parser=model.tool_parser,
                 startup_timeout=backend.startup_timeout,
@@ -130,52 +130,31 @@ def build_engine(
     )
 
 
-def hub_model(loaded: LoadedConfig, model: ModelConfig) -> ServedModel:
-    """A model whose file comes from the hub: a stand-in until the file is local."""
-    source = HubSource.parse(model.source or "")
-    pending = PendingEngine(model.id, str(source))
-
-    async def prepare() -> Backend:
-        path = cached_file(source, loaded.models_dir)
-        if path is None:
-            logged = ProgressLog(log, model.id)
-
-            def progress(state: DownloadProgress) -> None:
-                pending.downloading(state)
-                logged(state)
-
-            try:
-                path = await download_async(source, loaded.models_dir, on_progress=progress)
-            except DownloadError as exc:
-                pending.fail(str(exc))
-                raise EngineError(str(exc)) from exc
-        else:
-            log.info("%s: using %s from the models folder", model.id, path)
-        return build_engine(loaded, model, path)
-
-    return ServedModel(model, model.backend, pending, prepare=prepare)
-
-
 class ModelRegistry:
-    def __init__(self, models: list[ServedModel]) -> None:
-        self._models = models
+    def __init__(self, models: list[ServedModel] | None = None) -> None:
+        self._models = list(models or [])
         self._by_name: dict[str, ServedModel] = {}
-        for served in models:
+        for served in self._models:
             self._by_name[served.id] = served
             for alias in served.config.aliases:
                 self._by_name[alias] = served
 
-    @classmethod
-    def from_config(cls, loaded: LoadedConfig) -> ModelRegistry:
-        shared: dict[str, Any] = {}
-        return cls(
-            [
-                hub_model(loaded, model)
-                if model.source is not None and is_hub_source(model.source)
-                else ServedModel(model, model.backend, build_engine(loaded, model, shared=shared))
-                for model in loaded.config.models
-            ]
-        )
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def add(self, served: ServedModel) -> None:
+        """Route `served`'s id and aliases to it."""
+        self._models.append(served)
+        for name in (served.id, *served.config.aliases):
+            self._by_name[name] = served
+
+    def remove(self, model_id: str) -> None:
+        """Stop routing to a model; requests already on it go on."""
+        self._models = [s for s in self._models if s.id != model_id]
+        self._by_name = {n: s for n, s in self._by_name.items() if s.id != model_id}
+
+    def taken(self, name: str) -> bool:
+        return name in self._by_name
 
     def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._models)
@@ -189,42 +168,3 @@ class ModelRegistry:
                 f"The model `{name}` does not exist on this server.{hint}", param="model"
             )
         return served
-
-    async def start_all(self, on_failed: OnFailed | None = None) -> None:
-        """Fetch and load every model in turn, logging progress.
-
-        A model that fails is left FAILED (and `on_failed` told why); NoModelLoaded if
-        none of the models could load.
-        """
-        total = len(self._models)
-        for number, served in enumerate(self._models, start=1):
-            log.info(
-                "loading model %d/%d: %s on backend %s",
-                number,
-                total,
-                served.id,
-                served.backend_name,
-            )
-            started = time.perf_counter()
-            try:
-                if served.prepare is not None:
-                    served.engine = await served.prepare()
-                    served.prepare = None
-                await served.engine.start()
-            except EngineError as exc:
-                log.error(
-                    "model %s failed to load, it answers 503 model_unavailable: %s", served.id, exc
-                )
-                if on_failed is not None:
-                    await on_failed(served, str(exc))
-                continue
-            log.info("loaded %s in %.2f s", served.id, time.perf_counter() - started)
-        if self._models and all(s.engine.status is not EngineStatus.READY for s in self):
-            raise NoModelLoaded("no model could be loaded; the errors above say why")
-
-    async def stop_all(self) -> None:
-        for served in self._models:
-            try:
-                await served.engine.stop()
-            except Exception:
-                log.exception("stopping %s failed", served.id)

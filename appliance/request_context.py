@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -36,7 +37,8 @@ class RequestContext:
     route_model: str | None = None
     model: str | None = None
     backend: str | None = None
-    deployment: str | None = None  # the upstream server that answered (passthrough engines)
+    deployment: str | None = None  # the deployment that serves (the model's id)
+    replica: str | None = None  # its replica that served: an engine, or an upstream URL
     prices: UnitPrices = FREE
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -46,17 +48,20 @@ class RequestContext:
     _clock: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     finished: bool = False
+    # Called once when the request ends, however it ends (a replica's lease).
+    releases: list[Callable[[], None]] = field(default_factory=list)
 
     def use_model(self, served: ServedModel) -> None:
         """Route to `served`, if the key may use it; its prices now apply."""
         allowed = self.policy.models
-        if allowed is not None and served.id not in allowed:
+        if allowed is not None and served.id not in allowed and served.parent not in allowed:
             raise Forbidden(
                 f"This API key may not use the model `{self.route_model}`.",
                 param="model",
                 code="model_not_allowed",
             )
         self.model, self.backend = served.id, served.backend_name
+        self.deployment = served.id
         self.prices = UnitPrices.of(served.config.pricing)
 
     async def admit(self, completion_tokens: int) -> None:
@@ -76,6 +81,8 @@ class RequestContext:
             headers["x-backend"] = self.backend
         if self.deployment is not None:
             headers["x-deployment-id"] = self.deployment
+        if self.replica is not None:
+            headers["x-replica-id"] = self.replica
         if not self.key.is_admin:
             headers.update(self.meter.limiter.headers(self.key.id, self.policy))
         return headers
@@ -135,6 +142,7 @@ class RequestContext:
         if self.finished:
             return
         self.finished = True
+        self.release()
         row = self._record(status, http_status, error)
         if self.admission is not None:
             self.admission.settle(row.prompt_tokens + row.completion_tokens)
@@ -160,9 +168,15 @@ class RequestContext:
             "-" if row.ttft_ms is None else f"{row.ttft_ms:.1f}",
             status,
             http_status,
-            f" deployment={self.deployment}" if self.deployment else "",
+            f" replica={self.replica}" if self.replica else "",
             f" error={error.code}: {error.message}" if error else "",
         )
+
+    def release(self) -> None:
+        """Let go of what the request held (its replica), once."""
+        releases, self.releases = self.releases, []
+        for release in releases:
+            release()
 
     async def fail(self, error: ApiError) -> None:
         status = "rate_limited" if error.status == 429 else "error"

@@ -11,6 +11,7 @@ from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter, policy_for
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
+from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
 from appliance.registry import ModelRegistry
 from appliance.state.database import Database
@@ -32,6 +33,7 @@ class Runtime:
     # Publish deployment.status_changed, model.failed, ... here; webhooks receive them.
     events: EventBus
     webhooks: WebhookStore
+    deployments: DeploymentManager
 
     @staticmethod
     def of(request: Request[Any, Any, Any]) -> Runtime:

@@ -4,6 +4,7 @@ from appliance.config.checks import ConfigError, ConfigProblem
 from appliance.config.loader import LoadedConfig, load_config, parse_config_text
 from appliance.config.schema import (
     SAMPLING_PARAMETERS,
+    AutoscalingConfig,
     BackendConfig,
     Budget,
     Config,
@@ -21,6 +22,7 @@ from appliance.config.schema import (
 
 __all__ = [
     "SAMPLING_PARAMETERS",
+    "AutoscalingConfig",
     "BackendConfig",
     "Budget",
     "Config",

@@ -48,6 +48,11 @@ def check_engines(config: Config, where: SourceMap, base_dir: Path) -> Iterator[
                 hint = f"backend `{model.backend}` has engine `{engine}`"
                 yield where.problem(f"{path}.{field}", message, hint, key=True)
         if engine == "openai":
+            if model.replicas > 1 or model.autoscaling is not None:
+                field = "replicas" if model.replicas > 1 else "autoscaling"
+                message = f"`{field}` is not used by engine `openai`"
+                hint = "its replicas are the backend's `urls`; list more there"
+                yield where.problem(f"{path}.{field}", message, hint, key=True)
             if model.source is not None:
                 message = "`source` is not used by engine `openai`: the replicas load the model"
                 hint = "name the replicas' model with `upstream_model` if it differs from the id"

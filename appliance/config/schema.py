@@ -121,6 +121,20 @@ class Pricing(Base, frozen=True):
     completion: Usd = "0"
 
 
+class AutoscalingConfig(Base, frozen=True):
+    """Replicas follow the queue: one more when `target_queue` requests per replica wait,
+    one fewer when the others could carry the load; at most one change per cool-down."""
+
+    max_replicas: PositiveInt
+    min_replicas: PositiveInt = 1
+    cooldown_seconds: Seconds = 30.0
+    target_queue: PositiveInt = 2
+
+    def __post_init__(self) -> None:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas is more than max_replicas")
+
+
 class ModelConfig(Base, frozen=True):
     id: Name
     backend: str
@@ -139,6 +153,11 @@ class ModelConfig(Base, frozen=True):
     tool_parser: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
     # openai: the model name the replicas know; the id by default.
     upstream_model: str | None = None
+    # Engines of this model serving side by side (llama.cpp contexts, vLLM processes);
+    # requests go to the one with the fewest in flight. With `autoscaling` this is the
+    # count at start, kept between its min_replicas and max_replicas.
+    replicas: Annotated[int, Meta(ge=1, le=64)] = 1
+    autoscaling: AutoscalingConfig | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.parameters)) != len(self.parameters):

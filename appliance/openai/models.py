@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.hub.pending_engine import PendingEngine
 from appliance.registry import ModelRegistry, ServedModel
 
 
@@ -20,7 +19,14 @@ def model_object(served: ServedModel) -> dict[str, Any]:
         "pricing": {"prompt": config.pricing.prompt, "completion": config.pricing.completion},
         "supported_sampling_parameters": list(config.parameters),
         "aliases": list(config.aliases),
+        # vLLM's field for a model served under another name: the model it runs.
+        "parent": served.parent,
     }
+
+
+def may_use(served: ServedModel, allowed: frozenset[str] | None) -> bool:
+    """Whether an allow-list admits a model: by its id, or the model a deployment runs."""
+    return allowed is None or served.id in allowed or served.parent in allowed
 
 
 def admin_fields(served: ServedModel) -> dict[str, Any]:
@@ -35,9 +41,10 @@ def admin_fields(served: ServedModel) -> dict[str, Any]:
         "requests_waiting": stats.waiting,
         "error": stats.error,
         "engine_stats": stats.extra,
+        "replicas": int(stats.extra.get("deployment_replicas", 1)),
     }
-    if isinstance(served.engine, PendingEngine):
-        fields["download"] = served.engine.progress.as_json()
+    if served.download is not None:
+        fields["download"] = served.download.as_json()
     return fields
 
 
@@ -47,7 +54,7 @@ def list_models(
     """The models a key may use (all of them for `allowed=None`)."""
     data = []
     for served in registry:
-        if allowed is None or served.id in allowed:
+        if may_use(served, allowed):
             item = model_object(served)
             data.append({**item, **admin_fields(served)} if admin else item)
     return {"object": "list", "data": data}

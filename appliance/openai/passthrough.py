@@ -138,7 +138,7 @@ async def forward(
         reply = await served.engine.forward(_ENDPOINTS[endpoint], data, stream=stream)
     except EngineError as exc:
         raise upstream_api_error(exc) from exc
-    ctx.deployment = reply.deployment
+    ctx.replica = reply.deployment
     if reply.events is None:
         try:
             return _whole(reply.body or {}, served, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,18 +11,21 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from appliance.errors import ApiError, ModelNotFound, error_response
+from appliance.errors import ApiError, InvalidRequest, ModelNotFound, error_response
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_body
 from appliance.openai.embeddings import create_embeddings
-from appliance.openai.models import admin_fields, list_models, model_object
+from appliance.openai.engine_calls import api_error
+from appliance.openai.models import admin_fields, list_models, may_use, model_object
 from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from appliance.runtime import Runtime
+from backends.base import EngineError
+from backends.replicas import ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
@@ -34,23 +38,50 @@ def _json(payload: dict[str, Any], headers: dict[str, str] | None = None) -> Res
     )
 
 
+def _on_replica(served: ServedModel, ctx: RequestContext) -> ServedModel:
+    """`served` bound to one of its replicas (the least busy) until the request ends."""
+    replicas = served.engine
+    if not isinstance(replicas, ReplicaSet):
+        return served
+    try:
+        lease = replicas.lease()
+    except EngineError as exc:
+        raise api_error(exc) from exc
+    ctx.releases.append(lease.release)
+    if not lease.capabilities.passthrough:
+        ctx.replica = lease.id
+    return dataclasses.replace(served, engine=lease)
+
+
 async def _infer(
     request: AnyRequest,
     endpoint: str,
     kind: type[T],
     serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
+    deployment: str | None = None,
 ) -> Response[Any]:
-    """Authenticate, decode, resolve the model, serve; one ledger row whatever happens."""
+    """Authenticate, decode, resolve the model, serve; one ledger row whatever happens.
+
+    `deployment` (from the path) names the model when the body does not."""
     runtime = Runtime.of(request)
     key = runtime.auth.bearer(request.headers.get("authorization"))
     ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
     try:
         raw = await request.body()
+        if deployment is not None:
+            raw = _with_model(raw, deployment)
         body = decode_body(raw, kind)
         ctx.route_model = getattr(body, "model", None)
         served = runtime.models.resolve(ctx.route_model or "")
+        if deployment is not None and served is not runtime.models.resolve(deployment):
+            raise InvalidRequest(
+                f"`model` names `{ctx.route_model}`, but the path names deployment "
+                f"`{deployment}`; leave `model` out or make them agree",
+                param="model",
+            )
         ctx.use_model(served)
         served.require_ready()
+        served = _on_replica(served, ctx)
         if served.engine.capabilities.passthrough:
             answer = await forward(raw, body, served, ctx)
         else:
@@ -58,6 +89,9 @@ async def _infer(
     except ApiError as exc:
         await ctx.fail(exc)
         return error_response(exc, ctx.headers())
+    except BaseException:
+        ctx.release()
+        raise
     if isinstance(answer, dict):
         await ctx.finish()
         return _json(answer, ctx.headers())
@@ -75,6 +109,18 @@ async def _completion(body: CompletionRequest, served: ServedModel, ctx: Request
     plan = plan_completion(body, served, ctx)
     await ctx.admit(sum(params.max_tokens for _, params in plan.runs))
     return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
+
+
+def _with_model(raw: bytes, deployment: str) -> bytes:
+    """A body without `model` gets the deployment's name; anything else is left to decode."""
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw
+    if isinstance(data, dict) and data.get("model") is None:
+        data["model"] = deployment
+        return msgspec.json.encode(data)
+    return raw
 
 
 class OpenAIController(Controller):
@@ -97,8 +143,7 @@ class OpenAIController(Controller):
         name = model_id.lstrip("/")
         try:
             served = runtime.models.resolve(name)
-            allowed = runtime.policy(key).models
-            if allowed is not None and served.id not in allowed:
+            if not may_use(served, runtime.policy(key).models):
                 raise ModelNotFound(
                     f"The model `{name}` does not exist or this key may not use it.",
                     param="model",
@@ -125,6 +170,17 @@ class OpenAIController(Controller):
     )
     async def completions(self, request: AnyRequest) -> Response[Any]:
         return await _infer(request, "completions", CompletionRequest, _completion)
+
+    @post(
+        "/models/{deployment:str}/completions",
+        status_code=200,
+        summary="Text completion on one deployment (the body's `model` may be left out)",
+        operation_class=body(CompletionRequest),
+    )
+    async def deployment_completions(
+        self, request: AnyRequest, deployment: FromPath[str]
+    ) -> Response[Any]:
+        return await _infer(request, "completions", CompletionRequest, _completion, deployment)
 
     @post(
         "/embeddings",

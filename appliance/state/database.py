@@ -147,6 +147,20 @@ MIGRATIONS: Sequence[Migration] = (
         )
         """,
     ),
+    Migration(
+        "0004_deployments",
+        """
+        CREATE TABLE deployments (
+            id            TEXT PRIMARY KEY,
+            model_id      TEXT NOT NULL,
+            source        TEXT,
+            pricing       TEXT,
+            configuration TEXT NOT NULL,
+            created_at    REAL NOT NULL,
+            updated_at    REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 

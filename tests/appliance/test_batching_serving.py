@@ -69,32 +69,59 @@ async def stream_text(client: openai.AsyncOpenAI, **options: object) -> tuple[st
     return "".join(text), tokens
 
 
+async def stream_tokens(client: openai.AsyncOpenAI, **options: object) -> list[tuple[str, float]]:
+    """The streamed tokens with their logprobs."""
+    stream = await client.chat.completions.create(
+        stream=True,
+        logprobs=True,
+        **options,  # type: ignore[arg-type]
+    )
+    tokens = []
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+            tokens += [(t.token, t.logprob) for t in chunk.choices[0].logprobs.content]
+    return tokens
+
+
 def test_concurrent_streams_give_the_text_of_one_by_one_requests(
     batching_server: RunningServer,
 ) -> None:
-    requests = [
-        {
+    """Greedy text is the same alone and batched; sampled requests see the same
+    distributions (a batch's float sums differ in the last bits, so a seeded draw
+    near a boundary may take another token on some CPUs: compared up to there)."""
+
+    def request(i: int, temperature: float) -> dict[str, object]:
+        return {
             "model": "tiny",
             "messages": [{"role": "user", "content": f"Tell me about item {i}."}],
             "max_tokens": 30,
-            "temperature": [0, 0.7, 1.0, 1.2, 0.9][i],
+            "temperature": temperature,
             "seed": 100 + i,
             "top_p": 0.95 if i % 2 else 1.0,
         }
-        for i in range(5)
-    ]
 
-    async def scenario() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    greedy = [request(i, 0) for i in range(4)]
+    sampled = [request(i, t) for i, t in enumerate([0.7, 1.0, 1.2, 0.9])]
+
+    async def scenario() -> tuple[list[tuple[str, int]], ...]:
         client = client_for(batching_server)
-        alone = [await stream_text(client, **request) for request in requests]
-        together = await asyncio.gather(*[stream_text(client, **r) for r in requests])
+        alone = [await stream_text(client, **r) for r in greedy]
+        together = await asyncio.gather(*[stream_text(client, **r) for r in greedy])
+        sampled_alone = [await stream_tokens(client, **r) for r in sampled]
+        sampled_together = await asyncio.gather(*[stream_tokens(client, **r) for r in sampled])
         await client.close()
-        return alone, list(together)
+        return alone, list(together), sampled_alone, list(sampled_together)  # type: ignore[return-value]
 
-    alone, together = asyncio.run(scenario())
+    alone, together, sampled_alone, sampled_together = asyncio.run(scenario())
     assert together == alone
     assert all(tokens >= 1 for _, tokens in alone)
     assert len({text for text, _ in alone}) == len(alone)
+    for one, batched in zip(sampled_alone, sampled_together, strict=True):
+        assert one and batched
+        for (token, logprob), (other, other_logprob) in zip(one, batched, strict=True):
+            assert abs(logprob - other_logprob) < 0.02
+            if token != other:
+                break
 
 
 def test_json_schema_tools_and_logprobs_in_concurrent_requests(

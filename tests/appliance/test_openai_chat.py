@@ -106,12 +106,13 @@ def test_penalties_are_accepted_and_change_sampling(client: openai.OpenAI) -> No
 
 
 def test_stream_with_usage_matches_the_whole_answer(client: openai.OpenAI) -> None:
+    # Greedy: the second request reuses the first one's cached prompt, and logits that
+    # differ in the last bits can turn a seeded draw on some CPUs.
     stream = client.chat.completions.create(
         model="endless",
         messages=[{"role": "user", "content": "Stream please"}],
         max_tokens=10,
-        seed=11,
-        temperature=0.7,
+        temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -126,8 +127,7 @@ def test_stream_with_usage_matches_the_whole_answer(client: openai.OpenAI) -> No
         client,
         model="endless",
         max_tokens=10,
-        seed=11,
-        temperature=0.7,
+        temperature=0,
         messages=[{"role": "user", "content": "Stream please"}],
     )
     assert text == whole.choices[0].message.content  # type: ignore[attr-defined]

@@ -150,7 +150,7 @@ def test_chat_through_the_front_is_billed_as_the_replica_counted(
     request_id = raw.headers["x-request-id"]
     assert reply.model == "small"
     assert reply.id == f"chatcmpl-{request_id}"
-    assert raw.headers["x-deployment-id"] in {r.base_url for r in replicas}
+    assert raw.headers["x-replica-id"] in {r.base_url for r in replicas}
     assert raw.headers["x-backend"] == "edge"
     assert "x-ratelimit-remaining-requests" in raw.headers
     assert reply.usage is not None and reply.usage.completion_tokens > 0
@@ -161,7 +161,7 @@ def test_chat_through_the_front_is_billed_as_the_replica_counted(
     )
     assert row["backend"] == "edge" and row["model"] == "small" and row["status"] == "ok"
     # The replica's own ledger saw the same tokens for its key `front`.
-    served_by = next(r for r in replicas if r.base_url == raw.headers["x-deployment-id"])
+    served_by = next(r for r in replicas if r.base_url == raw.headers["x-replica-id"])
     upstream = rows(served_by, "key_name = 'front'")[-1]
     assert upstream["prompt_tokens"] == reply.usage.prompt_tokens
     assert upstream["completion_tokens"] == reply.usage.completion_tokens
@@ -295,12 +295,12 @@ def test_least_busy_replica_serves(front: RunningServer, replicas: list[RunningS
     try:
         lines = busy.iter_lines()  # kept: a dropped iterator closes the connection
         _read_tokens(lines, 1)  # generating now
-        busy_url = busy.headers["x-deployment-id"]
+        busy_url = busy.headers["x-replica-id"]
         for _ in range(3):
             raw = client(front).chat.completions.with_raw_response.create(
                 model="small", messages=HELLO, max_tokens=3
             )
-            assert raw.headers["x-deployment-id"] != busy_url
+            assert raw.headers["x-replica-id"] != busy_url
     finally:
         busy.close()
     assert {r.base_url for r in replicas} >= {busy_url}
@@ -345,10 +345,10 @@ def test_a_replica_that_dies_is_ejected_and_returns(
         stream = None
         for _ in range(4):
             stream = _open_stream(edge, "slow", 400)
-            if stream.headers["x-deployment-id"] == first.base_url:
+            if stream.headers["x-replica-id"] == first.base_url:
                 break
             stream.close()
-        assert stream is not None and stream.headers["x-deployment-id"] == first.base_url
+        assert stream is not None and stream.headers["x-replica-id"] == first.base_url
         lines = stream.iter_lines()
         _read_tokens(lines, 3)
         first.stop(signal.SIGKILL)
@@ -363,7 +363,7 @@ def test_a_replica_that_dies_is_ejected_and_returns(
             raw = sdk.chat.completions.with_raw_response.create(
                 model="small", messages=HELLO, max_tokens=2
             )
-            assert raw.headers["x-deployment-id"] == second.base_url
+            assert raw.headers["x-replica-id"] == second.base_url
         assert first.base_url in (_replica_errors(edge) or "")
         # The replica comes back on its address and is used again.
         first = start_server(tmp_path / "a2", replica_config(models_dir), port=port)
@@ -373,7 +373,7 @@ def test_a_replica_that_dies_is_ejected_and_returns(
             raw = sdk.chat.completions.with_raw_response.create(
                 model="small", messages=HELLO, max_tokens=2
             )
-            seen.add(raw.headers["x-deployment-id"])
+            seen.add(raw.headers["x-replica-id"])
         assert seen == {first.base_url, second.base_url}
         # With every replica gone: 503 with Retry-After at once, never a hang.
         first.stop(signal.SIGKILL)
@@ -403,7 +403,7 @@ def test_concurrent_requests_spread_over_replicas(
         raw = client(front).chat.completions.with_raw_response.create(
             model="small", messages=HELLO, max_tokens=8
         )
-        seen.append(raw.headers["x-deployment-id"])
+        seen.append(raw.headers["x-replica-id"])
 
     threads = [threading.Thread(target=one) for _ in range(6)]
     for thread in threads:

@@ -142,7 +142,7 @@ def test_chat_with_n_seed_and_logprobs(vllm_server: RunningServer) -> None:
     )
     reply = raw.parse()
     assert reply.model == "tiny-hf" and reply.id == f"chatcmpl-{raw.headers['x-request-id']}"
-    assert raw.headers["x-deployment-id"].startswith("http://127.0.0.1:")
+    assert raw.headers["x-replica-id"].startswith("http://127.0.0.1:")
     assert len(reply.choices) == 2
     first = reply.choices[0]
     assert first.logprobs is not None and first.logprobs.content

@@ -1,0 +1,1 @@
+"""Deployments: models running on a backend with replicas, changed at run time."""

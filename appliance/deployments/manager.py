@@ -1,0 +1,544 @@
+"""Deployments at run time: bring them up, scale them, change them, remove them.
+
+Every model of radiance.yaml is a declared deployment; the API adds deployments that are
+stored in SQLite and deployed again after a restart. Each change of one deployment runs
+under its lock, as a task of its own, so the API answers at once and the status says
+how far it got:
+
+- bring-up: pending -> downloading (an hf:// file not yet in the models folder) ->
+  loading -> ready, or failed with the reason;
+- scaling: new replicas start and join when ready; the ones removed leave the choice at
+  once and stop when their last request has ended;
+- a change of settings (backend, context length): the new replicas start beside the old
+  ones, take over when all are ready, and the old ones drain; if a new one cannot start,
+  the old ones go on serving and the error says why;
+- delete: the name stops routing, the replicas drain, then their memory is freed.
+
+Autoscaled deployments are looked at every second (`Autoscaler.decide`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.config import LoadedConfig, ModelConfig
+from appliance.deployments.autoscaler import Load
+from appliance.deployments.deployment import Deployment, Status, deployment_json
+from appliance.deployments.spec import (
+    Configuration,
+    CreateDeploymentBody,
+    DeploymentInvalid,
+    check_scaling_fields,
+    declared_configuration,
+    gpu_slice,
+    merge,
+    plan_model,
+    scaling_of,
+)
+from appliance.hub.download import DownloadError, cached_file, download_async
+from appliance.hub.progress import DownloadProgress, ProgressLog
+from appliance.hub.source import HubSource, is_hub_source
+from appliance.registry import ModelRegistry, NoModelLoaded, ServedModel, build_engine
+from appliance.state.deployments import DeploymentStore, StoredDeployment
+from appliance.webhooks.events import EventBus
+from backends.base import Backend, EngineError, EngineStatus
+from backends.replicas import Replica, ReplicaSet
+
+log = logging.getLogger(__name__)
+# Makes the engine of one replica: (model, GGUF file if downloaded, slot, GPUs).
+EngineFactory = Callable[[ModelConfig, Path | None, int, tuple[int, ...] | None], Backend]
+
+
+class DeploymentNotFound(LookupError):
+    pass
+
+
+class DeploymentDeclared(Exception):
+    """Declared in radiance.yaml: change it there."""
+
+
+class DeploymentExists(Exception):
+    """The name routes to a model or deployment already."""
+
+
+class DeploymentManager:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        registry: ModelRegistry,
+        store: DeploymentStore,
+        events: EventBus,
+        *,
+        factory: EngineFactory | None = None,
+        drain_timeout: float = 600.0,
+        interval: float = 1.0,
+    ) -> None:
+        self.loaded = loaded
+        self.registry = registry
+        self.store = store
+        self.events = events
+        self.drain_timeout = drain_timeout
+        self.interval = interval
+        self._deployments: dict[str, Deployment] = {}
+        self._shared: dict[str, Any] = {}
+        self._factory = factory or self._build
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _build(
+        self, model: ModelConfig, path: Path | None, slot: int, gpus: tuple[int, ...] | None
+    ) -> Backend:
+        return build_engine(self.loaded, model, path, self._shared, slot=slot, gpus=gpus)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Deployment]:
+        return iter(list(self._deployments.values()))
+
+    def get(self, deployment_id: str) -> Deployment:
+        try:
+            return self._deployments[deployment_id]
+        except KeyError:
+            raise DeploymentNotFound(deployment_id) from None
+
+    # -- start and stop ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring up radiance.yaml's models and the stored deployments, one after another.
+
+        Models a test put in the registry are adopted as they are. NoModelLoaded if
+        there are deployments and none of them could load.
+        """
+        given = list(self.registry)
+        if given:
+            for served in given:
+                self._adopt(served)
+        else:
+            for model in self.loaded.config.models:
+                self._declare(model)
+        for stored in await self.store.all():
+            self._restore(stored)
+        total = len(self._deployments)
+        for number, dep in enumerate(self, start=1):
+            log.info(
+                "loading model %d/%d: %s on backend %s",
+                number,
+                total,
+                dep.id,
+                dep.model.backend if dep.model else "?",
+            )
+            await self._bring_up(dep)
+        if self._deployments and all(d.status != "ready" for d in self):
+            raise NoModelLoaded("no model could be loaded; the errors above say why")
+
+    async def stop(self) -> None:
+        """Cancel changes under way and stop every replica."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        for dep in self:
+            try:
+                await dep.replicas.stop()
+            except Exception:
+                log.exception("stopping %s failed", dep.id)
+
+    async def run(self) -> None:
+        """The autoscaler: a look at every autoscaled deployment each `interval`."""
+        while True:
+            await asyncio.sleep(self.interval)
+            for dep in self:
+                try:
+                    self._autoscale(dep)
+                except Exception:
+                    log.exception("autoscaling %s failed", dep.id)
+
+    # -- the API's changes -------------------------------------------------------------
+
+    async def create(self, body: CreateDeploymentBody) -> Deployment:
+        """Check and store a new deployment, and start bringing it up."""
+        name = body.name or body.model_id
+        if name in self._deployments or self.registry.taken(name):
+            raise DeploymentExists(name)
+        check_scaling_fields(body.configuration, body.configuration)
+        model = plan_model(
+            self.loaded, name, body.model_id, body.source, body.pricing, body.configuration
+        )
+        stored = await self.store.add(
+            name, body.model_id, body.source, body.pricing, body.configuration
+        )
+        dep = self._new(stored.id, body.model_id, model, stored, declared=False)
+        dep.created_at = dep.updated_at = stored.created_at
+        self._spawn(dep, self._bring_up(dep))
+        return dep
+
+    async def update(self, deployment_id: str, changes: Configuration) -> Deployment:
+        """Scale or change a deployment; the change rolls out in the background."""
+        dep = self.get(deployment_id)
+        if dep.declared:
+            raise DeploymentDeclared(deployment_id)
+        if dep.status == "draining":
+            raise DeploymentNotFound(deployment_id)
+        wanted = merge(dep.configuration, changes)
+        if changes.auto_scaling is False:
+            wanted = msgspec.structs.replace(
+                wanted,
+                min_replicas=None,
+                max_replicas=None,
+                cooldown_seconds=None,
+                target_queue=None,
+            )
+        check_scaling_fields(changes, wanted)
+        model = plan_model(self.loaded, dep.id, dep.model_id, dep.source, dep.pricing, wanted)
+        await self.store.update(dep.id, wanted)
+        dep.configuration = wanted
+        self._spawn(dep, self._change(dep, model))
+        return dep
+
+    async def delete(self, deployment_id: str) -> Deployment:
+        """Stop routing to a deployment, drain its replicas, free them."""
+        dep = self.get(deployment_id)
+        if dep.declared:
+            raise DeploymentDeclared(deployment_id)
+        if dep.status == "draining":
+            return dep
+        self.registry.remove(dep.id)
+        await self.store.remove(dep.id)
+        for task in dep.tasks:
+            task.cancel()
+        await self._set(dep, "draining")
+        self._spawn(dep, self._remove(dep), own=False)
+        return dep
+
+    # -- building deployments ----------------------------------------------------------
+
+    def _new(
+        self,
+        dep_id: str,
+        model_id: str,
+        model: ModelConfig | None,
+        stored: StoredDeployment | None,
+        *,
+        declared: bool,
+        served: ServedModel | None = None,
+    ) -> Deployment:
+        if served is None:
+            config = model or ModelConfig(id=dep_id, backend="")
+            served = ServedModel(
+                config,
+                config.backend,
+                ReplicaSet(dep_id),
+                parent=None if model_id == dep_id else model_id,
+            )
+            self.registry.add(served)
+        if isinstance(served.engine, ReplicaSet):
+            served.engine.hold(EngineStatus.LOADING)
+        dep = Deployment(
+            id=dep_id,
+            model_id=model_id,
+            source=stored.source if stored else None,
+            pricing=stored.pricing if stored else None,
+            configuration=stored.configuration if stored else declared_configuration(served.config),
+            model=model,
+            declared=declared,
+            served=served,
+        )
+        if stored is not None:
+            dep.created_at, dep.updated_at = stored.created_at, stored.updated_at
+        self._deployments[dep_id] = dep
+        return dep
+
+    def _declare(self, model: ModelConfig) -> None:
+        self._new(model.id, model.id, model, None, declared=True)
+
+    def _adopt(self, served: ServedModel) -> None:
+        """A model a caller made with its own engine: one replica, as it is."""
+        engine = served.engine
+        if not isinstance(engine, ReplicaSet):
+            served.engine = ReplicaSet(served.id, [Replica(f"{served.id}-0", 0, engine)])
+        self._new(served.id, served.id, served.config, None, declared=True, served=served)
+
+    def _restore(self, stored: StoredDeployment) -> None:
+        """A stored deployment, deployed again; failed if radiance.yaml no longer allows it."""
+        if stored.id in self._deployments or self.registry.taken(stored.id):
+            log.error(
+                "deployment %s is stored, but radiance.yaml now declares a model of that name; "
+                "the declared model serves",
+                stored.id,
+            )
+            return
+        model: ModelConfig | None
+        try:
+            model = plan_model(
+                self.loaded,
+                stored.id,
+                stored.model_id,
+                stored.source,
+                stored.pricing,
+                stored.configuration,
+            )
+        except DeploymentInvalid as exc:
+            model, reason = None, str(exc)
+        dep = self._new(stored.id, stored.model_id, model, stored, declared=False)
+        if model is None:
+            dep.error = f"radiance.yaml no longer allows this deployment: {reason}"
+
+    # -- changes, each under the deployment's lock ---------------------------------------
+
+    def _spawn(self, dep: Deployment, work: Coroutine[Any, Any, None], *, own: bool = True) -> None:
+        """Run a change of `dep` as a task; `own`: one that deleting it cancels."""
+        task = asyncio.create_task(work, name=f"deployment-{dep.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if own:
+            dep.tasks.add(task)
+            task.add_done_callback(dep.tasks.discard)
+
+    async def _set(self, dep: Deployment, status: Status, error: str | None = None) -> None:
+        previous = dep.status
+        dep.error = error
+        dep.updated_at = time.time()
+        if previous == status:
+            return
+        dep.status = status
+        log.info(
+            "deployment %s: %s -> %s%s", dep.id, previous, status, f" ({error})" if error else ""
+        )
+        data = {"deployment": deployment_json(dep), "previous": previous, "status": status}
+        await self.events.publish("deployment.status_changed", data)
+
+    async def _fail(self, dep: Deployment, reason: str) -> None:
+        log.error("model %s failed to load, it answers 503 model_unavailable: %s", dep.id, reason)
+        dep.replicas.hold(EngineStatus.FAILED, reason)
+        await self._set(dep, "failed", reason)
+        data = {"model": dep.id, "backend": dep.served.backend_name, "error": reason}
+        await self.events.publish("model.failed", data)
+
+    async def _bring_up(self, dep: Deployment) -> None:
+        async with dep.lock:
+            if dep.model is None:
+                await self._fail(dep, dep.error or "the deployment cannot be planned")
+                return
+            if dep.replicas.replicas:  # adopted with its engine
+                await self._start_adopted(dep)
+                return
+            started = time.perf_counter()
+            try:
+                dep.path = await self._fetch(dep, dep.model)
+                await self._set(dep, "loading")
+                errors = await self._add(dep, dep.model, dep.scaling.replicas)
+            except (EngineError, DownloadError) as exc:
+                await self._fail(dep, str(exc))
+                return
+            if not any(r.ready for r in dep.replicas.replicas):
+                await self._fail(dep, errors[0] if errors else "no replica started")
+                return
+            dep.replicas.hold(EngineStatus.STOPPED)
+            note = f"{len(errors)} replicas failed to start: {errors[0]}" if errors else None
+            await self._set(dep, "ready", note)
+            log.info("loaded %s in %.2f s", dep.id, time.perf_counter() - started)
+
+    async def _start_adopted(self, dep: Deployment) -> None:
+        try:
+            await dep.replicas.start()
+        except EngineError as exc:
+            await self._fail(dep, str(exc))
+            return
+        dep.replicas.hold(EngineStatus.STOPPED)
+        await self._set(dep, "ready")
+
+    async def _fetch(self, dep: Deployment, model: ModelConfig) -> Path | None:
+        """The GGUF file of an hf:// source, downloaded into the models folder if need be."""
+        if model.source is None or not is_hub_source(model.source):
+            return None
+        source = HubSource.parse(model.source)
+        models_dir = self.loaded.models_dir
+        path = cached_file(source, models_dir)
+        if path is not None:
+            log.info("%s: using %s from the models folder", dep.id, path)
+            return path
+        await self._set(dep, "downloading")
+        logged = ProgressLog(log, dep.id)
+        dep.served.download = DownloadProgress(str(source))
+
+        def progress(state: DownloadProgress) -> None:
+            dep.served.download = state
+            logged(state)
+
+        return await download_async(source, models_dir, on_progress=progress)
+
+    async def _add(self, dep: Deployment, model: ModelConfig, count: int) -> list[str]:
+        """Start `count` more replicas of `model` beside the set's; their errors."""
+        started = await self._start_replicas(dep, model, count, set())
+        for replica in started[0]:
+            dep.replicas.add(replica)
+        return started[1]
+
+    async def _start_replicas(
+        self, dep: Deployment, model: ModelConfig, count: int, taken: set[int]
+    ) -> tuple[list[Replica], list[str]]:
+        """Start `count` replicas on slots neither the set nor `taken` uses."""
+        slots: list[int] = []
+        used = {r.slot for r in dep.replicas.replicas} | taken
+        slot = 0
+        while len(slots) < count:
+            if slot not in used:
+                slots.append(slot)
+            slot += 1
+        gpus = self.loaded.config.backends[model.backend]
+        gpu_list = getattr(gpus, "gpus", None)
+        most = scaling_of(model).most
+        replicas = [
+            Replica(
+                f"{dep.id}-{slot}",
+                slot,
+                self._factory(model, dep.path, slot, gpu_slice(gpu_list, most, slot)),
+            )
+            for slot in slots
+        ]
+        try:
+            results = await asyncio.gather(
+                *(r.engine.start() for r in replicas), return_exceptions=True
+            )
+        except BaseException:
+            for replica in replicas:
+                await _stop_quietly(replica.engine)
+            raise
+        good, errors = [], []
+        for replica, result in zip(replicas, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, EngineError):
+                    for other in replicas:
+                        await _stop_quietly(other.engine)
+                    raise result
+                log.error("replica %s failed to start: %s", replica.id, result)
+                errors.append(str(result))
+                await _stop_quietly(replica.engine)
+            else:
+                log.info("replica %s is ready", replica.id)
+                good.append(replica)
+        return good, errors
+
+    async def _scale(self, dep: Deployment, count: int) -> list[str]:
+        """Run `count` replicas: start the missing ones, drain the extra ones."""
+        active = dep.replicas.active()
+        if count > len(active):
+            assert dep.model is not None
+            return await self._add(dep, dep.model, count - len(active))
+        extra = sorted(active, key=lambda r: (r.in_flight, -r.slot))[: len(active) - count]
+        for replica in extra:
+            dep.replicas.retire(replica)
+        await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in extra))
+        return []
+
+    async def _change(self, dep: Deployment, model: ModelConfig) -> None:
+        """Apply a PUT: scale in place, or replace the replicas when the engine changes."""
+        async with dep.lock:
+            old = dep.model
+            if dep.status == "failed" or old is None:
+                # Nothing serves: bring it up again with the new settings.
+                dep.model = model
+                dep.served.config, dep.served.backend_name = model, model.backend
+                await dep.replicas.stop()
+                dep.replicas.hold(EngineStatus.LOADING)
+                await self._set(dep, "pending")
+            else:
+                await self._set(dep, "updating")
+                try:
+                    errors = await self._roll(dep, old, model)
+                except EngineError as exc:
+                    errors = [str(exc)]
+                note = f"update failed: {errors[0]}" if errors else None
+                await self._set(dep, "ready", note)
+                return
+        await self._bring_up(dep)
+
+    async def _roll(self, dep: Deployment, old: ModelConfig, model: ModelConfig) -> list[str]:
+        same_engine = msgspec.structs.replace(
+            old, replicas=model.replicas, autoscaling=model.autoscaling
+        )
+        scaling = scaling_of(model)
+        # A change that leaves `replicas` alone keeps an autoscaled count where it is.
+        current = len(dep.replicas.active())
+        target = scaling.replicas if model.replicas != old.replicas else scaling.clamp(current)
+        dep.autoscaler.last_change = time.monotonic()
+        if same_engine == model:
+            dep.model = model
+            dep.served.config = model
+            return await self._scale(dep, target)
+        # Another backend or context: new replicas first, then the old ones drain.
+        new, errors = await self._start_replicas(dep, model, target, set())
+        if errors or not new:
+            for replica in new:
+                await _stop_quietly(replica.engine)
+            return errors or ["no replica started"]
+        retiring = dep.replicas.active()
+        for replica in retiring:
+            dep.replicas.retire(replica)
+        for replica in new:
+            dep.replicas.add(replica)
+        dep.model = model
+        dep.served.config, dep.served.backend_name = model, model.backend
+        await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in retiring))
+        return []
+
+    async def _remove(self, dep: Deployment) -> None:
+        for task in list(dep.tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        async with dep.lock:
+            replicas = list(dep.replicas.replicas)
+            await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in replicas))
+            dep.replicas.hold(EngineStatus.STOPPED)
+            self._deployments.pop(dep.id, None)
+            log.info("deployment %s removed; its replicas are stopped", dep.id)
+            data = {"deployment": deployment_json(dep), "previous": "draining", "status": "deleted"}
+            await self.events.publish("deployment.status_changed", data)
+
+    def _autoscale(self, dep: Deployment) -> None:
+        scaling = dep.scaling
+        if not scaling.auto or dep.status != "ready" or dep.lock.locked():
+            return
+        replicas = dep.replicas
+        stats = replicas.stats()
+        active = len(replicas.active())
+        load = Load(
+            replicas=active,
+            running=stats.running,
+            waiting=stats.waiting,
+            parallel=replicas.capabilities.parallel,
+        )
+        want = dep.autoscaler.decide(scaling, load, time.monotonic())
+        if want == active:
+            return
+        log.info(
+            "deployment %s: autoscaling %d -> %d replicas (%d running, %d waiting)",
+            dep.id,
+            active,
+            want,
+            stats.running,
+            stats.waiting,
+        )
+
+        async def step() -> None:
+            async with dep.lock:
+                errors = await self._scale(dep, want)
+                if errors:
+                    log.error("deployment %s: a new replica failed: %s", dep.id, errors[0])
+
+        self._spawn(dep, step())
+
+
+async def _stop_quietly(engine: Backend) -> None:
+    try:
+        await engine.stop()
+    except Exception:
+        log.exception("stopping a replica failed")

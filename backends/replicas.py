@@ -1,0 +1,294 @@
+"""Several engines of one model serving as one: the replicas of a deployment.
+
+A request takes a `Lease` on the ready replica with the fewest requests in flight (ties
+go round the list) and keeps it until it ends, so its prompt is rendered and generated on
+the same engine. Replicas join when they are ready and leave in two steps: `retire` takes
+one out of the choice at once, `drain` waits until its last lease is released and stops
+it, so scaling down or replacing replicas drops no request.
+
+A `ReplicaSet` is itself a `Backend`, whose status and figures are those of its replicas;
+while it has no ready replica (the model is still downloading or loading, or it failed)
+its status is what its owner set with `hold`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends.base import (
+    Backend,
+    Capabilities,
+    Delta,
+    Embeddings,
+    Endpoint,
+    EngineStats,
+    EngineStatus,
+    EngineUnavailable,
+    Prompt,
+    SamplingParams,
+    UpstreamReply,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Replica:
+    """One engine of a deployment; `slot` numbers it (and picks its GPUs, for vLLM)."""
+
+    id: str
+    slot: int
+    engine: Backend
+    in_flight: int = 0
+    served: int = 0
+    retired: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    @property
+    def ready(self) -> bool:
+        return not self.retired and self.engine.status is EngineStatus.READY
+
+    def take(self) -> None:
+        self.in_flight += 1
+        self.served += 1
+        self._idle.clear()
+
+    def give_back(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
+class Lease(Backend):
+    """One request's hold on one replica; `release` ends it (once)."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.capabilities = replica.engine.capabilities
+        self._released = False
+        replica.take()
+
+    @property
+    def id(self) -> str:
+        return self.replica.id
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.replica.give_back()
+
+    @property
+    def status(self) -> EngineStatus:
+        return self.replica.engine.status
+
+    def stats(self) -> EngineStats:
+        return self.replica.engine.stats()
+
+    async def start(self) -> None:
+        """A lease is on a started engine; nothing to start."""
+
+    async def stop(self) -> None:
+        self.release()
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+    ) -> Prompt:
+        return self.replica.engine.render_chat(messages, tools)
+
+    def render_text(self, text: str) -> Prompt:
+        return self.replica.engine.render_text(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.replica.engine.detokenize(tokens)
+
+    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        return self.replica.engine.generate(prompt, params)
+
+    async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
+        return await self.replica.engine.embed(inputs)
+
+    async def forward(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamReply:
+        return await self.replica.engine.forward(endpoint, body, stream=stream)
+
+
+class ReplicaSet(Backend):
+    def __init__(self, name: str, replicas: Sequence[Replica] = ()) -> None:
+        self.name = name
+        self.replicas: list[Replica] = list(replicas)
+        self._next = 0
+        self._held = EngineStatus.STOPPED
+        self._held_error: str | None = None
+        self._capabilities: Capabilities | None = None
+
+    # -- the set ------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        for replica in self.replicas:
+            return replica.engine.capabilities
+        return self._capabilities or Capabilities()
+
+    def hold(self, status: EngineStatus, error: str | None = None) -> None:
+        """The status to report while no replica is ready (loading, failed, stopped)."""
+        self._held, self._held_error = status, error
+
+    def add(self, replica: Replica) -> None:
+        """Put a replica in the choice (it is chosen once its engine is ready)."""
+        self._capabilities = replica.engine.capabilities
+        self.replicas.append(replica)
+
+    def active(self) -> list[Replica]:
+        return [r for r in self.replicas if not r.retired]
+
+    def free_slot(self) -> int:
+        used = {r.slot for r in self.replicas}
+        slot = 0
+        while slot in used:
+            slot += 1
+        return slot
+
+    def retire(self, replica: Replica) -> None:
+        """Take a replica out of the choice; requests it holds go on."""
+        replica.retired = True
+
+    async def drain(self, replica: Replica, wait: float | None = None) -> None:
+        """Retire a replica, wait until its requests end (up to `wait` s), stop it."""
+        self.retire(replica)
+        if replica.in_flight:
+            log.info("replica %s: draining %d requests", replica.id, replica.in_flight)
+        try:
+            await asyncio.wait_for(replica.idle(), wait)
+        except TimeoutError:
+            log.warning(
+                "replica %s: %d requests still running after %.0f s; stopping it",
+                replica.id,
+                replica.in_flight,
+                wait or 0,
+            )
+        try:
+            await replica.engine.stop()
+        finally:
+            if replica in self.replicas:
+                self.replicas.remove(replica)
+        log.info("replica %s stopped", replica.id)
+
+    def lease(self) -> Lease:
+        """A hold on the ready replica with the fewest requests in flight."""
+        count = len(self.replicas)
+        order = [self.replicas[(self._next + i) % count] for i in range(count)]
+        ready = [r for r in order if r.ready]
+        if not ready:
+            raise EngineUnavailable(f"no replica of `{self.name}` is ready")
+        best = min(ready, key=lambda r: r.in_flight)
+        self._next = (self.replicas.index(best) + 1) % count
+        return Lease(best)
+
+    # -- the Backend contract -------------------------------------------------------------
+
+    @property
+    def status(self) -> EngineStatus:
+        statuses = [r.engine.status for r in self.active()]
+        if EngineStatus.READY in statuses:
+            return EngineStatus.READY
+        if self._held is not EngineStatus.STOPPED or not statuses:
+            return self._held
+        if EngineStatus.LOADING in statuses:
+            return EngineStatus.LOADING
+        return EngineStatus.FAILED if EngineStatus.FAILED in statuses else EngineStatus.STOPPED
+
+    def stats(self) -> EngineStats:
+        parts = [r.engine.stats() for r in self.replicas]
+        loads = [p.load_seconds for p in parts if p.load_seconds is not None]
+        errors = [
+            f"{r.id}: {p.error}" for r, p in zip(self.replicas, parts, strict=True) if p.error
+        ]
+        # One replica's own figures pass through; several would not add up.
+        extra = dict(parts[0].extra) if len(parts) == 1 else {}
+        extra["deployment_replicas"] = float(len(self.active()))
+        error = self._held_error if not parts else "; ".join(errors) or None
+        return EngineStats(
+            running=sum(p.running for p in parts),
+            waiting=sum(p.waiting for p in parts),
+            load_seconds=max(loads) if loads else None,
+            error=error,
+            extra=extra,
+        )
+
+    async def start(self) -> None:
+        for replica in self.replicas:
+            await replica.engine.start()
+
+    async def stop(self) -> None:
+        for replica in list(self.replicas):
+            try:
+                await replica.engine.stop()
+            except Exception:
+                log.exception("stopping replica %s failed", replica.id)
+        self.replicas.clear()
+
+    def _any(self) -> Backend:
+        for replica in self.replicas:
+            if replica.ready:
+                return replica.engine
+        raise EngineUnavailable(f"no replica of `{self.name}` is ready")
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+    ) -> Prompt:
+        return self._any().render_chat(messages, tools)
+
+    def render_text(self, text: str) -> Prompt:
+        return self._any().render_text(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._any().detokenize(tokens)
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        lease = self.lease()
+        try:
+            deltas = lease.generate(prompt, params)
+            try:
+                async for delta in deltas:
+                    yield delta
+            finally:
+                await deltas.aclose()  # type: ignore[attr-defined]
+        finally:
+            lease.release()
+
+    async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
+        lease = self.lease()
+        try:
+            return await lease.embed(inputs)
+        finally:
+            lease.release()
+
+    async def forward(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamReply:
+        lease = self.lease()
+        try:
+            reply = await lease.forward(endpoint, body, stream=stream)
+        except BaseException:
+            lease.release()
+            raise
+        inner = reply.close
+
+        async def close() -> None:
+            lease.release()
+            await inner()
+
+        reply.close = close
+        return reply
