@@ -10,7 +10,7 @@ import uvicorn
 from litestar import Litestar
 
 from appliance.app import create_app
-from appliance.config import LoadedConfig
+from appliance.config import LoadedConfig, ModelConfig
 from appliance.runtime import Runtime
 from backends.base import EngineStatus
 
@@ -37,7 +37,8 @@ class _Server(uvicorn.Server):
         if self.started:
             runtime: Runtime = self._app.state.runtime
             failed = [s.id for s in runtime.models if s.engine.status is EngineStatus.FAILED]
-            line = ready_line(self._loaded, self.config.host, self._bound_port(), failed)
+            models = [served.config for served in runtime.models]
+            line = ready_line(self.config.host, self._bound_port(), models, failed)
             print(line, flush=True)
 
     def _bound_port(self) -> int:
@@ -48,16 +49,19 @@ class _Server(uvicorn.Server):
         return self.config.port
 
 
-def ready_line(loaded: LoadedConfig, host: str, port: int, failed: Sequence[str] = ()) -> str:
+def ready_line(
+    host: str, port: int, models: Sequence[ModelConfig], failed: Sequence[str] = ()
+) -> str:
+    """What `radiance up` prints once it serves: the address and the models that loaded."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    models = ", ".join(
+    names = ", ".join(
         m.id + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
-        for m in loaded.config.models
+        for m in models
         if m.id not in failed
     )
     line = (
         f"radiance ready on http://{shown}:{port}/v1 (listening on {host}:{port}); "
-        f"models: {models or 'none'}"
+        f"models: {names or 'none'}"
     )
     return line + (f"; failed to load: {', '.join(failed)}" if failed else "")
 

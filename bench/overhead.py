@@ -137,7 +137,8 @@ def _bare_app(registry: Any) -> Any:
         return Response(msgspec.json.encode(answer), media_type="application/json")
 
     async def start(app: Litestar) -> None:
-        await registry.start_all()
+        for served in registry:
+            await served.engine.start()
 
     return Litestar([chat], on_startup=[start], logging_config=None)
 

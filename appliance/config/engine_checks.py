@@ -63,6 +63,13 @@ def check_engines(config: Config, where: SourceMap, base_dir: Path) -> Iterator[
             yield where.problem(path, message)
         elif engine == "vllm":
             yield from _check_vllm_source(model.source, f"{path}.source", where, base_dir)
+            gpus = getattr(config.backends[model.backend], "gpus", None) or []
+            most = model.autoscaling.max_replicas if model.autoscaling else model.replicas
+            if gpus and len(gpus) % most:
+                field = "autoscaling.max_replicas" if model.autoscaling else "replicas"
+                message = f"{most} replicas cannot share the {len(gpus)} GPUs of `{model.backend}`"
+                hint = "each vLLM replica gets an equal slice of the backend's gpus"
+                yield where.problem(f"{path}.{field}", message, hint)
         else:
             yield from check_gguf(model.source, f"{path}.source", where, base_dir)
 

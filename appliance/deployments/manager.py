@@ -405,20 +405,14 @@ class DeploymentManager:
             for slot in slots
         ]
         try:
-            results = await asyncio.gather(
-                *(r.engine.start() for r in replicas), return_exceptions=True
-            )
+            results = await self._start_engines([r.engine for r in replicas])
         except BaseException:
             for replica in replicas:
                 await _stop_quietly(replica.engine)
             raise
         good, errors = [], []
         for replica, result in zip(replicas, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, EngineError):
-                    for other in replicas:
-                        await _stop_quietly(other.engine)
-                    raise result
+            if result is not None:
                 log.error("replica %s failed to start: %s", replica.id, result)
                 errors.append(str(result))
                 await _stop_quietly(replica.engine)
@@ -426,6 +420,22 @@ class DeploymentManager:
                 log.info("replica %s is ready", replica.id)
                 good.append(replica)
         return good, errors
+
+    @staticmethod
+    async def _start_engines(engines: list[Backend]) -> list[BaseException | None]:
+        """Start engines: processes of their own (vLLM) side by side, in-process ones
+        (llama.cpp, whose loading is not safe from two threads at once) one by one."""
+
+        async def start(engine: Backend) -> BaseException | None:
+            try:
+                await engine.start()
+            except EngineError as exc:
+                return exc
+            return None
+
+        if all(engine.capabilities.passthrough for engine in engines):
+            return list(await asyncio.gather(*(start(e) for e in engines)))
+        return [await start(engine) for engine in engines]
 
     async def _scale(self, dep: Deployment, count: int) -> list[str]:
         """Run `count` replicas: start the missing ones, drain the extra ones."""

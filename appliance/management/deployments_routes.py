@@ -140,7 +140,7 @@ class DeploymentsController(Controller):
             raise _declared(deployment_id) from None
         except DeploymentInvalid as exc:
             raise _invalid(exc) from None
-        return ok(deployment_json(dep), "Deployment change accepted; it rolls out now")
+        return ok(deployment_json(dep), "Deployment change accepted; it rolls out now", 202)
 
     @delete(
         "/{deployment_id:path}",
@@ -158,4 +158,4 @@ class DeploymentsController(Controller):
             raise _not_found(deployment_id) from None
         except DeploymentDeclared:
             raise _declared(deployment_id) from None
-        return ok(deployment_json(dep), "Deployment removed; its replicas drain, then stop")
+        return ok(deployment_json(dep), "Deployment removed; its replicas drain, then stop", 202)

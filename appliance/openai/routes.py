@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from appliance.errors import ApiError, InvalidRequest, ModelNotFound, error_response
+from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound, error_response
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_body
@@ -172,14 +172,24 @@ class OpenAIController(Controller):
         return await _infer(request, "completions", CompletionRequest, _completion)
 
     @post(
-        "/models/{deployment:str}/completions",
+        "/models/{target:path}",
         status_code=200,
-        summary="Text completion on one deployment (the body's `model` may be left out)",
+        summary="POST /models/{deployment}/completions: text completion on one deployment "
+        "(the body's `model` may be left out)",
         operation_class=body(CompletionRequest),
     )
     async def deployment_completions(
-        self, request: AnyRequest, deployment: FromPath[str]
+        self, request: AnyRequest, target: FromPath[str]
     ) -> Response[Any]:
+        # One handler under the path of GET /models/{id}: ids may hold slashes.
+        deployment, _, action = target.strip("/").rpartition("/")
+        if action != "completions" or not deployment:
+            missing = NotFound(
+                f"No route POST /v1/models/{target.strip('/')}; "
+                "use POST /v1/models/{deployment}/completions.",
+                code="not_found",
+            )
+            return error_response(missing)
         return await _infer(request, "completions", CompletionRequest, _completion, deployment)
 
     @post(

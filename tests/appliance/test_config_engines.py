@@ -190,3 +190,60 @@ def test_vllm_args_take_scalars_lists_and_mappings(home: Path) -> None:
     assert errors(home, text.replace("x: [1, a]", "x: [[1]]"), {}) == [
         "radiance.yaml:6:81: $.backends.h100.args.x[0]: Expected `int | float | str`, got `array`"
     ]
+
+
+def test_replicas_and_autoscaling_are_declared_per_model(home: Path) -> None:
+    text = edit(
+        "    source: models/tiny.gguf\n",
+        "    source: models/tiny.gguf\n    replicas: 2\n"
+        "    autoscaling: {max_replicas: 4, cooldown_seconds: 10}\n",
+    )
+    tiny = next(m for m in load(home, text, {}).config.models if m.id == "tiny")
+    assert tiny.replicas == 2
+    assert tiny.autoscaling is not None
+    assert (tiny.autoscaling.min_replicas, tiny.autoscaling.max_replicas) == (1, 4)
+    assert tiny.autoscaling.target_queue == 2
+
+
+def test_replica_settings_an_engine_cannot_use_are_errors(home: Path) -> None:
+    upstream = edit(
+        "    upstream_model: Qwen2.5-72B-Instruct\n",
+        "    upstream_model: Qwen2.5-72B-Instruct\n    replicas: 2\n",
+    )
+    assert errors(home, upstream, {}) == [
+        "radiance.yaml:25:5: $.models[2].replicas: `replicas` is not used by engine `openai` "
+        "(its replicas are the backend's `urls`; list more there)"
+    ]
+    uneven = edit(
+        "    tool_parser: llama3_json\n", "    tool_parser: llama3_json\n    replicas: 3\n"
+    )
+    assert errors(home, uneven, {}) == [
+        "radiance.yaml:19:15: $.models[0].replicas: 3 replicas cannot share the 2 GPUs of `h100` "
+        "(each vLLM replica gets an equal slice of the backend's gpus)"
+    ]
+    bounds = edit(
+        "    source: models/tiny.gguf\n",
+        "    source: models/tiny.gguf\n    autoscaling: {min_replicas: 3, max_replicas: 2}\n",
+    )
+    [problem] = errors(home, bounds, {})
+    assert (
+        "$.models[3].autoscaling" in problem and "min_replicas is more than max_replicas" in problem
+    )
+
+
+def test_each_vllm_replica_gets_its_slice_of_the_gpus_and_a_log_of_its_own(home: Path) -> None:
+    from appliance.deployments.spec import gpu_slice
+    from appliance.registry import build_engine
+    from backends.vllm.engine import VllmEngine
+
+    text = edit("    tool_parser: llama3_json\n", "    tool_parser: llama3_json\n    replicas: 2\n")
+    loaded = load(home, text, {})
+    llama = loaded.config.models[0]
+    engines = [
+        build_engine(loaded, llama, slot=slot, gpus=gpu_slice([0, 1], 2, slot)) for slot in (0, 1)
+    ]
+    assert all(isinstance(e, VllmEngine) for e in engines)
+    settings = [e.settings for e in engines]  # type: ignore[attr-defined]
+    assert [s.gpus for s in settings] == [(0,), (1,)]
+    assert [s.log_path.name for s in settings] == ["vllm-llama.log", "vllm-llama-1.log"]
+    assert gpu_slice([0, 1, 2, 3], 2, 1) == (2, 3) and gpu_slice(None, 2, 1) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from conftest import ADMIN, BOB, start_server
 from fake_hub import FakeHub, serve_hub
 from test_cli import radiance
+from webhook_receiver import Receiver, serve_receiver
 
 from appliance.config import ConfigError, parse_config_text
 from appliance.hub.download import DownloadError, cached_file, download
@@ -156,3 +158,77 @@ def test_up_downloads_hub_models_and_serves_the_ones_it_could_get(
     server = start_server(tmp_path / "server", only_pulled)
     server.stop()
     assert hub.requests == []
+
+
+@pytest.mark.slow
+def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails_it(
+    hub: FakeHub, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, models_dir: pathlib.Path
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    config = textwrap.dedent(
+        f"""
+        server: {{host: 127.0.0.1, port: 0, admin_key: {ADMIN}, models_dir: hub-cache}}
+        backends: {{cpu: {{engine: llamacpp, threads: 1}}}}
+        models:
+          - {{id: local, backend: cpu, source: "{models_dir / "tiny.gguf"}", context_length: 256}}
+        keys:
+          - {{name: bob, secret: {BOB}}}
+        """
+    )
+    server = start_server(tmp_path / "server", config)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        with serve_receiver(Receiver()) as receiver:
+            events = ["deployment.status_changed", "model.failed"]
+            hook = {"url": receiver.url, "events": events}
+            assert httpx.post(f"{server.base_url}/webhooks", json=hook, headers=admin).is_success
+            for name, file in (("pulled", "tiny.gguf"), ("missing", "absent.gguf")):
+                body = {
+                    "modelId": name,
+                    "source": f"hf://acme/tiny/{file}",
+                    "pricing": {"prompt": "0.5", "completion": "1.5"},
+                    "configuration": {"backend": "cpu", "contextLength": 256},
+                }
+                reply = httpx.post(f"{server.base_url}/deployments", json=body, headers=admin)
+                assert reply.status_code == 202, reply.text
+
+            def statuses(name: str) -> list[str]:
+                return [
+                    r.event["data"]["status"]
+                    for r in receiver.of_type("deployment.status_changed")
+                    if r.event["data"]["deployment"]["id"] == name
+                ]
+
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                statuses("pulled")[-1:] == ["ready"] and statuses("missing")[-1:] == ["failed"]
+            ):
+                time.sleep(0.05)
+            assert statuses("pulled") == ["downloading", "loading", "ready"]
+            assert statuses("missing") == ["downloading", "failed"]
+            failed = receiver.of_type("model.failed")
+            assert [r.event["data"]["model"] for r in failed] == ["missing"]
+
+        pulled = httpx.get(f"{server.base_url}/deployments/pulled", headers=admin).json()["data"]
+        assert pulled["download"]["state"] == "done" and pulled["download"]["percent"] == 100.0
+        missing = httpx.get(f"{server.base_url}/deployments/missing", headers=admin).json()["data"]
+        assert missing["status"] == "failed" and "no file `absent.gguf`" in missing["error"]
+        assert missing["download"]["state"] == "failed"
+
+        client = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+        listed = {m.id: m for m in client.models.list()}
+        assert listed["pulled"].pricing == {"prompt": "0.5", "completion": "1.5"}  # type: ignore[attr-defined]
+        for model in ("pulled", "local"):
+            reply = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+            )
+            assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 3
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="missing", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+            )
+        assert info.value.status_code == 503
+        assert "no file `absent.gguf`" in info.value.message
+        assert "pulled: 100%" in server.log()
+    finally:
+        server.stop()
