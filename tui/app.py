@@ -79,12 +79,11 @@ class ConsoleApp(App[None]):
         self.run_worker(self.poll(), group="poll", exit_on_error=True)
 
     async def poll(self) -> None:
-        """Fetch a live snapshot (and the keys, while their screen is up) and redraw."""
+        """Fetch a live snapshot (and the listing of the screen that is up) and redraw."""
         self._polling = True
         try:
             snapshot = await self.client.live(self.state.since)
-            if self.current_mode == "keys":
-                self.state.keys = await self.client.keys()
+            await self._fetch_listing(self.current_mode)
         except ServerError as exc:
             self._failures += 1
             delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1))
@@ -98,10 +97,17 @@ class ConsoleApp(App[None]):
             self._polling = False
         self._redraw()
 
-    async def refresh_keys(self) -> None:
-        """Fetch the keys now (after an action), telling the user if that fails."""
-        try:
+    async def _fetch_listing(self, mode: str) -> None:
+        """Fetch what the screen of `mode` lists, if anything: keys or deployments."""
+        if mode == "keys":
             self.state.keys = await self.client.keys()
+        elif mode == "models":
+            self.state.deployments = await self.client.deployments()
+
+    async def refresh_listing(self, mode: str) -> None:
+        """Fetch a screen's listing now (after an action), telling the user if that fails."""
+        try:
+            await self._fetch_listing(mode)
         except ServerError as exc:
             if exc.lasting:
                 self.state.problem = exc
@@ -110,6 +116,8 @@ class ConsoleApp(App[None]):
         self._redraw()
 
     def _redraw(self) -> None:
+        if not self.is_running:
+            return  # shutting down: the screens are losing their widgets
         for screen in self.screen_stack:
             if isinstance(screen, ConsoleScreen) and screen.is_mounted:
                 screen.show(self.state)
@@ -121,6 +129,7 @@ class ConsoleApp(App[None]):
             [
                 ("anywhere", self.BINDINGS),
                 ("keys", KeysScreen.BINDINGS),
+                ("models", ModelsScreen.BINDINGS),
                 ("new key", CreateKeyDialog.BINDINGS),
                 ("secret", SecretDialog.BINDINGS),
                 ("confirm", ConfirmDialog.BINDINGS),
@@ -132,5 +141,4 @@ class ConsoleApp(App[None]):
 
     async def action_switch_mode(self, mode: str) -> None:
         await self.switch_mode(mode)
-        if mode == "keys":
-            await self.refresh_keys()
+        await self.refresh_listing(mode)

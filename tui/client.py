@@ -3,8 +3,8 @@
 Every failure becomes a `ServerError` whose `kind` says what the console should do about
 it: `unreachable`, `unauthorized` (no or wrong admin key), `forbidden` (a user key) and
 `protocol` (an answer the console cannot read) put up a banner and keep retrying;
-`rejected` (a 4xx about the action itself, such as a key declared in the config) is told
-to the user once.
+`rejected` (a 4xx about the action itself, such as a key or deployment declared in the
+config, or one that is gone) is told to the user once.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from tui.wire import CreatedKey, KeyInfo, LiveSnapshot, Tier
+from tui.wire import CreatedKey, Deployment, KeyInfo, LiveSnapshot, Tier
 
 ErrorKind = Literal["unreachable", "unauthorized", "forbidden", "rejected", "protocol"]
 T = TypeVar("T")
 RECENT_LIMIT = 200
 PAGE = 1000
+# Paths of one item, where 404 means the item is gone (rejected), not a missing endpoint.
+ITEM_PATHS = ("/api-keys/", "/deployments/")
 
 
 class ServerError(Exception):
@@ -36,8 +38,14 @@ class ServerError(Exception):
         return self.kind != "rejected"
 
 
+class _Pagination(msgspec.Struct, rename="camel"):
+    total: int
+    has_more: bool = False
+
+
 class _Envelope(msgspec.Struct):
     data: msgspec.Raw
+    pagination: _Pagination | None = None
 
 
 def _error_message(reply: httpx.Response) -> str:
@@ -95,27 +103,42 @@ class RadianceClient:
             raise ServerError("unauthorized", f"the admin key was refused: {message}", status)
         if status == 403:
             raise ServerError("forbidden", f"this key is not the admin key: {message}", status)
-        if status == 404 and not path.startswith("/api-keys/"):
+        if status == 404 and not path.startswith(ITEM_PATHS):
             raise ServerError("protocol", f"{path} is missing; is this a Radiance server?", status)
         if 400 <= status < 500:
             raise ServerError("rejected", message, status)
         raise ServerError("unreachable", f"the server failed ({status}): {message}", status)
 
-    async def _data(self, kind: type[T], method: str, path: str, **kwargs: Any) -> T:
+    async def _page(
+        self, kind: type[T], method: str, path: str, **kwargs: Any
+    ) -> tuple[T, _Pagination | None]:
         raw = await self._call(method, path, **kwargs)
         try:
             envelope = msgspec.json.decode(raw, type=_Envelope)
-            return msgspec.json.decode(envelope.data, type=kind)
+            return msgspec.json.decode(envelope.data, type=kind), envelope.pagination
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise ServerError("protocol", f"unexpected answer from {path}: {exc}") from None
+
+    async def _data(self, kind: type[T], method: str, path: str, **kwargs: Any) -> T:
+        data, _ = await self._page(kind, method, path, **kwargs)
+        return data
+
+    async def _listing(self, kind: type[list[T]], path: str) -> list[T]:
+        """Every item of a paged listing, a page of PAGE at a time."""
+        items: list[T] = []
+        while True:
+            params = {"limit": PAGE, "offset": len(items)}
+            page, pagination = await self._page(kind, "GET", path, params=params)
+            items.extend(page)
+            if pagination is None or not pagination.has_more or not page:
+                return items
 
     async def live(self, since: int = 0) -> LiveSnapshot:
         params = {"since": since, "limit": RECENT_LIMIT}
         return await self._data(LiveSnapshot, "GET", "/analytics/live", params=params)
 
     async def keys(self) -> list[KeyInfo]:
-        params = {"limit": PAGE}
-        return await self._data(list[KeyInfo], "GET", "/api-keys", params=params)
+        return await self._listing(list[KeyInfo], "/api-keys")
 
     async def tiers(self) -> list[Tier]:
         return await self._data(list[Tier], "GET", "/tiers")
@@ -133,3 +156,17 @@ class RadianceClient:
     async def revoke_key(self, key_id: str) -> KeyInfo:
         path = f"/api-keys/{quote(key_id, safe='')}"
         return await self._data(KeyInfo, "DELETE", path)
+
+    async def deployments(self) -> list[Deployment]:
+        return await self._listing(list[Deployment], "/deployments")
+
+    async def scale_deployment(self, deployment_id: str, replicas: int) -> Deployment:
+        """Ask for `replicas` replicas (within an autoscaled deployment's bounds)."""
+        path = f"/deployments/{quote(deployment_id, safe='')}"
+        body = {"configuration": {"replicas": replicas}}
+        return await self._data(Deployment, "PUT", path, json=body)
+
+    async def delete_deployment(self, deployment_id: str) -> Deployment:
+        """Remove a deployment: it drains its requests in flight, then stops."""
+        path = f"/deployments/{quote(deployment_id, safe='')}"
+        return await self._data(Deployment, "DELETE", path)

@@ -1,4 +1,5 @@
-"""Modal dialogs of the keys screen: new key, the secret shown once, revoke, change tier."""
+"""Modal dialogs: new key, the secret shown once, change tier, and the yes-or-no question
+before revoking a key or scaling or deleting a deployment."""
 
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ STATUS_STYLES = {
     "ready": "bold green",
     "ok": "green",
     "loading": "bold yellow",
+    "pending": "yellow",
+    "downloading": "bold cyan",
+    "updating": "bold yellow",
+    "draining": "magenta",
     "failed": "bold red",
     "error": "red",
     "stopped": "dim",
@@ -101,3 +105,30 @@ def price(prompt: str, completion: str) -> str:
 
 def tokens(prompt: int, completion: int) -> str:
     return f"{prompt}→{completion}"
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 replica`, `3 replicas`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def size(count: int) -> str:
+    """Bytes in decimal units, as downloads are usually told: `4.9 GB`."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def size_pair(done: int, total: int | None) -> str:
+    """How much of a download has come: `2.1 of 4.9 GB`, or `2.1 GB` of an unknown size."""
+    if total is None:
+        return size(done)
+    whole = size(total)
+    unit = whole.rsplit(" ", 1)[-1]
+    part = size(done)
+    if part.endswith(f" {unit}"):
+        part = part.rsplit(" ", 1)[0]
+    return f"{part} of {whole}"

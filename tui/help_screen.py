@@ -8,9 +8,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable
 
-KEY_NAMES = {"question_mark": "?", "escape": "esc", "enter": "enter", "ctrl+c": "ctrl+c"}
+KEY_NAMES = {
+    "question_mark": "?",
+    "escape": "esc",
+    "enter": "enter",
+    "ctrl+c": "ctrl+c",
+    "plus": "+",
+    "minus": "-",
+    "delete": "del",
+}
 
 
 def binding_rows(
@@ -34,8 +42,8 @@ class HelpScreen(ModalScreen[None]):
         width: 60; max-width: 100%; height: auto; max-height: 100%;
         border: thick $primary; background: $surface; padding: 0 1;
     }
-    HelpScreen .title { text-style: bold; margin: 0 0 1 0; }
-    HelpScreen DataTable { height: auto; max-height: 18; }
+    HelpScreen > Vertical { border-title-style: bold; border-title-color: $text; }
+    HelpScreen DataTable { height: auto; max-height: 100%; }
     """
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close help")]  # noqa: RUF012
 
@@ -47,9 +55,9 @@ class HelpScreen(ModalScreen[None]):
         table: DataTable[str] = DataTable(show_cursor=False, zebra_stripes=True)
         table.add_columns("Where", "Keys", "What")
         table.add_rows(self._rows)
-        with Vertical():
-            yield Label("Radiance console: keys (esc closes)", classes="title")
-            yield table
+        box = Vertical(table)
+        box.border_title = "Radiance console: keys (esc closes)"
+        yield box
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -78,9 +78,6 @@ class KeysScreen(ConsoleScreen):
             self.notify("No key selected.", severity="warning")
         return found
 
-    def _failed(self, exc: ServerError) -> None:
-        self.notify(exc.message, title="The server said no", severity="error", timeout=8)
-
     async def _tier_names(self) -> list[str]:
         tiers = await self.console.client.tiers()
         return [tier.name for tier in tiers]
@@ -95,9 +92,9 @@ class KeysScreen(ConsoleScreen):
                 return
             created = await client.create_key(wanted.name, wanted.tier)
         except ServerError as exc:
-            self._failed(exc)
+            self.refused(exc)
             return
-        await self.console.refresh_keys()
+        await self.console.refresh_listing("keys")
         await self.app.push_screen_wait(SecretDialog(created))
 
     @work(exclusive=True, group="key-action")
@@ -114,10 +111,10 @@ class KeysScreen(ConsoleScreen):
         try:
             await self.console.client.revoke_key(key.id)
         except ServerError as exc:
-            self._failed(exc)
+            self.refused(exc)
             return
         self.notify(f"Revoked `{key.name}`.")
-        await self.console.refresh_keys()
+        await self.console.refresh_listing("keys")
 
     @work(exclusive=True, group="key-action")
     async def action_tier(self) -> None:
@@ -132,7 +129,7 @@ class KeysScreen(ConsoleScreen):
             tier = None if choice == NO_TIER else choice
             await self.console.client.set_tier(key.id, tier)
         except ServerError as exc:
-            self._failed(exc)
+            self.refused(exc)
             return
         self.notify(f"`{key.name}` is now on tier {tier or 'none'}.")
-        await self.console.refresh_keys()
+        await self.console.refresh_listing("keys")

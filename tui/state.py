@@ -1,4 +1,5 @@
-"""What the console knows: the last live snapshot, rates and their history, the request tail.
+"""What the console knows: the last live snapshot, rates and their history, the request tail,
+and the listings (keys, deployments) of the screen that shows them.
 
 Rates come from the difference between two snapshots' cumulative counters over the
 server's own clock, so they do not depend on when the console happened to poll.
@@ -10,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tui.client import ServerError
-from tui.wire import KeyInfo, LiveSnapshot, ModelLive, RecentRequest, Tier
+from tui.wire import Deployment, KeyInfo, LiveSnapshot, ModelLive, RecentRequest, Tier
 
 HISTORY = 180  # samples kept per model for the sparklines: three minutes at one per second
 TAIL = 500  # requests kept for the live tail
@@ -39,6 +40,7 @@ class ConsoleState:
     rates: dict[str, ModelRates] = field(default_factory=dict)
     tail: deque[RecentRequest] = field(default_factory=lambda: deque(maxlen=TAIL))
     keys: list[KeyInfo] | None = None
+    deployments: list[Deployment] | None = None
     tiers: list[Tier] | None = None
     problem: ServerError | None = None
     retry_in: float = 0.0
@@ -51,6 +53,10 @@ class ConsoleState:
     @property
     def models(self) -> list[ModelLive]:
         return self.live.models if self.live else []
+
+    def model(self, model_id: str) -> ModelLive | None:
+        """The live figures of a model (a deployment's, by its id), if the snapshot has it."""
+        return next((model for model in self.models if model.id == model_id), None)
 
     def take(self, snapshot: LiveSnapshot) -> list[RecentRequest]:
         """Fold in a new snapshot; returns the requests that are new to the tail."""

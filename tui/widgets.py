@@ -86,3 +86,7 @@ class ConsoleScreen(Screen[None]):
 
     def show_state(self, state: ConsoleState) -> None:
         """Update this screen's widgets from `state`."""
+
+    def refused(self, exc: ServerError) -> None:
+        """Tell the user, once, why an action failed (a declared key or deployment, ...)."""
+        self.notify(exc.message, title="The server said no", severity="error", timeout=8)

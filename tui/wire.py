@@ -110,3 +110,62 @@ class Tier(msgspec.Struct, frozen=True):
     concurrency: int | None = None
     max_tokens: int | None = None
     models: list[str] | None = None
+
+
+class Camel(msgspec.Struct, frozen=True, rename="camel"):
+    """The deployments API speaks camelCase, like the requests that make deployments."""
+
+
+class Replica(Camel, frozen=True):
+    """One copy of a deployment's engine (a llama.cpp context, a vLLM process)."""
+
+    id: str
+    status: str
+    requests_in_flight: int = 0
+    requests_served: int = 0
+    running: int = 0
+    waiting: int = 0
+    load_seconds: float | None = None
+    error: str | None = None
+
+
+class Download(msgspec.Struct, frozen=True):
+    """A model file on its way from the hub (snake_case, like the download log)."""
+
+    source: str
+    state: str  # checking | downloading | verifying | done | failed
+    done_bytes: int = msgspec.field(default=0, name="bytes")
+    total_bytes: int | None = None
+    percent: float | None = None
+    error: str | None = None
+
+
+class DeploymentConfiguration(Camel, frozen=True):
+    """How a deployment runs; the autoscaling bounds are None unless it autoscales."""
+
+    backend: str | None = None
+    replicas: int = 1
+    auto_scaling: bool = False
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    cooldown_seconds: float | None = None
+    target_queue: int | None = None
+    context_length: int | None = None
+
+
+class Deployment(Camel, frozen=True):
+    """A model running on a backend with replicas; `declared` ones come from radiance.yaml."""
+
+    id: str
+    status: str  # pending | downloading | loading | ready | updating | draining | failed
+    name: str = ""
+    model_id: str = ""
+    source: str | None = None
+    declared: bool = False
+    error: str | None = None
+    configuration: DeploymentConfiguration = DeploymentConfiguration()
+    ready_replicas: int = 0
+    replicas: list[Replica] = msgspec.field(default_factory=list)
+    download: Download | None = None
+    created_at: str | None = None
+    updated_at: str | None = None

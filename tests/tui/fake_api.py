@@ -1,7 +1,8 @@
 """A fake Radiance management API with fixed, deterministic data, for snapshot tests.
 
 Each live poll advances the fake server's clock by one second; token and request counters
-follow a fixed wave, so the sparklines have a stable shape.
+follow a fixed wave, so the sparklines have a stable shape. Deployments can be scaled and
+deleted (a declared one answers 409, like the server); `actions` records what was asked.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class FakeApi:
             _key("k3", "search-team", "rad-4Qx", "pro", "api", requests=88, cost="0.000712"),
             _key("k4", "old-batch", "rad-9Zp", "free", "api", status="revoked"),
         ]
+        self.deployments: dict[str, dict[str, Any]] = {dep["id"]: dep for dep in _deployments()}
+        # (method, deployment id, JSON body or None) of every PUT and DELETE, in order.
+        self.actions: list[tuple[str, str, Any]] = []
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -53,7 +57,56 @@ class FakeApi:
             return _ok({**made, "key": "rad-Ne1-fixed-secret-for-the-snapshot"})
         if path == "/v1/tiers":
             return _ok([{"name": "free", "rpm": 60}, {"name": "pro", "rpm": 600}])
+        if path == "/v1/deployments" and request.method == "GET":
+            return self.list_deployments(request.url.params)
+        if path.startswith("/v1/deployments/"):
+            return self.deployment(request, path.removeprefix("/v1/deployments/"))
         return _error(404, "NOT_FOUND", f"no route {path}")
+
+    def list_deployments(self, params: httpx.QueryParams) -> httpx.Response:
+        limit = int(params.get("limit", "50"))
+        offset = int(params.get("offset", "0"))
+        found = list(self.deployments.values())
+        page = found[offset : offset + limit]
+        # A deleted deployment is listed once as draining, then it is gone.
+        for dep in page:
+            if dep["status"] == "draining":
+                del self.deployments[dep["id"]]
+        pagination = {
+            "total": len(found),
+            "limit": limit,
+            "offset": offset,
+            "hasMore": offset + len(page) < len(found),
+        }
+        return _ok(page, pagination=pagination)
+
+    def deployment(self, request: httpx.Request, deployment_id: str) -> httpx.Response:
+        dep = self.deployments.get(deployment_id)
+        if dep is None:
+            return _error(404, "DEPLOYMENT_NOT_FOUND", f"no deployment `{deployment_id}`")
+        if request.method == "GET":
+            return _ok(dep)
+        body = json.loads(request.content) if request.content else None
+        self.actions.append((request.method, deployment_id, body))
+        if dep["declared"]:
+            message = (
+                f"deployment `{deployment_id}` is declared in radiance.yaml; change it there "
+                "and restart, or create a deployment of another name with POST /v1/deployments"
+            )
+            return _error(409, "DEPLOYMENT_DECLARED_IN_CONFIG", message)
+        if request.method == "PUT":
+            conf = dep["configuration"]
+            conf.update(body["configuration"])
+            if conf["autoScaling"]:
+                conf["replicas"] = max(
+                    conf["minReplicas"], min(conf["maxReplicas"], conf["replicas"])
+                )
+            dep["status"] = "updating"
+            return _ok(dep, status=202)
+        if request.method == "DELETE":
+            dep["status"] = "draining"
+            return _ok(dep, status=202)
+        return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} {request.url.path}")
 
     def live(self, since: int) -> dict[str, Any]:
         self.step += 1
@@ -81,8 +134,11 @@ class FakeApi:
         }
 
 
-def _ok(data: Any) -> httpx.Response:
-    return httpx.Response(200, content=json.dumps({"data": data, "message": "ok"}).encode())
+def _ok(data: Any, *, status: int = 200, pagination: Any = None) -> httpx.Response:
+    body = {"data": data, "message": "ok"}
+    if pagination is not None:
+        body["pagination"] = pagination
+    return httpx.Response(status, content=json.dumps(body).encode())
 
 
 def _error(status: int, code: str, message: str) -> httpx.Response:
@@ -175,4 +231,84 @@ def _key(
         "source": source,
         "status": status,
         "this_month": {"requests": requests, "cost": cost},
+    }
+
+
+def _deployments() -> list[dict[str, Any]]:
+    """One declared and ready, one of the API autoscaled, one downloading, one failed."""
+    tiny = _deployment("tiny", "tiny", "/srv/models/tiny.gguf", "cpu", 1, 1, 4096)
+    tiny["declared"] = True
+    tiny["replicas"] = [_replica("tiny-0", served=1290)]
+    qwen_source = "hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    qwen = _deployment("qwen2.5-0.5b", "qwen2.5-0.5b", qwen_source, "cpu", 2, 2, 32768)
+    qwen["configuration"].update(
+        autoScaling=True, minReplicas=1, maxReplicas=3, cooldownSeconds=30.0, targetQueue=2
+    )
+    qwen["replicas"] = [_replica("qwen2.5-0.5b-0", served=88), _replica("qwen2.5-0.5b-1")]
+    llama_source = "hf://bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Q4_K_M.gguf"
+    llama = _deployment("llama-8b", "llama-3.1-8b", llama_source, "gpu", 1, 0, 8192)
+    llama["status"] = "downloading"
+    llama["download"] = {
+        "source": llama_source,
+        "state": "downloading",
+        "bytes": 2_066_400_000,
+        "total_bytes": 4_920_000_000,
+        "percent": 42.0,
+        "error": None,
+    }
+    reason = "not enough memory: needs 38.2 GiB, 15.1 GiB free"
+    big = _deployment("big", "llama-3.1-70b", "hf://org/llama-70b/model.gguf", "gpu", 1, 0, 32768)
+    big["status"] = "failed"
+    big["error"] = reason
+    big["replicas"] = [
+        {**_replica("big-0"), "status": "failed", "error": reason, "loadSeconds": None}
+    ]
+    return [tiny, qwen, llama, big]
+
+
+def _deployment(
+    deployment_id: str,
+    model_id: str,
+    source: str,
+    backend: str,
+    replicas: int,
+    ready: int,
+    context: int,
+) -> dict[str, Any]:
+    return {
+        "id": deployment_id,
+        "name": deployment_id,
+        "modelId": model_id,
+        "source": source,
+        "declared": False,
+        "status": "ready",
+        "error": None,
+        "configuration": {
+            "backend": backend,
+            "replicas": replicas,
+            "autoScaling": False,
+            "minReplicas": None,
+            "maxReplicas": None,
+            "cooldownSeconds": None,
+            "targetQueue": None,
+            "contextLength": context,
+        },
+        "readyReplicas": ready,
+        "replicas": [],
+        "download": None,
+        "createdAt": "2025-12-01T09:30:00+00:00",
+        "updatedAt": "2025-12-01T09:31:00+00:00",
+    }
+
+
+def _replica(replica_id: str, *, served: int = 0) -> dict[str, Any]:
+    return {
+        "id": replica_id,
+        "status": "ready",
+        "requestsInFlight": 0,
+        "requestsServed": served,
+        "running": 0,
+        "waiting": 0,
+        "loadSeconds": 1.25,
+        "error": None,
     }

@@ -74,3 +74,38 @@ def test_rates_come_from_counter_differences_over_server_time() -> None:
     assert state.rates == {} and state.since == 1 and len(state.tail) == 1
     state.take(snapshot(104.0, 1, 40, 1))
     assert state.rates["tiny"].tokens_now == 30.0
+
+
+async def test_deployments_come_page_by_page() -> None:
+    """However small the server's pages, the listing follows `hasMore` to the end."""
+    everyone = [{"id": f"dep-{n}", "status": "ready"} for n in range(5)]
+    asked: list[int] = []
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        offset = int(request.url.params["offset"])
+        asked.append(offset)
+        page = everyone[offset : offset + 2]
+        more = offset + len(page) < len(everyone)
+        pagination = {"total": 5, "limit": 2, "offset": offset, "hasMore": more}
+        return httpx.Response(200, json={"data": page, "message": "", "pagination": pagination})
+
+    client = RadianceClient("http://x:8000", ADMIN, transport=httpx.MockTransport(pages))
+    listed = await client.deployments()
+    assert [dep.id for dep in listed] == [f"dep-{n}" for n in range(5)] and asked == [0, 2, 4]
+    await client.aclose()
+
+
+async def test_deployment_actions_refused_or_gone_are_rejected() -> None:
+    client = RadianceClient("http://x:8000", ADMIN, transport=FakeApi().transport())
+    scaled = await client.scale_deployment("qwen2.5-0.5b", 3)
+    assert scaled.configuration.replicas == 3 and scaled.configuration.auto_scaling
+    for action in (client.scale_deployment("tiny", 2), client.delete_deployment("tiny")):
+        with pytest.raises(ServerError) as caught:
+            await action
+        assert caught.value.kind == "rejected" and caught.value.status == 409
+        assert "declared in radiance.yaml" in caught.value.message
+    with pytest.raises(ServerError) as caught:
+        await client.delete_deployment("no-such")
+    assert caught.value.kind == "rejected" and caught.value.status == 404
+    assert caught.value.message == "no deployment `no-such`"
+    await client.aclose()

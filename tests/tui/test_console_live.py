@@ -1,10 +1,12 @@
-"""The console driven through Pilot against a real `radiance up`: keys made and revoked in
-the UI are checked through the API; a wrong key or a lost server shows a banner, not a crash."""
+"""The console driven through Pilot against a real `radiance up`: keys made and revoked and
+deployments scaled and deleted in the UI are checked through the API; a wrong key or a
+lost server shows a banner, not a crash."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 from conftest import ADMIN, ALICE, RunningServer
@@ -103,6 +105,66 @@ async def test_create_change_and_revoke_a_key_in_the_console(
         await pilot.press("x", "y")
         await until(pilot, lambda: any("radiance.yaml" in n.message for n in app._notifications))
         assert (await key_named(server, "alice"))["status"] == "active"
+        assert not app.query(Banner).first().display
+
+
+async def deployment(server: RunningServer, deployment_id: str) -> httpx.Response:
+    async with httpx.AsyncClient(headers=AS_ADMIN, timeout=30) as http:
+        return await http.get(f"{server.base_url}/deployments/{deployment_id}")
+
+
+async def until_served(check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait for the server to get there: a deployment's replicas come up in the background."""
+    deadline = time.monotonic() + WAIT
+    while not await check():
+        assert time.monotonic() < deadline, "the server did not get there in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_scale_and_delete_a_deployment_in_the_console(
+    launch: Callable[..., RunningServer],
+) -> None:
+    server = launch()
+    async with httpx.AsyncClient(headers=AS_ADMIN, timeout=30) as http:
+        made = await http.post(
+            f"{server.base_url}/deployments",
+            json={"modelId": "tiny", "name": "tiny-two", "configuration": {"replicas": 1}},
+        )
+    assert made.status_code == 202, made.text
+
+    async def ready_replicas(count: int) -> bool:
+        data = (await deployment(server, "tiny-two")).json()["data"]
+        return bool(data["status"] == "ready" and data["readyReplicas"] == count)
+
+    await until_served(lambda: ready_replicas(1))
+    app = ConsoleApp(RadianceClient(server.root_url, ADMIN), poll_seconds=0.25)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("m")
+        table = app.screen.query_one("#deployments", DataTable)
+        await until(pilot, lambda: "tiny-two" in {str(key.value) for key in table.rows})
+        table.move_cursor(row=table.get_row_index("tiny-two"))
+        await pilot.press("plus")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until_served(lambda: ready_replicas(2))
+        await until(pilot, lambda: str(table.get_row("tiny-two")[2]) == "2/2")
+
+        table.move_cursor(row=table.get_row_index("tiny-two"))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+
+        async def gone() -> bool:
+            return (await deployment(server, "tiny-two")).status_code == 404
+
+        await until_served(gone)
+        await until(pilot, lambda: "tiny-two" not in {str(key.value) for key in table.rows})
+
+        # A deployment declared in radiance.yaml cannot be scaled here; the server says why.
+        table.move_cursor(row=table.get_row_index("tiny"))
+        await pilot.press("plus", "y")
+        await until(pilot, lambda: any("radiance.yaml" in n.message for n in app._notifications))
+        assert (await deployment(server, "tiny")).json()["data"]["configuration"]["replicas"] == 1
         assert not app.query(Banner).first().display
 
 

@@ -78,3 +78,13 @@ def test_unreachable_banner(snap_compare: Compare) -> None:
 
 def test_wrong_key_banner(snap_compare: Compare) -> None:
     assert snap_compare(console(FakeApi(), key="not-the-admin-key"), run_before=after(1))
+
+
+def test_scale_asks_first(snap_compare: Compare) -> None:
+    keys = ["m", "down", "plus"]  # qwen2.5-0.5b, autoscaled 1-3, from 2 to 3
+    assert snap_compare(console(FakeApi()), run_before=after(3, keys))
+
+
+def test_delete_asks_first(snap_compare: Compare) -> None:
+    keys = ["m", "down", "down", "down", "x"]  # big, failed
+    assert snap_compare(console(FakeApi()), run_before=after(3, keys))
