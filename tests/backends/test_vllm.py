@@ -210,6 +210,46 @@ def test_metrics_are_scraped_from_vllm(vllm_server: RunningServer) -> None:
     assert isinstance(stats, dict) and stats["generation_tokens_total"] >= 20
 
 
+def test_a_deployment_runs_vllm_replicas_and_deleting_it_stops_their_processes(
+    vllm_server: RunningServer,
+) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    url = f"{vllm_server.base_url}/deployments"
+    [declared] = children(vllm_server.process.pid)
+    body = {"modelId": "tiny-hf", "name": "tiny-hf-pair", "configuration": {"replicas": 2}}
+    reply = httpx.post(url, json=body, headers=admin)
+    assert reply.status_code == 202, reply.text
+    deadline = time.monotonic() + 400
+    while (view := httpx.get(f"{url}/tiny-hf-pair", headers=admin).json()["data"])[
+        "readyReplicas"
+    ] < 2:
+        assert view["status"] in ("pending", "loading"), view
+        assert time.monotonic() < deadline, "the vLLM replicas did not start"
+        time.sleep(1)
+    leaders = [pid for pid in children(vllm_server.process.pid) if pid != declared]
+    assert len(leaders) == 2
+    logs = sorted(p.name for p in (vllm_server.folder / "logs").glob("vllm-tiny-hf-pair*.log"))
+    assert logs == ["vllm-tiny-hf-pair-1.log", "vllm-tiny-hf-pair.log"]
+    served_by = set()
+    for _ in range(6):
+        raw = sdk(vllm_server).chat.completions.with_raw_response.create(
+            model="tiny-hf-pair", messages=HELLO, max_tokens=3
+        )
+        assert raw.headers["x-deployment-id"] == "tiny-hf-pair"
+        served_by.add(raw.headers["x-replica-id"])
+        assert raw.parse().model == "tiny-hf-pair"
+    assert len(served_by) == 2  # two vLLM servers, each on a port of its own
+    assert httpx.delete(f"{url}/tiny-hf-pair", headers=admin).status_code == 202
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/tiny-hf-pair", headers=admin).status_code != 404 or any(
+        group_members(leader) for leader in leaders
+    ):
+        assert time.monotonic() < deadline, "the replicas' processes were not stopped"
+        time.sleep(0.5)
+    assert children(vllm_server.process.pid) == [declared]
+    assert admin_view(vllm_server)["status"] == "ready"
+
+
 def test_a_killed_vllm_is_restarted(vllm_server: RunningServer) -> None:
     [leader] = children(vllm_server.process.pid)
     os.kill(leader, signal.SIGKILL)
