@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ALICE, ROOT, RunningServer
+from conftest import ADMIN, ALICE, ROOT, RunningServer
 
 EXAMPLES = ROOT / "examples"
 
@@ -61,6 +61,7 @@ def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
         ("embeddings.py", "usage:"),
         ("curl.sh", '"pricing"'),
         ("curl.sh", "[DONE]"),
+        ("deployments.py", "replicas: ['tiny-example-0', 'tiny-example-1']"),
     ],
 )
 def test_example_clients_run_against_a_server(
@@ -72,7 +73,12 @@ def test_example_clients_run_against_a_server(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "RADIANCE_URL": server.base_url, "ALICE_KEY": ALICE},
+        env={
+            **os.environ,
+            "RADIANCE_URL": server.base_url,
+            "ALICE_KEY": ALICE,
+            "RADIANCE_ADMIN_KEY": ADMIN,
+        },
     )
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
