@@ -114,7 +114,7 @@ class DeploymentManager:
         """Bring up radiance.yaml's models and the stored deployments, one after another.
 
         Models a test put in the registry are adopted as they are. NoModelLoaded if
-        there are deployments and none of them could load.
+        radiance.yaml declares models and none of them could load.
         """
         given = list(self.registry)
         if given:
@@ -135,7 +135,10 @@ class DeploymentManager:
                 dep.model.backend if dep.model else "?",
             )
             await self._bring_up(dep)
-        if self._deployments and all(d.status != "ready" for d in self):
+        # Only radiance.yaml's models decide: a stored deployment that fails must not keep
+        # the server, and with it the API that could fix it, from starting.
+        declared = [d for d in self if d.declared]
+        if declared and all(d.status != "ready" for d in declared):
             raise NoModelLoaded("no model could be loaded; the errors above say why")
 
     async def stop(self) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from appliance.deployments.deployment import deployment_json
+from appliance.deployments.deployment import Status, deployment_json
 from appliance.deployments.manager import (
     DeploymentDeclared,
     DeploymentExists,
@@ -58,6 +60,19 @@ def _declared(deployment_id: str) -> ManagementError:
     )
 
 
+@contextlib.contextmanager
+def _errors(deployment_id: str) -> Iterator[None]:
+    """The manager's refusals as the envelope's errors."""
+    try:
+        yield
+    except DeploymentNotFound:
+        raise _not_found(deployment_id) from None
+    except DeploymentDeclared:
+        raise _declared(deployment_id) from None
+    except DeploymentInvalid as exc:
+        raise _invalid(exc) from None
+
+
 def _manager(request: AnyRequest) -> DeploymentManager:
     require_admin(request)
     return Runtime.of(request).deployments
@@ -74,10 +89,7 @@ class DeploymentsController(Controller):
         request: AnyRequest,
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0)] = None,
-        status: FromQuery[
-            Literal["pending", "downloading", "loading", "ready", "updating", "draining", "failed"]
-            | None
-        ] = None,
+        status: FromQuery[Status | None] = None,
     ) -> Response[bytes]:
         manager = _manager(request)
         limit, offset = page_params(limit, offset)
@@ -114,10 +126,8 @@ class DeploymentsController(Controller):
     ) -> Response[bytes]:
         manager = _manager(request)
         deployment_id = deployment_id.lstrip("/")
-        try:
+        with _errors(deployment_id):
             dep = manager.get(deployment_id)
-        except DeploymentNotFound:
-            raise _not_found(deployment_id) from None
         return ok(deployment_json(dep), "Deployment")
 
     @put(
@@ -132,14 +142,8 @@ class DeploymentsController(Controller):
         manager = _manager(request)
         deployment_id = deployment_id.lstrip("/")
         changes = decode_body(await request.body(), UpdateDeploymentBody)
-        try:
+        with _errors(deployment_id):
             dep = await manager.update(deployment_id, changes.configuration)
-        except DeploymentNotFound:
-            raise _not_found(deployment_id) from None
-        except DeploymentDeclared:
-            raise _declared(deployment_id) from None
-        except DeploymentInvalid as exc:
-            raise _invalid(exc) from None
         return ok(deployment_json(dep), "Deployment change accepted; it rolls out now", 202)
 
     @delete(
@@ -152,10 +156,6 @@ class DeploymentsController(Controller):
     ) -> Response[bytes]:
         manager = _manager(request)
         deployment_id = deployment_id.lstrip("/")
-        try:
+        with _errors(deployment_id):
             dep = await manager.delete(deployment_id)
-        except DeploymentNotFound:
-            raise _not_found(deployment_id) from None
-        except DeploymentDeclared:
-            raise _declared(deployment_id) from None
         return ok(deployment_json(dep), "Deployment removed; its replicas drain, then stop", 202)
