@@ -162,7 +162,8 @@ def test_an_api_deployment_serves_on_its_replicas_and_comes_back_after_a_restart
         deadline = time.monotonic() + 30
         while len(changes()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert changes() == [("pending", "loading"), ("loading", "ready")]
+        # Delivered at least once, not in order.
+        assert sorted(set(changes())) == [("loading", "ready"), ("pending", "loading")]
         assert all(r.signed_by(hook["secret"]) for r in receiver.received)
 
     # Billed under the deployment's name at the model's prices.

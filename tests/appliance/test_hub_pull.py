@@ -128,8 +128,10 @@ def test_up_downloads_hub_models_and_serves_the_ones_it_could_get(
         """
     )
     server = start_server(tmp_path / "server", config, timeout=120)
+    closing: list[openai.OpenAI] = []
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+        closing.append(client)
         reply = client.chat.completions.create(
             model="pulled", messages=[{"role": "user", "content": "hi"}], max_tokens=4
         )
@@ -151,6 +153,8 @@ def test_up_downloads_hub_models_and_serves_the_ones_it_could_get(
         assert "model absent failed to load" in log
         assert list((tmp_path / "server" / "hub-cache").glob("models--acme--tiny/blobs/*"))
     finally:
+        for client in closing:
+            client.close()
         server.stop()
     # The next start finds the file in the models folder and asks the hub nothing.
     hub.requests.clear()
@@ -177,6 +181,7 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
     )
     server = start_server(tmp_path / "server", config)
     admin = {"Authorization": f"Bearer {ADMIN}"}
+    closing: list[openai.OpenAI] = []
     try:
         with serve_receiver(Receiver()) as receiver:
             events = ["deployment.status_changed", "model.failed"]
@@ -201,11 +206,12 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
 
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not (
-                statuses("pulled")[-1:] == ["ready"] and statuses("missing")[-1:] == ["failed"]
+                len(statuses("pulled")) >= 3 and len(statuses("missing")) >= 2
             ):
                 time.sleep(0.05)
-            assert statuses("pulled") == ["downloading", "loading", "ready"]
-            assert statuses("missing") == ["downloading", "failed"]
+            # Delivered at least once, not in order.
+            assert sorted(set(statuses("pulled"))) == ["downloading", "loading", "ready"]
+            assert sorted(set(statuses("missing"))) == ["downloading", "failed"]
             failed = receiver.of_type("model.failed")
             assert [r.event["data"]["model"] for r in failed] == ["missing"]
 
@@ -216,6 +222,7 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
         assert missing["download"]["state"] == "failed"
 
         client = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+        closing.append(client)
         listed = {m.id: m for m in client.models.list()}
         assert listed["pulled"].pricing == {"prompt": "0.5", "completion": "1.5"}  # type: ignore[attr-defined]
         for model in ("pulled", "local"):
@@ -231,4 +238,6 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
         assert "no file `absent.gguf`" in info.value.message
         assert "pulled: 100%" in server.log()
     finally:
+        for client in closing:
+            client.close()
         server.stop()
