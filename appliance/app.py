@@ -18,7 +18,8 @@ from appliance.accounting.meter import Meter
 from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
-from appliance.deployments.manager import DeploymentManager, EngineFactory
+from appliance.deployments.manager import DeploymentManager
+from appliance.deployments.provisioner import EngineFactory
 from appliance.errors import handle_api_error
 from appliance.management.analytics_routes import AnalyticsController
 from appliance.management.billing_routes import BillingController

@@ -38,6 +38,7 @@ class Deployment:
     status: Status = "pending"
     error: str | None = None
     path: Path | None = None  # the GGUF file downloaded for an hf:// source
+    target: int | None = None  # replicas wanted now (autoscaling moves it)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -66,7 +67,8 @@ def deployment_json(dep: Deployment) -> dict[str, Any]:
     scaling = dep.scaling
     conf = {
         "backend": model.backend if model else dep.configuration.backend,
-        "replicas": scaling.replicas,
+        # Wanted now: as configured, or where autoscaling has taken it.
+        "replicas": scaling.replicas if dep.target is None else dep.target,
         "autoScaling": scaling.auto,
         "minReplicas": scaling.min_replicas if scaling.auto else None,
         "maxReplicas": scaling.max_replicas if scaling.auto else None,

@@ -23,8 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import msgspec
@@ -32,29 +31,24 @@ import msgspec
 from appliance.config import LoadedConfig, ModelConfig
 from appliance.deployments.autoscaler import Load
 from appliance.deployments.deployment import Deployment, Status, deployment_json
+from appliance.deployments.provisioner import EngineFactory, Provisioner
 from appliance.deployments.spec import (
     Configuration,
     CreateDeploymentBody,
     DeploymentInvalid,
     check_scaling_fields,
     declared_configuration,
-    gpu_slice,
     merge,
     plan_model,
-    scaling_of,
 )
-from appliance.hub.download import DownloadError, cached_file, download_async
-from appliance.hub.progress import DownloadProgress, ProgressLog
-from appliance.hub.source import HubSource, is_hub_source
-from appliance.registry import ModelRegistry, NoModelLoaded, ServedModel, build_engine
+from appliance.hub.download import DownloadError
+from appliance.registry import ModelRegistry, NoModelLoaded, ServedModel
 from appliance.state.deployments import DeploymentStore, StoredDeployment
 from appliance.webhooks.events import EventBus
-from backends.base import Backend, EngineError, EngineStatus
+from backends.base import EngineError, EngineStatus
 from backends.replicas import Replica, ReplicaSet
 
 log = logging.getLogger(__name__)
-# Makes the engine of one replica: (model, GGUF file if downloaded, slot, GPUs).
-EngineFactory = Callable[[ModelConfig, Path | None, int, tuple[int, ...] | None], Backend]
 
 
 class DeploymentNotFound(LookupError):
@@ -88,14 +82,8 @@ class DeploymentManager:
         self.drain_timeout = drain_timeout
         self.interval = interval
         self._deployments: dict[str, Deployment] = {}
-        self._shared: dict[str, Any] = {}
-        self._factory = factory or self._build
+        self._work = Provisioner(loaded, factory, drain_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def _build(
-        self, model: ModelConfig, path: Path | None, slot: int, gpus: tuple[int, ...] | None
-    ) -> Backend:
-        return build_engine(self.loaded, model, path, self._shared, slot=slot, gpus=gpus)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -335,9 +323,12 @@ class DeploymentManager:
                 return
             started = time.perf_counter()
             try:
-                dep.path = await self._fetch(dep, dep.model)
+                dep.path = await self._work.fetch(
+                    dep, dep.model, lambda: self._set(dep, "downloading")
+                )
                 await self._set(dep, "loading")
-                errors = await self._add(dep, dep.model, dep.scaling.replicas)
+                dep.target = dep.scaling.replicas
+                errors = await self._work.add(dep, dep.model, dep.target)
             except (EngineError, DownloadError) as exc:
                 await self._fail(dep, str(exc))
                 return
@@ -358,100 +349,6 @@ class DeploymentManager:
         dep.replicas.hold(EngineStatus.STOPPED)
         await self._set(dep, "ready")
 
-    async def _fetch(self, dep: Deployment, model: ModelConfig) -> Path | None:
-        """The GGUF file of an hf:// source, downloaded into the models folder if need be."""
-        if model.source is None or not is_hub_source(model.source):
-            return None
-        source = HubSource.parse(model.source)
-        models_dir = self.loaded.models_dir
-        path = cached_file(source, models_dir)
-        if path is not None:
-            log.info("%s: using %s from the models folder", dep.id, path)
-            return path
-        await self._set(dep, "downloading")
-        logged = ProgressLog(log, dep.id)
-        dep.served.download = DownloadProgress(str(source))
-
-        def progress(state: DownloadProgress) -> None:
-            dep.served.download = state
-            logged(state)
-
-        return await download_async(source, models_dir, on_progress=progress)
-
-    async def _add(self, dep: Deployment, model: ModelConfig, count: int) -> list[str]:
-        """Start `count` more replicas of `model` beside the set's; their errors."""
-        started = await self._start_replicas(dep, model, count, set())
-        for replica in started[0]:
-            dep.replicas.add(replica)
-        return started[1]
-
-    async def _start_replicas(
-        self, dep: Deployment, model: ModelConfig, count: int, taken: set[int]
-    ) -> tuple[list[Replica], list[str]]:
-        """Start `count` replicas on slots neither the set nor `taken` uses."""
-        slots: list[int] = []
-        used = {r.slot for r in dep.replicas.replicas} | taken
-        slot = 0
-        while len(slots) < count:
-            if slot not in used:
-                slots.append(slot)
-            slot += 1
-        gpus = self.loaded.config.backends[model.backend]
-        gpu_list = getattr(gpus, "gpus", None)
-        most = scaling_of(model).most
-        replicas = [
-            Replica(
-                f"{dep.id}-{slot}",
-                slot,
-                self._factory(model, dep.path, slot, gpu_slice(gpu_list, most, slot)),
-            )
-            for slot in slots
-        ]
-        try:
-            results = await self._start_engines([r.engine for r in replicas])
-        except BaseException:
-            for replica in replicas:
-                await _stop_quietly(replica.engine)
-            raise
-        good, errors = [], []
-        for replica, result in zip(replicas, results, strict=True):
-            if result is not None:
-                log.error("replica %s failed to start: %s", replica.id, result)
-                errors.append(str(result))
-                await _stop_quietly(replica.engine)
-            else:
-                log.info("replica %s is ready", replica.id)
-                good.append(replica)
-        return good, errors
-
-    @staticmethod
-    async def _start_engines(engines: list[Backend]) -> list[BaseException | None]:
-        """Start engines: processes of their own (vLLM) side by side, in-process ones
-        (llama.cpp, whose loading is not safe from two threads at once) one by one."""
-
-        async def start(engine: Backend) -> BaseException | None:
-            try:
-                await engine.start()
-            except EngineError as exc:
-                return exc
-            return None
-
-        if all(engine.capabilities.passthrough for engine in engines):
-            return list(await asyncio.gather(*(start(e) for e in engines)))
-        return [await start(engine) for engine in engines]
-
-    async def _scale(self, dep: Deployment, count: int) -> list[str]:
-        """Run `count` replicas: start the missing ones, drain the extra ones."""
-        active = dep.replicas.active()
-        if count > len(active):
-            assert dep.model is not None
-            return await self._add(dep, dep.model, count - len(active))
-        extra = sorted(active, key=lambda r: (r.in_flight, -r.slot))[: len(active) - count]
-        for replica in extra:
-            dep.replicas.retire(replica)
-        await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in extra))
-        return []
-
     async def _change(self, dep: Deployment, model: ModelConfig) -> None:
         """Apply a PUT: scale in place, or replace the replicas when the engine changes."""
         async with dep.lock:
@@ -466,7 +363,7 @@ class DeploymentManager:
             else:
                 await self._set(dep, "updating")
                 try:
-                    errors = await self._roll(dep, old, model)
+                    errors = await self._work.roll(dep, old, model)
                 except EngineError as exc:
                     errors = [str(exc)]
                 note = f"update failed: {errors[0]}" if errors else None
@@ -474,42 +371,12 @@ class DeploymentManager:
                 return
         await self._bring_up(dep)
 
-    async def _roll(self, dep: Deployment, old: ModelConfig, model: ModelConfig) -> list[str]:
-        same_engine = msgspec.structs.replace(
-            old, replicas=model.replicas, autoscaling=model.autoscaling
-        )
-        scaling = scaling_of(model)
-        # A change that leaves `replicas` alone keeps an autoscaled count where it is.
-        current = len(dep.replicas.active())
-        target = scaling.replicas if model.replicas != old.replicas else scaling.clamp(current)
-        dep.autoscaler.last_change = time.monotonic()
-        if same_engine == model:
-            dep.model = model
-            dep.served.config = model
-            return await self._scale(dep, target)
-        # Another backend or context: new replicas first, then the old ones drain.
-        new, errors = await self._start_replicas(dep, model, target, set())
-        if errors or not new:
-            for replica in new:
-                await _stop_quietly(replica.engine)
-            return errors or ["no replica started"]
-        retiring = dep.replicas.active()
-        for replica in retiring:
-            dep.replicas.retire(replica)
-        for replica in new:
-            dep.replicas.add(replica)
-        dep.model = model
-        dep.served.config, dep.served.backend_name = model, model.backend
-        await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in retiring))
-        return []
-
     async def _remove(self, dep: Deployment) -> None:
         for task in list(dep.tasks):
             with contextlib.suppress(BaseException):
                 await task
         async with dep.lock:
-            replicas = list(dep.replicas.replicas)
-            await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in replicas))
+            await self._work.drain_all(dep)
             dep.replicas.hold(EngineStatus.STOPPED)
             self._deployments.pop(dep.id, None)
             log.info("deployment %s removed; its replicas are stopped", dep.id)
@@ -543,15 +410,8 @@ class DeploymentManager:
 
         async def step() -> None:
             async with dep.lock:
-                errors = await self._scale(dep, want)
+                errors = await self._work.scale(dep, want)
                 if errors:
                     log.error("deployment %s: a new replica failed: %s", dep.id, errors[0])
 
         self._spawn(dep, step())
-
-
-async def _stop_quietly(engine: Backend) -> None:
-    try:
-        await engine.stop()
-    except Exception:
-        log.exception("stopping a replica failed")

@@ -401,9 +401,11 @@ def test_autoscaling_adds_a_replica_under_a_queue_and_removes_it_after_a_lull(
         # endless answers slowly on one thread: the queue builds, a replica is added.
         grown = wait_for(server, "elastic", lambda d: d["readyReplicas"] == 2, within=60)
         peak.append(grown["readyReplicas"])
+        assert grown["configuration"]["replicas"] == 2  # wanted now
     assert peak == [2]
     shrunk = wait_for(server, "elastic", ready(1), within=60)
     assert shrunk["configuration"]["autoScaling"] is True
+    assert shrunk["configuration"]["replicas"] == 1
     log = server.log()
     assert "autoscaling 1 -> 2 replicas" in log and "autoscaling 2 -> 1 replicas" in log
 
