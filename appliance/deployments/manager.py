@@ -189,9 +189,10 @@ class DeploymentManager:
             )
         check_scaling_fields(changes, wanted)
         model = plan_model(self.loaded, dep.id, dep.model_id, dep.source, dep.pricing, wanted)
+        previous = dep.configuration
         await self.store.update(dep.id, wanted)
         dep.configuration = wanted
-        self._spawn(dep, self._change(dep, model))
+        self._spawn(dep, self._change(dep, model, wanted, previous))
         return dep
 
     async def delete(self, deployment_id: str) -> Deployment:
@@ -286,7 +287,23 @@ class DeploymentManager:
 
     def _spawn(self, dep: Deployment, work: Coroutine[Any, Any, None], *, own: bool = True) -> None:
         """Run a change of `dep` as a task; `own`: one that deleting it cancels."""
-        task = asyncio.create_task(work, name=f"deployment-{dep.id}")
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception as exc:
+                # A fault of ours, not the model's: say so rather than stay `loading`.
+                log.exception("deployment %s: the change failed", dep.id)
+                reason = f"internal error: {exc}"
+                if dep.status == "draining":
+                    return
+                if any(replica.ready for replica in dep.replicas.replicas):
+                    await self._set(dep, "ready", reason)  # it still serves
+                else:
+                    dep.replicas.hold(EngineStatus.FAILED, reason)
+                    await self._set(dep, "failed", reason)
+
+        task = asyncio.create_task(guarded(), name=f"deployment-{dep.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if own:
@@ -349,8 +366,13 @@ class DeploymentManager:
         dep.replicas.hold(EngineStatus.STOPPED)
         await self._set(dep, "ready")
 
-    async def _change(self, dep: Deployment, model: ModelConfig) -> None:
-        """Apply a PUT: scale in place, or replace the replicas when the engine changes."""
+    async def _change(
+        self, dep: Deployment, model: ModelConfig, wanted: Configuration, previous: Configuration
+    ) -> None:
+        """Apply a PUT: scale in place, or replace the replicas when the engine changes.
+
+        A replacement whose new replicas cannot start leaves the old ones serving and the
+        configuration as it was (`previous`), in memory and in the store."""
         async with dep.lock:
             old = dep.model
             if dep.status == "failed" or old is None:
@@ -366,6 +388,9 @@ class DeploymentManager:
                     errors = await self._work.roll(dep, old, model)
                 except EngineError as exc:
                     errors = [str(exc)]
+                if errors and dep.model is old and dep.configuration is wanted:
+                    dep.configuration = previous
+                    await self.store.update(dep.id, previous)
                 note = f"update failed: {errors[0]}" if errors else None
                 await self._set(dep, "ready", note)
                 return
