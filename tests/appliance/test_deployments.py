@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import sqlite3
 import threading
 import time
@@ -430,3 +431,33 @@ def test_an_allow_list_admits_the_deployments_of_the_models_it_names(launch: Lau
         assert refused.value.body["code"] == "model_not_allowed"  # type: ignore[index]
     finally:
         client.close()
+
+
+def resident_mb(server: RunningServer) -> float:
+    """The server process's resident memory, from /proc."""
+    status = pathlib.Path(f"/proc/{server.process.pid}/status").read_text()
+    [line] = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+    return int(line.split()[1]) / 1024
+
+
+def test_deleting_a_deployment_frees_the_memory_of_its_replicas(launch: Launch) -> None:
+    server = launch()
+    before = resident_mb(server)
+    deploy(
+        server,
+        {
+            "modelId": "endless",
+            "name": "roomy",
+            "configuration": {"backend": "cpu", "replicas": 3, "contextLength": 2048},
+        },
+    )
+    wait_for(server, "roomy", ready(3))
+    loaded = resident_mb(server)
+    assert loaded - before > 50  # three contexts' KV caches and buffers
+    assert api(server, "DELETE", "/deployments/roomy").status_code == 202
+    deadline = time.monotonic() + 30
+    while api(server, "GET", "/deployments/roomy").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    after = resident_mb(server)
+    assert after - before < 0.2 * (loaded - before), (before, loaded, after)
