@@ -1,4 +1,5 @@
-"""`radiance pull [SOURCE ...]`: download hf:// model files into the models folder.
+"""`radiance pull [SOURCE ...]`: download hub models into the models folder: hf:// GGUF
+files (llama.cpp) and whole repositories (vLLM: `hf://OWNER/REPO`, or a vllm model's hub id).
 
 The folder is the config's `server.models_dir` (or `--models-dir`), the same one
 `radiance up` looks in, so a pulled file is loaded without touching the network.
@@ -11,9 +12,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.config import LoadedConfig
-from appliance.hub.download import DownloadError, download
-from appliance.hub.source import SHAPE, BadHubSource, HubSource, is_hub_source
+from appliance.config import LoadedConfig, VllmBackend
+from appliance.config.engine_checks import vllm_repo
+from appliance.hub.download import DownloadError, download, download_repo
+from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
 
 LoadConfig = Callable[[str], LoadedConfig | None]
 
@@ -33,21 +35,27 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
     if models_dir is None:
         assert loaded is not None
         models_dir = loaded.models_dir
-    names = list(args.sources)
-    if not names:
+    wanted: list[HubSource | HubRepo] = []
+    if args.sources:
+        for name in args.sources:
+            repo = HubRepo.parse(name) if is_hub_source(name) else None
+            try:
+                wanted.append(repo or HubSource.parse(name))
+            except BadHubSource as exc:
+                return _fail(f"{exc} ({SHAPE}, or hf://OWNER/REPO for a vLLM model)")
+    else:
         assert loaded is not None
-        names = [m.source for m in loaded.config.models if m.source and is_hub_source(m.source)]
-        if not names:
-            print(f"{args.config} names no hf:// sources; nothing to pull")
+        wanted = _config_sources(loaded)
+        if not wanted:
+            print(f"{args.config} names no models on the hub; nothing to pull")
             return 0
-    try:
-        sources = [HubSource.parse(name) for name in names]
-    except BadHubSource as exc:
-        return _fail(f"{exc} ({SHAPE})")
     code = 0
-    for source in sources:
+    for source in wanted:
         try:
-            path = download(source, models_dir, show_bar=True)
+            if isinstance(source, HubRepo):
+                path = download_repo(source, models_dir, show_bar=True)
+            else:
+                path = download(source, models_dir, show_bar=True)
         except DownloadError as exc:
             code = _fail(str(exc))
             continue
@@ -55,15 +63,31 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
     return code
 
 
+def _config_sources(loaded: LoadedConfig) -> list[HubSource | HubRepo]:
+    """The hub sources of the config's models: GGUF files, and vllm models' repositories."""
+    found: list[HubSource | HubRepo] = []
+    for model in loaded.config.models:
+        if model.source is None:
+            continue
+        if isinstance(loaded.config.backends.get(model.backend), VllmBackend):
+            repo = vllm_repo(model.source, loaded.base_dir)
+            if repo is not None:
+                found.append(repo)
+        elif is_hub_source(model.source):
+            found.append(HubSource.parse(model.source))
+    return found
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pull = commands.add_parser(
-        "pull", help="download hf:// model files into the models folder and print their paths"
+        "pull", help="download hub models into the models folder and print their paths"
     )
     pull.add_argument(
         "sources",
         nargs="*",
         metavar="SOURCE",
-        help="hf://OWNER/REPO[@REVISION]/PATH.gguf; none: every hf:// source of the config",
+        help="hf://OWNER/REPO[@REVISION]/PATH.gguf, or hf://OWNER/REPO[@REVISION] (a whole "
+        "repository, for vLLM); none: every hub source of the config",
     )
     pull.add_argument(
         "--config", default="radiance.yaml", help="the config whose models_dir to use"

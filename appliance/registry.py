@@ -98,7 +98,7 @@ def build_engine(
             VllmSettings(
                 model_id=model.id,
                 python=str(loaded.resolve(backend.python)),
-                model=loaded.vllm_model(model),
+                model=str(path) if path is not None else loaded.vllm_model(model),
                 context_length=model.context_length,
                 log_path=loaded.database_path.parent / "logs" / f"vllm-{safe_id}.log",
                 args=dict(backend.args),

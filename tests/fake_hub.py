@@ -1,6 +1,8 @@
 """A loopback server that answers like the Hugging Face hub for whole files.
 
-It implements what `hf_hub_download` needs: HEAD and GET on
+It implements what `hf_hub_download` needs, and the repository listing of `model_info`
+(`GET /api/models/{owner}/{repo}/revision/{revision}`, with each file's size and SHA-256):
+HEAD and GET on
 `/{owner}/{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, `ETag` and
 `X-Linked-Etag` (the SHA-256, as for LFS files), `X-Linked-Size`, `Content-Length`, and
 Range requests. Switches: `cut_after` drops the connection once after that many body
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
+_INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<revision>[^/?]+)")
 
 
 @dataclass
@@ -59,6 +63,10 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
 
         def _answer(self, body: bool) -> None:
             hub.requests.append(Seen(self.command, self.path, self.headers.get("Range")))
+            info = _INFO.match(self.path)
+            if info is not None:
+                self._listing(info["repo"])
+                return
             match = _RESOLVE.match(self.path)
             content = hub.files.get(f"{match['repo']}/{match['path']}") if match else None
             if match is None or content is None:
@@ -96,6 +104,33 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
+            self.wfile.write(data)
+
+        def _listing(self, repo: str) -> None:
+            siblings = [
+                {
+                    "rfilename": name.removeprefix(repo + "/"),
+                    "size": len(content),
+                    "lfs": {
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                        "size": len(content),
+                        "pointerSize": 134,
+                    },
+                }
+                for name, content in hub.files.items()
+                if name.startswith(repo + "/")
+            ]
+            if not siblings:
+                self.send_response(404)
+                self.send_header("X-Error-Code", "RepoNotFound")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = json.dumps({"id": repo, "sha": COMMIT, "siblings": siblings}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
             self.wfile.write(data)
 
     return Handler

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from appliance.config.checks import ConfigProblem, check_gguf, child_path, resolve_path
 from appliance.config.schema import BackendConfig, Config, VllmBackend
+from appliance.hub.source import HubRepo, is_hub_source
 
 if TYPE_CHECKING:
     from appliance.config.loader import SourceMap
@@ -86,9 +87,22 @@ def vllm_source(source: str, base_dir: Path) -> str:
     return source
 
 
+def vllm_repo(source: str, base_dir: Path) -> HubRepo | None:
+    """The hub repository a vllm model's source names (Radiance downloads it), or None
+    for a local folder."""
+    if not is_hub_source(source) and vllm_source(source, base_dir) != source:
+        return None
+    return HubRepo.parse(source)
+
+
 def _check_vllm_source(
     source: str, path: str, where: SourceMap, base_dir: Path
 ) -> Iterator[ConfigProblem]:
+    if is_hub_source(source):
+        if HubRepo.parse(source) is None:
+            hint = "a hub repository for vLLM is hf://OWNER/REPO or hf://OWNER/REPO@REVISION"
+            yield where.problem(path, f"source `{source}` is not a hub repository", hint)
+        return
     local = resolve_path(base_dir, source)
     if local.is_dir():
         if not (local / "config.json").is_file():

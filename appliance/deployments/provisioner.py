@@ -9,6 +9,7 @@ when the engine's settings change, the new ones first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,10 +18,11 @@ from typing import Any
 
 import msgspec
 
-from appliance.config import LoadedConfig, ModelConfig
+from appliance.config import LoadedConfig, ModelConfig, VllmBackend
+from appliance.config.engine_checks import vllm_repo
 from appliance.deployments.deployment import Deployment
 from appliance.deployments.spec import gpu_slice, scaling_of
-from appliance.hub.download import cached_file, download_async
+from appliance.hub.download import cached_file, cached_repo, download_async, download_repo_async
 from appliance.hub.progress import DownloadProgress, ProgressLog
 from appliance.hub.source import HubSource, is_hub_source
 from appliance.registry import build_engine
@@ -49,25 +51,42 @@ class Provisioner:
     async def fetch(
         self, dep: Deployment, model: ModelConfig, downloading: Callable[[], Awaitable[None]]
     ) -> Path | None:
-        """The GGUF file of an hf:// source, downloaded into the models folder if need be
-        (`downloading` is awaited first)."""
-        if model.source is None or not is_hub_source(model.source):
+        """The local copy of a model on the hub (an hf:// GGUF file for llama.cpp, a
+        repository for vLLM), downloaded into the models folder if need be (`downloading`
+        is awaited first); None for a model whose source is local."""
+        source = model.source
+        if source is None:
             return None
-        source = HubSource.parse(model.source)
         models_dir = self.loaded.models_dir
-        path = cached_file(source, models_dir)
-        if path is not None:
-            log.info("%s: using %s from the models folder", dep.id, path)
-            return path
+        repo = (
+            vllm_repo(source, self.loaded.base_dir)
+            if isinstance(self.loaded.config.backends[model.backend], VllmBackend)
+            else None
+        )
+        if repo is not None:
+            found = cached_repo(repo, models_dir)
+            fetch = functools.partial(download_repo_async, repo, models_dir)
+            name = str(repo)
+        elif is_hub_source(source):
+            file = HubSource.parse(source)
+            found = cached_file(file, models_dir)
+            fetch = functools.partial(download_async, file, models_dir)
+            name = str(file)
+        else:
+            return None
+        if found is not None:
+            log.info("%s: using %s from the models folder", dep.id, found)
+            return found
         await downloading()
         logged = ProgressLog(log, dep.id)
-        dep.served.download = DownloadProgress(str(source))
+        dep.served.download = DownloadProgress(name)
 
         def progress(state: DownloadProgress) -> None:
             dep.served.download = state
             logged(state)
 
-        return await download_async(source, models_dir, on_progress=progress)
+        path: Path = await fetch(on_progress=progress)
+        return path
 
     async def add(self, dep: Deployment, model: ModelConfig, count: int) -> list[str]:
         """Start `count` more replicas of `model` beside the set's; their errors."""

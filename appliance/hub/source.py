@@ -50,3 +50,32 @@ class HubSource:
     def __str__(self) -> str:
         revision = "" if self.revision == "main" else f"@{self.revision}"
         return f"{SCHEME}{self.repo_id}{revision}/{self.filename}"
+
+
+_REPO = re.compile(
+    rf"^(?:hf://)?(?P<owner>{_PART})/(?P<repo>{_PART})(?:@(?P<revision>[A-Za-z0-9._-]{{1,128}}))?/?$"
+)
+
+
+@dataclass(frozen=True)
+class HubRepo:
+    """A whole hub repository (a model folder for vLLM): `hf://OWNER/REPO[@REVISION]` or
+    a bare `OWNER/REPO`."""
+
+    repo_id: str
+    revision: str = "main"
+
+    @classmethod
+    def parse(cls, source: str) -> HubRepo | None:
+        """The repository `source` names, or None if it is not one (a path, a GGUF file)."""
+        match = _REPO.match(source)
+        if match is None:
+            return None
+        return cls(f"{match['owner']}/{match['repo']}", match["revision"] or "main")
+
+    def file(self, path: str, revision: str | None = None) -> HubSource:
+        return HubSource(self.repo_id, path, revision or self.revision)
+
+    def __str__(self) -> str:
+        revision = "" if self.revision == "main" else f"@{self.revision}"
+        return f"{SCHEME}{self.repo_id}{revision}"

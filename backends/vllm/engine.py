@@ -153,7 +153,11 @@ class VllmEngine(PassthroughBackend):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, settings.gpus))
         started = time.perf_counter()
         log.info(
-            "starting vLLM for %s on port %d (log: %s)", settings.model_id, port, settings.log_path
+            "starting vLLM for %s from %s on port %d (log: %s)",
+            settings.model_id,
+            settings.model,
+            port,
+            settings.log_path,
         )
         await self._child.start(vllm_command(settings, port), env)
         assert self._client is not None

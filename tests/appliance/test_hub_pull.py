@@ -16,9 +16,15 @@ from test_cli import radiance
 from webhook_receiver import Receiver, serve_receiver
 
 from appliance.config import ConfigError, parse_config_text
-from appliance.hub.download import DownloadError, cached_file, download
+from appliance.hub.download import (
+    DownloadError,
+    cached_file,
+    cached_repo,
+    download,
+    download_repo,
+)
 from appliance.hub.progress import DownloadProgress
-from appliance.hub.source import HubSource
+from appliance.hub.source import HubRepo, HubSource
 
 
 @pytest.fixture
@@ -241,3 +247,72 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
         for client in closing:
             client.close()
         server.stop()
+
+
+def test_a_whole_repository_downloads_at_one_commit_and_is_found_offline(
+    hub: FakeHub, tmp_path: pathlib.Path
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": bytes(range(256)) * 400}
+    for name, content in files.items():
+        hub.add("acme/folder", name, content)
+    hub.cut_after = 30_000  # the first file's connection drops once; it resumes
+    repo = HubRepo.parse("hf://acme/folder")
+    assert repo is not None and HubRepo.parse("acme/folder") == repo
+    assert HubRepo.parse("./acme/folder") is None and HubRepo.parse("/srv/x") is None
+    seen: list[tuple[str, int, int | None]] = []
+    folder = download_repo(
+        repo,
+        tmp_path,
+        endpoint=hub.url,
+        on_progress=lambda p: seen.append((p.state, p.done_bytes, p.total_bytes)),
+    )
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in files} == files
+    total = sum(len(c) for c in files.values())
+    assert seen[-1] == ("done", total, total)
+    assert any(state == "downloading" and 0 < done < total for state, done, _ in seen)
+    hub.requests.clear()
+    assert cached_repo(repo, tmp_path) == folder and hub.requests == []
+    assert cached_repo(HubRepo("acme/other"), tmp_path) is None
+
+
+def test_a_missing_or_corrupt_repository_is_refused(hub: FakeHub, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(DownloadError, match="no repository acme/nothing"):
+        download_repo(HubRepo("acme/nothing"), tmp_path, endpoint=hub.url)
+    hub.add("acme/bad", "config.json", b"{}")
+    hub.corrupt = True
+    with pytest.raises(DownloadError, match="sha256"):
+        download_repo(HubRepo("acme/bad"), tmp_path, endpoint=hub.url)
+    assert cached_repo(HubRepo("acme/bad"), tmp_path) is None
+
+
+def test_radiance_pull_fetches_the_repositories_of_vllm_models(
+    hub: FakeHub, tmp_path: pathlib.Path
+) -> None:
+    hub.add("acme/folder", "config.json", b"{}")
+    hub.add("acme/folder", "model.safetensors", b"weights" * 1000)
+    (tmp_path / "vllm" / "bin").mkdir(parents=True)
+    (tmp_path / "vllm" / "bin" / "python").symlink_to("/bin/true")
+    config = tmp_path / "radiance.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            server: {{models_dir: pulled}}
+            backends: {{gpu: {{engine: vllm, python: vllm/bin/python}},
+                       cpu: {{engine: llamacpp}}}}
+            models:
+              - {{id: big, backend: gpu, source: "hf://acme/folder"}}
+              - {{id: small, backend: cpu, source: "hf://acme/tiny/tiny.gguf"}}
+              - {{id: local, backend: cpu, source: "{tmp_path / "tiny.gguf"}"}}
+            """
+        )
+    )
+    (tmp_path / "tiny.gguf").write_bytes(b"GGUF" + bytes(28))
+    pulled = radiance("pull", "--config", str(config), env={"HF_ENDPOINT": hub.url})
+    assert pulled.returncode == 0, pulled.stderr
+    folder, file = (pathlib.Path(line) for line in pulled.stdout.split())
+    assert folder.is_dir() and (folder / "model.safetensors").read_bytes() == b"weights" * 1000
+    assert file.name == "tiny.gguf" and file.is_relative_to(tmp_path / "pulled")
+    bad = config.read_text().replace("hf://acme/folder", "hf://acme")
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(bad, "radiance.yaml", tmp_path, {})
+    assert "is not a hub repository" in str(info.value)

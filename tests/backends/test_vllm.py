@@ -23,6 +23,7 @@ import httpx
 import openai
 import pytest
 from conftest import ADMIN, ALICE, RunningServer, start_server
+from fake_hub import FakeHub, serve_hub
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 HERE = pathlib.Path(__file__).parent
@@ -96,11 +97,17 @@ def group_members(pgid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The server, with a fake hub that holds the same model as `acme/tiny-llama`."""
     model = tmp_path_factory.mktemp("hf") / "tiny-llama"
     subprocess.run([str(PYTHON), str(HERE / "tiny_hf_llama.py"), str(model)], check=True)
-    running = start_server(tmp_path_factory.mktemp("vllm"), vllm_config(model), timeout=420)
-    yield running
-    running.stop()
+    with serve_hub(FakeHub()) as hub, pytest.MonkeyPatch.context() as patch:
+        for file in model.rglob("*"):
+            if file.is_file():
+                hub.add("acme/tiny-llama", str(file.relative_to(model)), file.read_bytes())
+        patch.setenv("HF_ENDPOINT", hub.url)
+        running = start_server(tmp_path_factory.mktemp("vllm"), vllm_config(model), timeout=420)
+        yield running
+        running.stop()
 
 
 _SDKS: list[openai.OpenAI] = []
@@ -210,22 +217,33 @@ def test_metrics_are_scraped_from_vllm(vllm_server: RunningServer) -> None:
     assert isinstance(stats, dict) and stats["generation_tokens_total"] >= 20
 
 
-def test_a_deployment_runs_vllm_replicas_and_deleting_it_stops_their_processes(
+def test_a_deployment_from_the_hub_runs_vllm_replicas_and_deleting_it_stops_them(
     vllm_server: RunningServer,
 ) -> None:
     admin = {"authorization": f"Bearer {ADMIN}"}
     url = f"{vllm_server.base_url}/deployments"
     [declared] = children(vllm_server.process.pid)
-    body = {"modelId": "tiny-hf", "name": "tiny-hf-pair", "configuration": {"replicas": 2}}
+    body = {
+        "modelId": "tiny-hf-pair",
+        "source": "hf://acme/tiny-llama",
+        "pricing": {"prompt": "0.2", "completion": "0.6"},
+        "configuration": {"backend": "cpu", "replicas": 2, "contextLength": 1024},
+    }
     reply = httpx.post(url, json=body, headers=admin)
     assert reply.status_code == 202, reply.text
     deadline = time.monotonic() + 400
     while (view := httpx.get(f"{url}/tiny-hf-pair", headers=admin).json()["data"])[
         "readyReplicas"
     ] < 2:
-        assert view["status"] in ("pending", "loading"), view
+        assert view["status"] in ("pending", "downloading", "loading"), view
         assert time.monotonic() < deadline, "the vLLM replicas did not start"
         time.sleep(1)
+    # Radiance downloaded the repository; vLLM loads the folder.
+    assert view["download"]["state"] == "done" and view["download"]["percent"] == 100.0
+    snapshots = vllm_server.folder / "models" / "models--acme--tiny-llama" / "snapshots"
+    [snapshot] = snapshots.iterdir()
+    assert (snapshot / "config.json").is_file()
+    assert f"starting vLLM for tiny-hf-pair from {snapshot} on port" in vllm_server.log()
     leaders = [pid for pid in children(vllm_server.process.pid) if pid != declared]
     assert len(leaders) == 2
     logs = sorted(p.name for p in (vllm_server.folder / "logs").glob("vllm-tiny-hf-pair*.log"))
