@@ -14,7 +14,8 @@ from pathlib import Path
 
 from appliance.config import LoadedConfig, VllmBackend
 from appliance.config.engine_checks import vllm_repo
-from appliance.hub.download import DownloadError, download, download_repo
+from appliance.hub.download import DownloadError, download
+from appliance.hub.repository import download_repo
 from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
 
 LoadConfig = Callable[[str], LoadedConfig | None]

@@ -22,8 +22,9 @@ from appliance.config import LoadedConfig, ModelConfig, VllmBackend
 from appliance.config.engine_checks import vllm_repo
 from appliance.deployments.deployment import Deployment
 from appliance.deployments.spec import gpu_slice, scaling_of
-from appliance.hub.download import cached_file, cached_repo, download_async, download_repo_async
+from appliance.hub.download import cached_file, download_async
 from appliance.hub.progress import DownloadProgress, ProgressLog
+from appliance.hub.repository import cached_repo, download_repo_async
 from appliance.hub.source import HubSource, is_hub_source
 from appliance.registry import build_engine
 from backends.base import Backend, EngineError

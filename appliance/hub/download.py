@@ -13,6 +13,7 @@ it on failure, so a process killed mid-download starts that file again next time
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -27,7 +28,7 @@ from huggingface_hub import errors as hub_errors
 from huggingface_hub.utils.tqdm import tqdm as hub_tqdm
 
 from appliance.hub.progress import DownloadProgress
-from appliance.hub.source import HubRepo, HubSource
+from appliance.hub.source import HubSource
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -64,13 +65,7 @@ def download(
     otherwise); `show_bar` draws huggingface_hub's progress bar on stderr.
     """
     progress = DownloadProgress(str(source))
-
-    def changed(**fields: Any) -> None:
-        for name, value in fields.items():
-            setattr(progress, name, value)
-        if on_progress is not None:
-            on_progress(progress)
-
+    changed = reporter(progress, on_progress)
     changed(state="checking")
     try:
         path = _fetch(source, models_dir, endpoint, _bar_class(progress, changed, show_bar))
@@ -92,44 +87,15 @@ async def download_async(
     endpoint: str | None = None,
 ) -> Path:
     """`download` on a worker thread, so the event loop keeps serving meanwhile."""
-
-    def run() -> Path:
-        return download(source, models_dir, on_progress=on_progress, endpoint=endpoint)
-
-    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    return await in_thread(
+        functools.partial(download, source, models_dir, on_progress=on_progress, endpoint=endpoint)
+    )
 
 
-# Written into a snapshot folder once every file of it is downloaded and verified.
-COMPLETE = ".radiance-complete"
-
-
-def _repo_folder(repo: HubRepo, models_dir: Path) -> Path:
-    return models_dir / ("models--" + repo.repo_id.replace("/", "--"))
-
-
-def cached_repo(repo: HubRepo, models_dir: Path) -> Path | None:
-    """The snapshot folder of `repo` if a download of all its files completed; no network."""
-    folder = _repo_folder(repo, models_dir)
-    ref = folder / "refs" / repo.revision
-    commit = ref.read_text().strip() if ref.is_file() else repo.revision
-    snapshot = folder / "snapshots" / commit
-    return snapshot if (snapshot / COMPLETE).is_file() else None
-
-
-def download_repo(
-    repo: HubRepo,
-    models_dir: Path,
-    *,
-    on_progress: ProgressCallback | None = None,
-    endpoint: str | None = None,
-    show_bar: bool = False,
-) -> Path:
-    """Fetch every file of `repo` at one commit into `models_dir`; the snapshot folder.
-
-    Each file goes the way of `download` (resumed, hashed against its ETag); progress
-    counts the bytes of the whole repository.
-    """
-    progress = DownloadProgress(str(repo))
+def reporter(
+    progress: DownloadProgress, on_progress: ProgressCallback | None
+) -> Callable[..., None]:
+    """A function that sets fields of `progress` and tells `on_progress`."""
 
     def changed(**fields: Any) -> None:
         for name, value in fields.items():
@@ -137,76 +103,30 @@ def download_repo(
         if on_progress is not None:
             on_progress(progress)
 
-    changed(state="checking")
-    try:
-        info = huggingface_hub.HfApi(endpoint=endpoint).model_info(
-            repo.repo_id, revision=repo.revision, files_metadata=True
-        )
-    except Exception as exc:
-        reason = _reason(exc, repo.repo_id, repo.revision)
-        changed(state="failed", error=f"cannot download {repo}: {reason}")
-        raise DownloadError(progress.error) from exc
-    commit = info.sha or repo.revision
-    files = [(s.rfilename, s.size or 0) for s in info.siblings or []]
-    changed(state="downloading", total_bytes=sum(size for _, size in files) or None)
-    done = 0
-    path = None
-    for name, size in files:
-
-        def file_changed(state: DownloadProgress, before: int = done) -> None:
-            if state.state in ("downloading", "done"):
-                changed(done_bytes=before + state.done_bytes)
-
-        try:
-            path = download(
-                repo.file(name, commit),
-                models_dir,
-                on_progress=file_changed,
-                endpoint=endpoint,
-                show_bar=show_bar,
-            )
-        except DownloadError as exc:
-            changed(state="failed", error=str(exc))
-            raise
-        done += path.stat().st_size if path.exists() else size
-    snapshot = _repo_folder(repo, models_dir) / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    if commit != repo.revision:
-        refs = _repo_folder(repo, models_dir) / "refs"
-        refs.mkdir(parents=True, exist_ok=True)
-        (refs / repo.revision).write_text(commit)
-    (snapshot / COMPLETE).write_text("\n".join(name for name, _ in files) + "\n")
-    changed(state="done", path=str(snapshot), done_bytes=done, total_bytes=done)
-    return snapshot
+    return changed
 
 
-async def download_repo_async(
-    repo: HubRepo,
-    models_dir: Path,
-    *,
-    on_progress: ProgressCallback | None = None,
-    endpoint: str | None = None,
-) -> Path:
-    """`download_repo` on a worker thread."""
-
-    def run() -> Path:
-        return download_repo(repo, models_dir, on_progress=on_progress, endpoint=endpoint)
-
-    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+async def in_thread(work: Callable[[], Path]) -> Path:
+    """A blocking download on a worker thread; cancelling abandons it."""
+    path: Path = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    return path
 
 
-def _reason(exc: Exception, repo_id: str, revision: str) -> str:
+def hub_reason(exc: Exception, repo_id: str, revision: str, filename: str | None = None) -> str:
+    """Why the hub refused, in words; else huggingface_hub's own first line (network
+    errors, a full disk, a size that does not match)."""
     if isinstance(exc, hub_errors.GatedRepoError):
         return f"{repo_id} is gated; accept its terms on the hub and set HF_TOKEN"
     if isinstance(exc, hub_errors.RepositoryNotFoundError):
         return f"no repository {repo_id} (or it is private: set HF_TOKEN)"
     if isinstance(exc, hub_errors.RevisionNotFoundError):
         return f"{repo_id} has no revision `{revision}`"
+    if isinstance(exc, hub_errors.EntryNotFoundError) and filename is not None:
+        return f"no file `{filename}` in {repo_id} at revision `{revision}`"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _fetch(source: HubSource, models_dir: Path, endpoint: str | None, bar: type[Any]) -> Path:
-    where = f"{source.repo_id} at revision `{source.revision}`"
     try:
         found = huggingface_hub.hf_hub_download(
             source.repo_id,
@@ -216,28 +136,8 @@ def _fetch(source: HubSource, models_dir: Path, endpoint: str | None, bar: type[
             endpoint=endpoint,
             tqdm_class=bar,
         )
-    except hub_errors.GatedRepoError:
-        raise DownloadError(
-            f"cannot download {source}: {source.repo_id} is gated; accept its terms on the "
-            "hub and set HF_TOKEN"
-        ) from None
-    except hub_errors.RepositoryNotFoundError:
-        raise DownloadError(
-            f"cannot download {source}: no repository {source.repo_id} (or it is private: "
-            "set HF_TOKEN)"
-        ) from None
-    except hub_errors.RevisionNotFoundError:
-        raise DownloadError(
-            f"cannot download {source}: {source.repo_id} has no revision `{source.revision}`"
-        ) from None
-    except hub_errors.EntryNotFoundError:
-        raise DownloadError(
-            f"cannot download {source}: no file `{source.filename}` in {where}"
-        ) from None
     except Exception as exc:
-        # Network errors, hub errors, a full disk, a size that does not match: the
-        # message is huggingface_hub's own, first line only.
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = hub_reason(exc, source.repo_id, source.revision, source.filename)
         raise DownloadError(f"cannot download {source}: {reason}") from exc
     return Path(found)
 

@@ -16,14 +16,9 @@ from test_cli import radiance
 from webhook_receiver import Receiver, serve_receiver
 
 from appliance.config import ConfigError, parse_config_text
-from appliance.hub.download import (
-    DownloadError,
-    cached_file,
-    cached_repo,
-    download,
-    download_repo,
-)
+from appliance.hub.download import DownloadError, cached_file, download
 from appliance.hub.progress import DownloadProgress
+from appliance.hub.repository import cached_repo, download_repo
 from appliance.hub.source import HubRepo, HubSource
 
 
