@@ -27,9 +27,8 @@ class _KnownStartupFailure(logging.Filter):
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, loaded: LoadedConfig, app: Litestar) -> None:
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
         super().__init__(config)
-        self._loaded = loaded
         self._app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -80,7 +79,7 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
         timeout_graceful_shutdown=10,
     )
     logging.getLogger("uvicorn.error").addFilter(_KnownStartupFailure())
-    server = _Server(uv_config, loaded, app)
+    server = _Server(uv_config, app)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown

@@ -29,24 +29,22 @@ from typing import Any
 import msgspec
 
 from appliance.config import LoadedConfig, ModelConfig
+from appliance.deployments import origins
 from appliance.deployments.autoscaler import Load
 from appliance.deployments.deployment import Deployment, Status, deployment_json
 from appliance.deployments.provisioner import EngineFactory, Provisioner
 from appliance.deployments.spec import (
     Configuration,
     CreateDeploymentBody,
-    DeploymentInvalid,
     check_scaling_fields,
-    declared_configuration,
     merge,
     plan_model,
 )
 from appliance.hub.download import DownloadError
-from appliance.registry import ModelRegistry, NoModelLoaded, ServedModel
-from appliance.state.deployments import DeploymentStore, StoredDeployment
+from appliance.registry import ModelRegistry, NoModelLoaded
+from appliance.state.deployments import DeploymentStore
 from appliance.webhooks.events import EventBus
 from backends.base import EngineError, EngineStatus
-from backends.replicas import Replica, ReplicaSet
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +77,6 @@ class DeploymentManager:
         self.registry = registry
         self.store = store
         self.events = events
-        self.drain_timeout = drain_timeout
         self.interval = interval
         self._deployments: dict[str, Deployment] = {}
         self._work = Provisioner(loaded, factory, drain_timeout)
@@ -105,14 +102,21 @@ class DeploymentManager:
         radiance.yaml declares models and none of them could load.
         """
         given = list(self.registry)
-        if given:
-            for served in given:
-                self._adopt(served)
-        else:
-            for model in self.loaded.config.models:
-                self._declare(model)
+        made = (
+            [origins.adopted(served) for served in given]
+            if given
+            else [origins.declared(model, self.registry) for model in self.loaded.config.models]
+        )
         for stored in await self.store.all():
-            self._restore(stored)
+            if self.registry.taken(stored.id):
+                log.error(
+                    "deployment %s is stored, but radiance.yaml now declares a model of that "
+                    "name; the declared model serves",
+                    stored.id,
+                )
+                continue
+            made.append(origins.restored(self.loaded, stored, self.registry))
+        self._deployments.update((dep.id, dep) for dep in made)
         total = len(self._deployments)
         for number, dep in enumerate(self, start=1):
             log.info(
@@ -166,8 +170,8 @@ class DeploymentManager:
         stored = await self.store.add(
             name, body.model_id, body.source, body.pricing, body.configuration
         )
-        dep = self._new(stored.id, body.model_id, model, stored, declared=False)
-        dep.created_at = dep.updated_at = stored.created_at
+        dep = origins.stored(stored, model, self.registry)
+        self._deployments[dep.id] = dep
         self._spawn(dep, self._bring_up(dep))
         return dep
 
@@ -209,79 +213,6 @@ class DeploymentManager:
         await self._set(dep, "draining")
         self._spawn(dep, self._remove(dep), own=False)
         return dep
-
-    # -- building deployments ----------------------------------------------------------
-
-    def _new(
-        self,
-        dep_id: str,
-        model_id: str,
-        model: ModelConfig | None,
-        stored: StoredDeployment | None,
-        *,
-        declared: bool,
-        served: ServedModel | None = None,
-    ) -> Deployment:
-        if served is None:
-            config = model or ModelConfig(id=dep_id, backend="")
-            served = ServedModel(
-                config,
-                config.backend,
-                ReplicaSet(dep_id),
-                parent=None if model_id == dep_id else model_id,
-            )
-            self.registry.add(served)
-        if isinstance(served.engine, ReplicaSet):
-            served.engine.hold(EngineStatus.LOADING)
-        dep = Deployment(
-            id=dep_id,
-            model_id=model_id,
-            source=stored.source if stored else None,
-            pricing=stored.pricing if stored else None,
-            configuration=stored.configuration if stored else declared_configuration(served.config),
-            model=model,
-            declared=declared,
-            served=served,
-        )
-        if stored is not None:
-            dep.created_at, dep.updated_at = stored.created_at, stored.updated_at
-        self._deployments[dep_id] = dep
-        return dep
-
-    def _declare(self, model: ModelConfig) -> None:
-        self._new(model.id, model.id, model, None, declared=True)
-
-    def _adopt(self, served: ServedModel) -> None:
-        """A model a caller made with its own engine: one replica, as it is."""
-        engine = served.engine
-        if not isinstance(engine, ReplicaSet):
-            served.engine = ReplicaSet(served.id, [Replica(f"{served.id}-0", 0, engine)])
-        self._new(served.id, served.id, served.config, None, declared=True, served=served)
-
-    def _restore(self, stored: StoredDeployment) -> None:
-        """A stored deployment, deployed again; failed if radiance.yaml no longer allows it."""
-        if stored.id in self._deployments or self.registry.taken(stored.id):
-            log.error(
-                "deployment %s is stored, but radiance.yaml now declares a model of that name; "
-                "the declared model serves",
-                stored.id,
-            )
-            return
-        model: ModelConfig | None
-        try:
-            model = plan_model(
-                self.loaded,
-                stored.id,
-                stored.model_id,
-                stored.source,
-                stored.pricing,
-                stored.configuration,
-            )
-        except DeploymentInvalid as exc:
-            model, reason = None, str(exc)
-        dep = self._new(stored.id, stored.model_id, model, stored, declared=False)
-        if model is None:
-            dep.error = f"radiance.yaml no longer allows this deployment: {reason}"
 
     # -- changes, each under the deployment's lock ---------------------------------------
 

@@ -107,8 +107,8 @@ class Provisioner:
             if slot not in used:
                 slots.append(slot)
             slot += 1
-        gpus = self.loaded.config.backends[model.backend]
-        gpu_list = getattr(gpus, "gpus", None)
+        backend = self.loaded.config.backends[model.backend]
+        gpu_list = backend.gpus if isinstance(backend, VllmBackend) else None
         most = scaling_of(model).most
         replicas = [
             Replica(

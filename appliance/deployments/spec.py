@@ -24,11 +24,10 @@ from appliance.config import AutoscalingConfig, LoadedConfig, ModelConfig, Prici
 from appliance.config.checks import check_config
 from appliance.config.engine_checks import check_engines, engine_of
 from appliance.config.loader import SourceMap
+from appliance.config.schema import Name, Usd
 
-Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 # A deployment's name is one path segment: /v1/models/{name}/completions.
 DeploymentName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-Usd = Annotated[str, Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$")]
 MAX_REPLICAS = 64
 
 

@@ -48,8 +48,7 @@ def _on_replica(served: ServedModel, ctx: RequestContext) -> ServedModel:
     except EngineError as exc:
         raise api_error(exc) from exc
     ctx.releases.append(lease.release)
-    if not lease.capabilities.passthrough:
-        ctx.replica = lease.id
+    ctx.replica = lease.id  # a passthrough engine names the server that answers instead
     return dataclasses.replace(served, engine=lease)
 
 
