@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,17 @@ log = logging.getLogger("radiance.requests")
 FREE = UnitPrices("0", "0")
 
 
+_LOGGED_MESSAGE = 300  # characters of an error message in the request's log line
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex[:24]
+
+
+def header_safe(text: str) -> str:
+    """Client-chosen text as a header value: printable ASCII, the rest percent-encoded
+    (a header holds no CR/LF, no leading space and nothing outside Latin-1)."""
+    return urllib.parse.quote(text, safe="!#$&'()*+,/:;=?@[]~")
 
 
 @dataclass
@@ -74,7 +84,7 @@ class RequestContext:
     def headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.id}
         if self.route_model is not None:
-            headers["x-route-model"] = self.route_model
+            headers["x-route-model"] = header_safe(self.route_model)
         if self.model is not None:
             headers["x-model-used"] = self.model
         if self.backend is not None:
@@ -160,7 +170,7 @@ class RequestContext:
             self.key.name,
             self.endpoint,
             self.model,
-            self.route_model,
+            None if self.route_model is None else header_safe(self.route_model),
             row.prompt_tokens,
             row.completion_tokens,
             usd(row.cost_pusd),
@@ -169,7 +179,7 @@ class RequestContext:
             status,
             http_status,
             f" replica={self.replica}" if self.replica else "",
-            f" error={error.code}: {error.message}" if error else "",
+            f" error={error.code}: {_bounded(error.message)}" if error else "",
         )
 
     def release(self) -> None:
@@ -181,3 +191,8 @@ class RequestContext:
     async def fail(self, error: ApiError) -> None:
         status = "rate_limited" if error.status == 429 else "error"
         await self.finish(status, error.status, error)
+
+
+def _bounded(message: str) -> str:
+    message = message.replace("\n", " ").replace("\r", " ")
+    return message if len(message) <= _LOGGED_MESSAGE else message[:_LOGGED_MESSAGE] + "…"

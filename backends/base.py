@@ -41,6 +41,21 @@ class EngineUnavailable(EngineError):
     """The engine is not loaded (still loading, failed, or stopped)."""
 
 
+class UnknownToken(EngineError):
+    """A token id outside the model's vocabulary (llama.cpp aborts the process on one)."""
+
+    def __init__(self, token: int, vocab_size: int) -> None:
+        super().__init__(f"token id {token} is not in the vocabulary (0 to {vocab_size - 1})")
+        self.token = token
+        self.vocab_size = vocab_size
+
+
+def check_tokens(tokens: Sequence[int], vocab_size: int) -> None:
+    """Raise UnknownToken for the first id outside 0 <= id < vocab_size."""
+    if tokens and (min(tokens) < 0 or max(tokens) >= vocab_size):
+        raise UnknownToken(next(t for t in tokens if not 0 <= t < vocab_size), vocab_size)
+
+
 class UnsupportedRequest(EngineError):
     """The request asks for something this engine cannot do; ``param`` names the field."""
 
@@ -126,6 +141,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logprobs: bool = False
     top_logprobs: int = 0
+    # (token id, bias) pairs added to those tokens' logits before sampling.
+    logit_bias: tuple[tuple[int, float], ...] = ()
     # Constrain the output: a JSON schema, or {} for "any JSON object".
     json_schema: dict[str, Any] | None = None
 
@@ -228,6 +245,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    @property
+    def vocab_size(self) -> int | None:
+        """How many token ids the model knows (valid ids are 0 <= id < vocab_size); None
+        when the engine does not know (a passthrough engine's upstream checks ids)."""
+        return None
 
     @abc.abstractmethod
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:

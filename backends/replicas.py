@@ -112,6 +112,10 @@ class Lease(Backend):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self.replica.engine.detokenize(tokens)
 
+    @property
+    def vocab_size(self) -> int | None:
+        return self.replica.engine.vocab_size
+
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         return self.replica.engine.generate(prompt, params)
 
@@ -255,6 +259,13 @@ class ReplicaSet(Backend):
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._any().detokenize(tokens)
+
+    @property
+    def vocab_size(self) -> int | None:
+        try:
+            return self._any().vocab_size
+        except EngineUnavailable:
+            return None
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         lease = self.lease()

@@ -133,7 +133,7 @@ def _bare_app(registry: Any) -> Any:
         served = registry.resolve(body.model)
         ctx = RequestContext(meter, nobody, UNLIMITED, "chat")
         ctx.use_model(served)
-        answer = await complete_chat(plan_chat(body, served, ctx), ctx)
+        answer = await complete_chat(await plan_chat(body, served, ctx), ctx)
         return Response(msgspec.json.encode(answer), media_type="application/json")
 
     async def start(app: Litestar) -> None:

@@ -30,6 +30,7 @@ SamplingParameter = Literal[
     "frequency_penalty",
     "presence_penalty",
     "repetition_penalty",
+    "logit_bias",
 ]
 SAMPLING_PARAMETERS: tuple[SamplingParameter, ...] = get_args(SamplingParameter)
 

@@ -6,6 +6,7 @@ RequestContext, and gets back a dict or an async iterator of SSE bytes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from appliance.errors import InvalidRequest
 from appliance.openai.engine_calls import first_delta, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
+from appliance.openai.schema_bounds import check_schema, check_tools
 from appliance.openai.sse import account_stream, sse_event
 from appliance.openai.tool_calls import OPEN_TAG, ToolPlan, plan_tools
 from appliance.registry import ServedModel
@@ -86,6 +88,7 @@ def _json_schema(body: ChatCompletionRequest, tools: ToolPlan) -> dict[str, Any]
             "response_format of type json_schema needs `json_schema.schema`",
             param="response_format.json_schema",
         )
+    check_schema(fmt.json_schema.schema, "response_format.json_schema.schema")
     return fmt.json_schema.schema
 
 
@@ -99,19 +102,22 @@ class ChatPlan:
     created: int
 
 
-def plan_chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> ChatPlan:
+async def plan_chat(
+    body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext
+) -> ChatPlan:
     """Validate and render everything before the first byte of the answer."""
     check_declared(body, served)
     if body.top_logprobs and not body.logprobs:
         raise InvalidRequest("`top_logprobs` needs `logprobs: true`", param="top_logprobs")
     tools = plan_tools(body)
+    listed = [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None
+    if listed:
+        check_tools(listed)
     schema = _json_schema(body, tools)
     messages = template_messages(body)
     try:
-        prompt = served.engine.render_chat(
-            messages,
-            [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None,
-        )
+        # Rendering a template over long messages and tokenizing it takes a while.
+        prompt = await asyncio.to_thread(served.engine.render_chat, messages, listed)
     except EngineError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
     ctx.prompt_tokens = len(prompt.tokens)
@@ -128,6 +134,7 @@ def plan_chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestCont
             logprobs=bool(body.logprobs),
             top_logprobs=body.top_logprobs or 0,
             json_schema=schema,
+            vocab_size=served.engine.vocab_size,
         )
         for i in range(body.n or 1)
     ]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.errors import InvalidRequest
+from appliance.openai import prompts
 from appliance.openai.engine_calls import first_delta
-from appliance.openai.protocol import CompletionRequest
+from appliance.openai.protocol import MAX_COMPLETION_RUNS, CompletionRequest
 from appliance.openai.sampling import (
     check_declared,
     completion_logprobs,
@@ -22,25 +23,6 @@ from appliance.request_context import RequestContext
 from backends.base import Delta, Prompt, SamplingParams
 
 
-def prompts_of(body: CompletionRequest, served: ServedModel) -> list[Prompt]:
-    """A string, a list of strings, a list of token ids, or a list of those lists."""
-    raw = body.prompt
-    if isinstance(raw, str):
-        return [served.engine.render_text(raw)]
-    if all(isinstance(item, int) for item in raw):
-        tokens = [int(t) for t in raw]  # type: ignore[arg-type]
-        return [Prompt(served.engine.detokenize(tokens), tuple(tokens))]
-    prompts = []
-    for index, item in enumerate(raw):
-        if isinstance(item, str):
-            prompts.append(served.engine.render_text(item))
-        elif isinstance(item, list):
-            prompts.append(Prompt(served.engine.detokenize(item), tuple(item)))
-        else:
-            raise InvalidRequest("`prompt` mixes token ids and strings", param=f"prompt[{index}]")
-    return prompts
-
-
 @dataclass
 class CompletionPlan:
     body: CompletionRequest
@@ -49,7 +31,7 @@ class CompletionPlan:
     created: int
 
 
-def plan_completion(
+async def plan_completion(
     body: CompletionRequest, served: ServedModel, ctx: RequestContext
 ) -> CompletionPlan:
     check_declared(body, served)
@@ -64,15 +46,27 @@ def plan_completion(
             param="logprobs",
             code="unsupported_parameter",
         )
+    found = prompts.items(body.prompt, "prompt")
+    if len(found) * (body.n or 1) > MAX_COMPLETION_RUNS:
+        raise InvalidRequest(
+            f"{len(found)} prompts times n={body.n} is more than the {MAX_COMPLETION_RUNS} "
+            "completions one request may ask for",
+            param="n",
+        )
     runs = []
-    for prompt in prompts_of(body, served):
+    for prompt in await prompts.render(served.engine, found, "prompt"):
         ctx.prompt_tokens += len(prompt.tokens)
         max_tokens = resolve_max_tokens(
             body.max_tokens or 16, len(prompt.tokens), served, "max_tokens", ctx.policy.max_tokens
         )
         for choice in range(body.n or 1):
             params = sampling_params(
-                body, max_tokens, choice=choice, logprobs=logprobs, top_logprobs=top
+                body,
+                max_tokens,
+                choice=choice,
+                logprobs=logprobs,
+                top_logprobs=top,
+                vocab_size=served.engine.vocab_size,
             )
             runs.append((prompt, params))
     return CompletionPlan(body, served, runs, int(time.time()))

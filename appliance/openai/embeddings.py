@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from appliance.errors import ContextLengthExceeded, InvalidRequest
+from appliance.openai import prompts
 from appliance.openai.engine_calls import api_error
 from appliance.openai.protocol import EmbeddingRequest
 from appliance.registry import ServedModel
@@ -15,31 +16,21 @@ from appliance.request_context import RequestContext
 from backends.base import EngineError, Prompt
 
 
-def _inputs(body: EmbeddingRequest, served: ServedModel) -> list[Prompt]:
-    raw = body.input
-    if isinstance(raw, str):
-        items: list[Any] = [raw]
-    elif all(isinstance(item, int) for item in raw):
-        items = [list(raw)]
-    else:
-        items = list(raw)
-    prompts = []
-    for index, item in enumerate(items):
-        if isinstance(item, str):
-            if not item:
-                raise InvalidRequest("an input string is empty", param=f"input[{index}]")
-            prompts.append(served.engine.render_text(item))
-        elif isinstance(item, list):
-            prompts.append(Prompt(served.engine.detokenize(item), tuple(item)))
-        else:
-            raise InvalidRequest("`input` mixes token ids and strings", param=f"input[{index}]")
-        if len(prompts[-1].tokens) > served.config.context_length:
+async def _inputs(body: EmbeddingRequest, served: ServedModel) -> list[Prompt]:
+    found = prompts.items(body.input, "input")
+    for index, item in enumerate(found):
+        if not item:
+            what = "string" if isinstance(item, str) else "token list"
+            raise InvalidRequest(f"an input {what} is empty", param=f"input[{index}]")
+    rendered = await prompts.render(served.engine, found, "input")
+    for index, prompt in enumerate(rendered):
+        if len(prompt.tokens) > served.config.context_length:
             raise ContextLengthExceeded(
-                f"input {index} has {len(prompts[-1].tokens)} tokens; this model's maximum "
+                f"input {index} has {len(prompt.tokens)} tokens; this model's maximum "
                 f"context length is {served.config.context_length} tokens",
                 param="input",
             )
-    return prompts
+    return rendered
 
 
 async def create_embeddings(
@@ -53,11 +44,11 @@ async def create_embeddings(
         )
     if body.dimensions is not None:
         raise InvalidRequest("`dimensions` is not supported", param="dimensions")
-    prompts = _inputs(body, served)
-    ctx.prompt_tokens = sum(len(p.tokens) for p in prompts)
+    inputs = await _inputs(body, served)
+    ctx.prompt_tokens = sum(len(p.tokens) for p in inputs)
     await ctx.admit(0)
     try:
-        result = await served.engine.embed(prompts)
+        result = await served.engine.embed(inputs)
     except EngineError as exc:
         raise api_error(exc) from exc
     data = []

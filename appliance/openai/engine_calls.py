@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from appliance.errors import ApiError, InternalError, InvalidRequest, ServiceUnavailable
+from appliance.errors import (
+    ApiError,
+    ContextLengthExceeded,
+    InternalError,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from backends.base import (
     Backend,
     Delta,
@@ -13,8 +19,10 @@ from backends.base import (
     EngineOverloaded,
     EngineUnavailable,
     Prompt,
+    PromptTooLong,
     SamplingParams,
     TokenLogprob,
+    UnknownToken,
     UnsupportedRequest,
 )
 
@@ -29,6 +37,14 @@ def api_error(exc: EngineError) -> ApiError:
         return ServiceUnavailable(str(exc), retry_after=5, code="model_unavailable")
     if isinstance(exc, UnsupportedRequest):
         return InvalidRequest(str(exc), param=exc.param)
+    if isinstance(exc, UnknownToken):
+        return InvalidRequest(str(exc), param="prompt", code="invalid_token_id")
+    if isinstance(exc, PromptTooLong):
+        return ContextLengthExceeded(
+            f"This model's maximum context length is {exc.context_length} tokens, and the "
+            f"input has {exc.prompt_tokens} tokens.",
+            param="messages",
+        )
     return InternalError(f"the engine failed: {exc}")
 
 

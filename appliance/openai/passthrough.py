@@ -130,7 +130,7 @@ async def forward(
         check_declared(body, served)
         budget = _completion_budget(body, data, served, ctx, prompt)
         await ctx.admit((body.n or 1) * budget)
-        stream = body.stream
+        stream = bool(body.stream)
         if stream:
             data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
     data["model"] = served.id

@@ -1,8 +1,11 @@
-"""OpenAI request bodies as lenient msgspec Structs.
+"""OpenAI request bodies as lenient msgspec Structs, with the bounds every request meets.
 
-Lenient means unknown fields are accepted (and logged by the decoder), because SDKs add
-fields faster than servers learn them. Values are still checked: a field of the wrong
-type or out of range is a 400 that names it.
+Lenient means unknown fields decode (``appliance.openai.fields`` then decides: a field
+that does not change the output is accepted, one that would and cannot be honoured is a
+400), because SDKs add fields faster than servers learn them. Values are checked: a field
+of the wrong type, out of range or over a bound below is a 400 that names it. The bounds
+keep the work a request can cause before any limit applies small: a name is not a
+megabyte, a list is not a million items.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ ChoiceCount = Annotated[int, Meta(ge=1, le=16)]
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
 StopList = Annotated[list[str], Meta(max_length=4)]
 
+# Bounds on what one request may hold (documented in the README's limits table).
+MAX_NAME = 256  # a model name, a message's `name`, a tool call id
+MAX_MESSAGES = 2048
+MAX_TOOLS = 128  # as OpenAI
+MAX_INPUTS = 2048  # embedding inputs or completion prompts in one request, as OpenAI
+MAX_LOGIT_BIAS = 1024
+MAX_COMPLETION_RUNS = 128  # prompts times n in one /v1/completions request
+ShortText = Annotated[str, Meta(max_length=MAX_NAME)]
+FunctionName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# {"token id": bias}: added to the token's logit, -100 bans it and 100 all but forces it.
+LogitBias = Annotated[
+    dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]], Meta(max_length=MAX_LOGIT_BIAS)
+]
+
 
 class Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Base of request bodies: unknown fields are ignored, not rejected."""
@@ -32,26 +49,26 @@ class ContentPart(Wire, kw_only=True):
 
 
 class FunctionCall(Wire, kw_only=True):
-    name: str
+    name: ShortText
     arguments: str | dict[str, Any] = "{}"
 
 
 class ToolCall(Wire, kw_only=True):
     function: FunctionCall
-    id: str | None = None
+    id: ShortText | None = None
     type: Literal["function"] = "function"
 
 
 class ChatMessage(Wire, kw_only=True):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
+    name: ShortText | None = None
+    tool_calls: Annotated[list[ToolCall], Meta(max_length=MAX_TOOLS)] | None = None
+    tool_call_id: ShortText | None = None
 
 
 class FunctionDefinition(Wire, kw_only=True):
-    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    name: FunctionName
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
@@ -63,7 +80,7 @@ class Tool(Wire, kw_only=True):
 
 
 class ToolChoiceFunction(Wire, kw_only=True):
-    name: str
+    name: FunctionName
 
 
 class NamedToolChoice(Wire, kw_only=True):
@@ -75,7 +92,7 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class JsonSchemaFormat(Wire, kw_only=True):
-    name: str = "response"
+    name: ShortText = "response"
     schema: dict[str, Any] | None = None
     description: str | None = None
     strict: bool | None = None
@@ -93,7 +110,7 @@ class StreamOptions(Wire, kw_only=True):
 class SamplingFields(Wire, kw_only=True):
     """Fields shared by chat and legacy completions."""
 
-    model: str
+    model: ShortText
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -103,18 +120,19 @@ class SamplingFields(Wire, kw_only=True):
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     repetition_penalty: RepetitionPenalty | None = None
-    stream: bool = False
+    logit_bias: LogitBias | None = None
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
 
 
 class ChatCompletionRequest(SamplingFields, kw_only=True):
-    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    messages: Annotated[list[ChatMessage], Meta(min_length=1, max_length=MAX_MESSAGES)]
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool | None = None
     top_logprobs: TopLogprobs | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
 
@@ -131,7 +149,7 @@ class CompletionRequest(SamplingFields, kw_only=True):
 
 
 class EmbeddingRequest(Wire, kw_only=True):
-    model: str
+    model: ShortText
     input: str | Annotated[list[PromptItem], Meta(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Meta(ge=1)] | None = None

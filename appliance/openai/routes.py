@@ -14,9 +14,10 @@ from litestar.response import Stream
 from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound, error_response
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
-from appliance.openai.decoding import decode_body
+from appliance.openai.decoding import decode_request
 from appliance.openai.embeddings import create_embeddings
 from appliance.openai.engine_calls import api_error
+from appliance.openai.fields import refuse_unhonoured, unknown_fields
 from appliance.openai.models import admin_fields, list_models, may_use, model_object
 from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -69,7 +70,7 @@ async def _infer(
         raw = await request.body()
         if deployment is not None:
             raw = _with_model(raw, deployment)
-        body = decode_body(raw, kind)
+        body, data = decode_request(raw, kind)
         ctx.route_model = getattr(body, "model", None)
         served = runtime.models.resolve(ctx.route_model or "")
         if deployment is not None and served is not runtime.models.resolve(deployment):
@@ -84,6 +85,7 @@ async def _infer(
         if served.engine.capabilities.passthrough:
             answer = await forward(raw, body, served, ctx)
         else:
+            refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
             answer = await serve(body, served, ctx)
     except ApiError as exc:
         await ctx.fail(exc)
@@ -99,13 +101,13 @@ async def _infer(
 
 
 async def _chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
-    plan = plan_chat(body, served, ctx)
+    plan = await plan_chat(body, served, ctx)
     await ctx.admit(sum(choice.max_tokens for choice in plan.choices))
     return await (open_chat_stream(plan, ctx) if body.stream else complete_chat(plan, ctx))
 
 
 async def _completion(body: CompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
-    plan = plan_completion(body, served, ctx)
+    plan = await plan_completion(body, served, ctx)
     await ctx.admit(sum(params.max_tokens for _, params in plan.runs))
     return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
 

@@ -16,6 +16,8 @@ from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, 
 from appliance.registry import ServedModel
 from backends.base import SamplingParams
 
+SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are 32-bit: any int seed maps onto one
+
 
 def _is_default(name: str, value: Any) -> bool:
     defaults: dict[str, Callable[[Any], bool]] = {
@@ -33,6 +35,7 @@ def _is_default(name: str, value: Any) -> bool:
         "frequency_penalty": lambda v: v is None or v == 0,
         "presence_penalty": lambda v: v is None or v == 0,
         "repetition_penalty": lambda v: v is None or v == 1,
+        "logit_bias": lambda v: not v,
     }
     return defaults[name](value)
 
@@ -53,6 +56,27 @@ def check_declared(body: SamplingFields, served: ServedModel) -> None:
     caps = served.engine.capabilities
     if values["logprobs"] not in (None, False, 0) and not caps.logprobs:
         raise InvalidRequest(f"the model `{served.id}` cannot return logprobs", param="logprobs")
+    if body.logit_bias:
+        logit_bias(body.logit_bias, served.engine.vocab_size)
+
+
+def logit_bias(
+    biases: dict[str, float] | None, vocab_size: int | None
+) -> tuple[tuple[int, float], ...]:
+    """`logit_bias` as (token id, bias) pairs; 400 naming it for a key that is not a token
+    id of the model (`vocab_size` None: the upstream checks the ids)."""
+    pairs: dict[int, float] = {}
+    for key, bias in (biases or {}).items():
+        token = int(key) if key.isascii() and key.isdigit() and len(key) <= 10 else -1
+        if token < 0 or (vocab_size is not None and token >= vocab_size):
+            shown = key if len(key) <= 20 else key[:20] + "…"
+            limit = f" 0 to {vocab_size - 1}" if vocab_size is not None else ""
+            raise InvalidRequest(
+                f"`logit_bias` keys are token ids{limit}; `{shown}` is not one",
+                param="logit_bias",
+            )
+        pairs[token] = bias
+    return tuple(pairs.items())
 
 
 def stop_list(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -110,9 +134,10 @@ def sampling_params(
     logprobs: bool = False,
     top_logprobs: int = 0,
     json_schema: dict[str, Any] | None = None,
+    vocab_size: int | None = None,
 ) -> SamplingParams:
     """Params for one choice; choice i of a seeded request uses seed + i, so n>1 differs."""
-    seed = None if body.seed is None else body.seed + choice
+    seed = None if body.seed is None else (body.seed + choice) & SEED_MASK
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature,
@@ -124,6 +149,7 @@ def sampling_params(
         repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
         logprobs=logprobs,
         top_logprobs=top_logprobs,
+        logit_bias=logit_bias(body.logit_bias, vocab_size),
         json_schema=json_schema,
     )
 

@@ -7,6 +7,10 @@
   objects naming declared functions.
 - ``auto``: unconstrained; ``<tool_call>{...}</tool_call>`` blocks in the text (the
   convention of Hermes/Qwen-style chat templates) become tool_calls.
+
+A call's ``arguments`` is always a valid JSON text. A constrained answer cut short by
+``max_tokens`` is not a call at all: the message has neither content nor tool_calls, and
+its finish_reason ``length`` says why.
 """
 
 from __future__ import annotations
@@ -75,13 +79,17 @@ class ToolPlan:
         """Split generated text into (content, tool_calls)."""
         if self.mode == "named":
             assert self.name is not None
-            return None, [_call(self.name, text)]
+            try:
+                arguments = json.loads(text)
+            except ValueError:
+                return None, []  # cut short by max_tokens
+            return None, [_call(self.name, arguments)]
         if self.mode == "required":
             try:
                 items = json.loads(text)
                 return None, [_call(item["name"], item["arguments"]) for item in items]
             except (ValueError, TypeError, KeyError):
-                return text, []  # cut short by max_tokens: hand back what there is
+                return None, []  # cut short by max_tokens
         if self.mode == "auto":
             calls = []
             for match in _BLOCK.finditer(text):

@@ -19,7 +19,6 @@ from backends.base import (
     EngineError,
     EngineUnavailable,
     Prompt,
-    PromptTooLong,
     SamplingParams,
     UnsupportedRequest,
 )
@@ -94,6 +93,13 @@ class BatchingEngine(LlamaCppEngine):
         self._resources.callback(self._scheduler.stop)
         return model
 
+    def _sampler(self, model: LlamaModel, params: SamplingParams) -> SlotSampler:
+        grammar = None if params.json_schema is None else self.json_grammar(params.json_schema)
+        try:
+            return SlotSampler(model, params, grammar)
+        except ValueError as exc:
+            raise UnsupportedRequest(str(exc), "response_format") from exc
+
     def _unload(self) -> None:
         self._resources.close()
         self._scheduler = None
@@ -103,16 +109,15 @@ class BatchingEngine(LlamaCppEngine):
         scheduler = self._scheduler
         if scheduler is None:
             raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
-        if not prompt.tokens:
-            raise UnsupportedRequest("the prompt is empty", "prompt")
-        if len(prompt.tokens) > self.settings.context_length:
-            raise PromptTooLong(len(prompt.tokens), self.settings.context_length)
-        grammar = None if params.json_schema is None else self.json_grammar(params.json_schema)
+        self._check_prompt(prompt)
+        # Compiling a grammar and parsing it into a sampler may take a while for a large
+        # schema: off the event loop, so other requests' deltas keep flowing.
+        sampler = await asyncio.to_thread(self._sampler, model, params)
         queue: asyncio.Queue[object] = asyncio.Queue()
         request = Request(
             prompt.tokens,
             params,
-            SlotSampler(model, params, grammar),
+            sampler,
             scheduler.outbox,
             asyncio.get_running_loop(),
             queue,

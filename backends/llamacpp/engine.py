@@ -32,9 +32,12 @@ from backends.base import (
     EngineStatus,
     EngineUnavailable,
     Prompt,
+    PromptTooLong,
     UnsupportedRequest,
+    check_tokens,
 )
 from backends.llamacpp.chat_template import ChatTemplate
+from backends.llamacpp.embedding import embed_tokens
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -43,6 +46,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+EMBEDDING_CONTEXT = 8192  # the most tokens one embedding input may have
+
+# What may not stand unescaped inside a JSON string (RFC 8259): a quote, a backslash, a
+# control character. llama-cpp-python's schema grammars let U+0000-U+001F through in their
+# string characters (`char ::= [^"\\] ...`), in a pattern's `.` (`dot ::= [^\x0A\x0D]`)
+# and in the negated classes of patterns and key rules; all of these stand inside JSON
+# strings, and nothing else in such a grammar is a negated class.
+_NOT_IN_STRINGS = '"\\\\\\x00-\\x1F\\x7F'
+
+
+def strict_json_strings(grammar: str) -> str:
+    """A schema grammar whose strings hold only what RFC 8259 allows unescaped."""
+    return grammar.replace("[^", "[^" + _NOT_IN_STRINGS)
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class LlamaCppEngine(Backend, abc.ABC):
         self._load_seconds: float | None = None
         self._error: str | None = None
         self._grammars: dict[str, str] = {}
+        self._n_vocab: int | None = None
         self._seconds_per_request = 1.0
 
     @property
@@ -146,6 +163,7 @@ class LlamaCppEngine(Backend, abc.ABC):
             self._error = f"{type(exc).__name__}: {exc}"
             raise EngineError(f"cannot load {self.settings.path}: {exc}") from exc
         self._model = model
+        self._n_vocab = model.n_vocab()
         self._template = ChatTemplate(
             model.metadata().get("tokenizer.chat_template"),
             bos_token=self._token_text(model.token_bos()),
@@ -196,7 +214,21 @@ class LlamaCppEngine(Backend, abc.ABC):
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         model = self._ready_model()
+        check_tokens(tokens, model.n_vocab())
         return model.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self._n_vocab
+
+    def _check_prompt(self, prompt: Prompt) -> None:
+        """What llama.cpp must never be given: an empty prompt, one longer than the
+        context, a token id outside the vocabulary (it aborts the whole process)."""
+        if not prompt.tokens:
+            raise UnsupportedRequest("the prompt is empty", "prompt")
+        if len(prompt.tokens) > self.settings.context_length:
+            raise PromptTooLong(len(prompt.tokens), self.settings.context_length)
+        check_tokens(prompt.tokens, self._ready_model().n_vocab())
 
     def json_grammar(self, schema: dict[str, Any]) -> str:
         """The GBNF grammar for a JSON schema ({} = any JSON object), checked and cached.
@@ -212,7 +244,7 @@ class LlamaCppEngine(Backend, abc.ABC):
         if grammar is not None:
             return grammar
         try:
-            grammar = json_schema_to_gbnf(key) if schema else JSON_GBNF
+            grammar = strict_json_strings(json_schema_to_gbnf(key)) if schema else JSON_GBNF
         except Exception as exc:
             raise UnsupportedRequest(
                 f"cannot constrain output to this JSON schema: {exc}", "response_format"
@@ -247,13 +279,17 @@ class LlamaCppEngine(Backend, abc.ABC):
         self._ready_model()
         if not self.settings.embeddings:
             raise EngineError(f"embeddings are turned off for {self.settings.model_id}")
+        for prompt in inputs:
+            self._check_prompt(prompt)
+            if len(prompt.tokens) > EMBEDDING_CONTEXT:
+                raise PromptTooLong(len(prompt.tokens), EMBEDDING_CONTEXT)
         return await self._in_worker(lambda: self._embed(inputs))
 
     def _embed(self, inputs: Sequence[Prompt]) -> Embeddings:
         import llama_cpp
 
         if self._embedder is None:
-            size = min(self.settings.context_length, 8192)
+            size = min(self.settings.context_length, EMBEDDING_CONTEXT)
             self._embedder = llama_cpp.Llama(
                 model_path=str(self.settings.path),
                 n_ctx=size,
@@ -265,7 +301,5 @@ class LlamaCppEngine(Backend, abc.ABC):
                 pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                 verbose=False,
             )
-        vectors, count = self._embedder.embed(
-            [p.text for p in inputs], normalize=True, truncate=False, return_count=True
-        )
-        return Embeddings(vectors=[list(map(float, v)) for v in vectors], prompt_tokens=count)
+        vectors = embed_tokens(self._embedder, [p.tokens for p in inputs])
+        return Embeddings(vectors=vectors, prompt_tokens=sum(len(p.tokens) for p in inputs))

@@ -1,8 +1,8 @@
 """One sequence's llama.cpp sampler chain, built from its SamplingParams.
 
 The chain is the one llama-cpp-python's ``Llama.generate`` builds for the same values
-(penalties over the last 64 generated tokens, the grammar, then greedy at temperature
-0, else top-k off, typical off, top-p, min-p off, temperature and a seeded draw), so a
+(the logit bias, penalties over the last 64 generated tokens, the grammar, then greedy at
+temperature 0, else top-k off, typical off, top-p, min-p off, temperature and a seeded draw), so a
 seeded request samples the same tokens on either engine. Building it reads only the
 vocabulary, so it happens on the event loop; the batching thread samples with it and
 frees it.
@@ -29,6 +29,11 @@ class SlotSampler:
         self._chain: llama_cpp.llama_sampler_p | None = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
+        if params.logit_bias:
+            biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
+                *(llama_cpp.llama_logit_bias(token, bias) for token, bias in params.logit_bias)
+            )
+            self._add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab(), len(biases), biases))
         self._add(
             llama_cpp.llama_sampler_init_penalties(
                 model.n_vocab(),

@@ -19,7 +19,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from backends.base import (
     Delta,
@@ -83,14 +86,14 @@ class SerialEngine(LlamaCppEngine):
             self._llama = None
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        from llama_cpp.llama_grammar import LlamaGrammar
-
         self._ready_model()
+        self._check_prompt(prompt)
         if self._waiting >= self.settings.max_queue:
             raise self._overloaded(self._waiting)
         grammar = None
         if params.json_schema is not None:
-            grammar = LlamaGrammar.from_string(self.json_grammar(params.json_schema))
+            # A large schema takes a while to compile: off the event loop.
+            grammar = await asyncio.to_thread(self._grammar, params.json_schema)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
 
@@ -112,6 +115,11 @@ class SerialEngine(LlamaCppEngine):
             # The worker must be done with this job before the caller moves on.
             with contextlib.suppress(Exception):
                 await asyncio.shield(future)
+
+    def _grammar(self, schema: dict[str, Any]) -> LlamaGrammar:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        return LlamaGrammar.from_string(self.json_grammar(schema), verbose=False)
 
     def _run_job(self, job: _Job) -> None:
         with self._counts:
@@ -138,6 +146,9 @@ class SerialEngine(LlamaCppEngine):
         params = job.params
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
         capture = LogprobCapture(llama, params.top_logprobs) if params.logprobs else None
+        processors = capture.processors() if capture else llama_cpp.LogitsProcessorList()
+        if params.logit_bias:
+            processors.append(_logit_bias(params.logit_bias))
         assembler = StopTextAssembler(params.stop)
         vocab = llama._model.vocab
         n_ctx = llama.n_ctx()
@@ -153,7 +164,7 @@ class SerialEngine(LlamaCppEngine):
             repeat_penalty=params.repetition_penalty,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty,
-            logits_processor=capture.processors() if capture else None,
+            logits_processor=processors or None,
             grammar=job.grammar,
         )
         for token in tokens:
@@ -174,3 +185,19 @@ class SerialEngine(LlamaCppEngine):
                 break
         tokens.close()
         job.post(Delta(assembler.flush(), 0, finish_reason=finish))
+
+
+def _logit_bias(
+    biases: tuple[tuple[int, float], ...],
+) -> Callable[[npt.NDArray[np.intc], npt.NDArray[np.single]], npt.NDArray[np.single]]:
+    """A logits processor adding each bias to its token's logit."""
+    tokens = np.array([token for token, _ in biases], dtype=np.intc)
+    values = np.array([bias for _, bias in biases], dtype=np.single)
+
+    def apply(
+        _input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        scores[tokens] += values
+        return scores
+
+    return apply

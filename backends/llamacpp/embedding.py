@@ -1,0 +1,58 @@
+"""Embeddings of token sequences with a llama.cpp context made with ``embedding=True``.
+
+llama-cpp-python's ``Llama.embed`` takes text and tokenizes it again; a client that sends
+token ids (LangChain does by default) must have exactly those ids embedded. This is the
+same batching and mean pooling over the ids as given: sequences are packed into one
+decode while they fit the batch and the context's sequence count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+
+def embed_tokens(llama: llama_cpp.Llama, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+    """One L2-normalized, mean-pooled vector per token sequence (each fits the batch)."""
+    import llama_cpp
+
+    n_embd = llama.n_embd()
+    n_batch = llama.n_batch
+    n_seq_max = llama.context_params.n_seq_max
+    vectors: list[list[float]] = []
+    # llama-cpp-python's own helpers over the batch and context (untyped there).
+    batch: Any = llama._batch
+    ctx: Any = llama._ctx
+    owner: Any = llama
+
+    def decode(count: int) -> None:
+        ctx.kv_cache_clear()
+        ctx.decode(batch)
+        batch.reset()
+        for seq in range(count):
+            pointer = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq)
+            vector = np.array(pointer[:n_embd], dtype=np.float64)
+            norm = float(np.linalg.norm(vector))
+            vectors.append((vector / norm if norm else vector).tolist())
+
+    batch.reset()
+    in_batch = tokens_in_batch = 0
+    for tokens in inputs:
+        if len(tokens) > n_batch:
+            raise ValueError(f"an input has {len(tokens)} tokens; at most {n_batch} fit")
+        if in_batch and (tokens_in_batch + len(tokens) > n_batch or in_batch >= n_seq_max):
+            decode(in_batch)
+            in_batch = tokens_in_batch = 0
+        batch.add_sequence(list(tokens), in_batch, True)
+        in_batch += 1
+        tokens_in_batch += len(tokens)
+    if in_batch:
+        decode(in_batch)
+    ctx.kv_cache_clear()
+    owner.reset()
+    return vectors
