@@ -259,7 +259,7 @@ class VllmEngine(PassthroughBackend):
         if stream:
             # vLLM reports the usage in every chunk, so an abandoned stream bills exactly.
             options = body.get("stream_options") or {}
-            body = {**body, "stream_options": {"continuous_usage_stats": True, **options}}
+            body = {**body, "stream_options": {**options, "continuous_usage_stats": True}}
         server = self._server
         try:
             return await server.forward(endpoint, body, stream=stream, deployment=server.base_url)
