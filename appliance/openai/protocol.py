@@ -22,7 +22,8 @@ RepetitionPenalty = Annotated[float, Meta(gt=0.0, le=2.0)]
 MaxTokens = Annotated[int, Meta(ge=1)]
 ChoiceCount = Annotated[int, Meta(ge=1, le=16)]
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
-StopList = Annotated[list[str], Meta(max_length=4)]
+StopText = Annotated[str, Meta(max_length=1024)]
+StopList = Annotated[list[StopText], Meta(max_length=4)]
 
 # Bounds on what one request may hold (documented in the README's limits table).
 MAX_NAME = 256  # a model name, a message's `name`, a tool call id
@@ -115,7 +116,7 @@ class SamplingFields(Wire, kw_only=True):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     n: ChoiceCount | None = None
-    stop: str | StopList | None = None
+    stop: StopText | StopList | None = None
     seed: int | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None

@@ -116,7 +116,7 @@ def _with_model(raw: bytes, deployment: str) -> bytes:
     """A body without `model` gets the deployment's name; anything else is left to decode."""
     try:
         data = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return raw
     if isinstance(data, dict) and data.get("model") is None:
         data["model"] = deployment

@@ -300,6 +300,9 @@ def test_deep_json_is_a_400(server: RunningServer) -> None:
         post(server, "/chat/completions", b'{"model": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400
     )
     assert error["code"] == "invalid_json"
+    for path in ("/chat/completions", "/models/tiny/completions"):
+        nested = b'{"prompt": "x", "model": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        assert error_of(post(server, path, nested), 400)["code"] == "invalid_json"
     alive(server)
 
 
@@ -334,6 +337,8 @@ def _deep_schema(levels: int) -> dict[str, Any]:
             "tools[0].function.parameters",
         ),
         ("/embeddings", {"model": "tiny", "input": ["x"] * 2049}, "input"),
+        ("/chat/completions", chat(stop="x" * 1025), "stop"),
+        ("/chat/completions", chat(stop=["a", "x" * 1025]), "stop[1]"),
         ("/completions", {"model": "tiny", "prompt": ["x"] * 16, "n": 16}, "n"),
         (
             "/chat/completions",
