@@ -10,7 +10,7 @@ import numpy as np
 from appliance.errors import ContextLengthExceeded, InvalidRequest
 from appliance.openai import prompts
 from appliance.openai.engine_calls import api_error
-from appliance.openai.protocol import EmbeddingRequest
+from appliance.openai.protocol import MAX_EMBEDDING_TOKENS, EmbeddingRequest
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from backends.base import EngineError, Prompt
@@ -23,6 +23,13 @@ async def _inputs(body: EmbeddingRequest, served: ServedModel) -> list[Prompt]:
             what = "string" if isinstance(item, str) else "token list"
             raise InvalidRequest(f"an input {what} is empty", param=f"input[{index}]")
     rendered = await prompts.render(served.engine, found, "input")
+    total = sum(len(prompt.tokens) for prompt in rendered)
+    if total > MAX_EMBEDDING_TOKENS:
+        raise InvalidRequest(
+            f"`input` holds {total} tokens; at most {MAX_EMBEDDING_TOKENS} may be embedded "
+            "in one request",
+            param="input",
+        )
     for index, prompt in enumerate(rendered):
         if len(prompt.tokens) > served.config.context_length:
             raise ContextLengthExceeded(

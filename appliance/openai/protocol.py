@@ -31,6 +31,7 @@ MAX_MESSAGES = 2048
 MAX_TOOLS = 128  # as OpenAI
 MAX_INPUTS = 2048  # embedding inputs or completion prompts in one request, as OpenAI
 MAX_LOGIT_BIAS = 1024
+MAX_EMBEDDING_TOKENS = 300_000  # tokens in all the inputs of one request, as OpenAI
 MAX_COMPLETION_RUNS = 128  # prompts times n in one /v1/completions request
 ShortText = Annotated[str, Meta(max_length=MAX_NAME)]
 FunctionName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

@@ -354,12 +354,15 @@ def test_bounds_before_any_work(
     assert error["param"] == param, error
 
 
-def test_a_huge_model_string_is_refused_cheaply(launch: Any) -> None:
+def test_huge_requests_are_refused_cheaply(launch: Any) -> None:
     big = launch(body=8 * 1024 * 1024)
     answer = post(big, "/chat/completions", chat(model="x" * 4_000_000), timeout=30)
     error = error_of(answer, 400)
     assert error["param"] == "model" and len(answer.text) < 2000
     assert "x" * 300 not in big.log()
+    many = {"model": "tiny", "input": [[5] * 147] * 2048}  # 301,056 tokens
+    error = error_of(post(big, "/embeddings", many, timeout=60), 400)
+    assert error["param"] == "input" and "300000" in error["message"]
     alive(big)
 
 
