@@ -79,6 +79,10 @@ class ChatTemplate:
             )
         except jinja2.TemplateError as exc:
             raise EngineError(f"the model's chat template rejected the messages: {exc}") from exc
+        except Exception as exc:  # a template is a model file's code: any failure refuses
+            raise EngineError(
+                f"the model's chat template failed on these messages: {type(exc).__name__}"
+            ) from exc
 
 
 def _with_tool_instructions(
