@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -161,6 +162,21 @@ MIGRATIONS: Sequence[Migration] = (
         )
         """,
     ),
+    Migration(
+        # A counter only writes to api_keys move (from any process: the triggers live in
+        # the file), so the server reloads keys when keys change, not on every ledger commit.
+        "0005_key_changes",
+        """
+        CREATE TABLE key_changes (n INTEGER NOT NULL);
+        INSERT INTO key_changes (n) VALUES (0);
+        CREATE TRIGGER key_inserted AFTER INSERT ON api_keys
+            BEGIN UPDATE key_changes SET n = n + 1; END;
+        CREATE TRIGGER key_updated AFTER UPDATE ON api_keys
+            BEGIN UPDATE key_changes SET n = n + 1; END;
+        CREATE TRIGGER key_deleted AFTER DELETE ON api_keys
+            BEGIN UPDATE key_changes SET n = n + 1; END;
+        """,
+    ),
 )
 
 
@@ -231,6 +247,19 @@ async def open_database(path: pathlib.Path) -> Database:
     return Database(writer, reader)
 
 
+def statements(sql: str) -> list[str]:
+    """A script's statements, split where SQLite says one is complete (a trigger's body
+    holds semicolons of its own)."""
+    found, pending = [], ""
+    for part in sql.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    return found
+
+
 async def migrate(db: aiosqlite.Connection) -> list[str]:
     """Apply the migrations this file has not seen; return their names."""
     await db.execute(
@@ -246,9 +275,8 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
         log.info("applying migration %s", migration.name)
         await db.execute("BEGIN")
         try:
-            for statement in migration.sql.split(";"):
-                if statement.strip():
-                    await db.execute(statement)
+            for statement in statements(migration.sql):
+                await db.execute(statement)
             await db.execute("INSERT INTO schema_migrations (name) VALUES (?)", (migration.name,))
             await db.execute("COMMIT")
         except Exception:

@@ -5,7 +5,7 @@ from the file is revoked. Keys made through the API or the CLI (source ``api``) 
 only in the database. Lookups go through an in-memory map from hash to key, and the
 final comparison uses ``hmac.compare_digest`` so it takes the same time however many
 characters match. Another process (the `radiance keys` CLI) may change the table:
-``refresh`` notices through SQLite's data_version and reloads.
+``refresh`` notices through a counter that only writes to the keys move, and reloads.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class KeyStore:
         self._by_id: dict[str, ApiKey] = {}
         self._revoked: set[str] = set()  # hashes of revoked keys, for a clear 401
         self._version: int | None = None
+        self._changes = -1
 
     async def sync_declared(self, declared: Sequence[KeyConfig]) -> None:
         """Make the stored config keys match radiance.yaml, then reload the cache."""
@@ -161,10 +162,23 @@ class KeyStore:
         self._revoked = {key.secret_hash for key in keys if key.revoked_at is not None}
         self._by_id = {key.id: key for key in keys}
         self._version = await self._db.data_version()
+        self._changes = await self._key_changes()
+
+    async def _key_changes(self) -> int:
+        async with self._db.conn.execute("SELECT n FROM key_changes") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def refresh(self) -> bool:
-        """Reload if another process changed the database since the last load."""
-        if await self._db.data_version() == self._version:
+        """Reload if another process changed the keys since the last load.
+
+        SQLite's data_version says that another connection wrote to the file (the ledger
+        does, all the time); the key_changes counter says whether it wrote to the keys."""
+        version = await self._db.data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        if await self._key_changes() == self._changes:
             return False
         await self.reload()
         return True

@@ -48,3 +48,23 @@ async def test_declared_keys_sync_rotate_and_revoke(tmp_path: pathlib.Path) -> N
     assert stored["bob"].revoked_at is not None
     assert stored["alice"].prefix == display_prefix("alice-secret-2") == "ali"
     await db.close()
+
+
+async def test_keys_reload_on_key_writes_only(tmp_path: pathlib.Path) -> None:
+    """Another process's ledger rows leave the keys alone; its key writes are picked up."""
+    path = tmp_path / "state.db"
+    db = await open_database(path)
+    keys = KeyStore(db)
+    await keys.sync_declared([KeyConfig(name="alice", secret="alice-secret-1")])
+    with sqlite3.connect(path) as other:  # what the ledger's writer connection does
+        other.execute(
+            "INSERT INTO requests (id, endpoint, status, http_status, latency_ms, started_at,"
+            " ended_at) VALUES ('r1', 'chat', 'ok', 200, 1.0, 0, 0)"
+        )
+    assert await keys.refresh() is False
+    with sqlite3.connect(path) as other:  # what `radiance keys revoke` does
+        other.execute("UPDATE api_keys SET revoked_at = 1 WHERE name = 'alice'")
+    assert await keys.refresh() is True
+    assert keys.authenticate("alice-secret-1") is None
+    assert await keys.refresh() is False
+    await db.close()
