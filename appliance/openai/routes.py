@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,7 +12,14 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound, error_response
+from appliance.errors import (
+    ApiError,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    NotFound,
+    error_response,
+)
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_request
@@ -28,6 +36,7 @@ from appliance.runtime import Runtime
 from backends.base import EngineError
 from backends.replicas import ReplicaSet
 
+log = logging.getLogger(__name__)
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
 Answer = dict[str, Any] | AsyncIterator[bytes]
@@ -90,8 +99,13 @@ async def _infer(
     except ApiError as exc:
         await ctx.fail(exc)
         return error_response(exc, ctx.headers())
-    except BaseException:
-        ctx.release()
+    except Exception:
+        log.exception("request %s failed in the server", ctx.id)
+        error = InternalError("the server failed to handle this request")
+        await ctx.fail(error)
+        return error_response(error, ctx.headers())
+    except BaseException:  # cancelled: the client went away, or the server stops
+        await ctx.finish("cancelled", 499)
         raise
     if isinstance(answer, dict):
         await ctx.finish()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
-from appliance.errors import ApiError, envelope
+from appliance.errors import ApiError, InternalError, envelope
 from appliance.request_context import RequestContext
 
+log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 
 
@@ -40,6 +42,12 @@ async def account_stream(ctx: RequestContext, events: AsyncIterator[bytes]) -> A
         status = "error"
         await ctx.fail(exc)
         yield stream_error(exc)
+    except Exception:
+        status = "error"
+        log.exception("request %s failed in the server mid-stream", ctx.id)
+        error = InternalError("the server failed while streaming this answer")
+        await ctx.fail(error)
+        yield stream_error(error)
     finally:
         if status == "cancelled":
             await ctx.finish("cancelled", 499)

@@ -22,9 +22,13 @@ class ScriptedEngine(Backend):
 
     capabilities = Capabilities(embeddings=False, logprobs=False, json_schema=True, tools=True)
 
-    def __init__(self, pieces: Sequence[str], fail_after: int | None = None) -> None:
+    def __init__(
+        self, pieces: Sequence[str], fail_after: int | None = None, bug_at: str | None = None
+    ) -> None:
         self.pieces = list(pieces)
         self.fail_after = fail_after
+        # A bug of our own (not an EngineError) at "render", "first", "middle" or "end".
+        self.bug_at = bug_at
         self.seen: list[SamplingParams] = []
         self._status = EngineStatus.STOPPED
 
@@ -44,6 +48,8 @@ class ScriptedEngine(Backend):
     def render_chat(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
     ) -> Prompt:
+        if self.bug_at == "render":
+            raise RuntimeError("a bug while rendering")
         text = "\n".join(str(m.get("content")) for m in messages)
         return self.render_text(text)
 
@@ -55,9 +61,15 @@ class ScriptedEngine(Backend):
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
         self.seen.append(params)
+        if self.bug_at == "first":
+            raise RuntimeError("a bug before the first token")
         for number, piece in enumerate(self.pieces[: params.max_tokens]):
             if self.fail_after is not None and number == self.fail_after:
                 raise EngineError("the device fell over")
+            if self.bug_at == "middle" and number == 1:
+                raise RuntimeError("a bug mid-stream")
             yield Delta(piece, 1)
+        if self.bug_at == "end":
+            raise RuntimeError("a bug after the last token")
         reason = "length" if len(self.pieces) > params.max_tokens else "stop"
         yield Delta("", 0, finish_reason=reason)

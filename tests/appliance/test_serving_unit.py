@@ -136,3 +136,41 @@ async def test_default_budget_is_the_rest_of_the_context(tmp_path: pathlib.Path)
     usage = reply.json()["usage"]
     assert engine.seen[0].max_tokens == 64 - usage["prompt_tokens"]
     assert usage["completion_tokens"] == engine.seen[0].max_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stage", ["render", "first", "middle", "end"])
+async def test_a_bug_anywhere_settles_the_request_once(
+    tmp_path: pathlib.Path, stage: str, stream: bool
+) -> None:
+    """A failure of our own code: a 500 (or an error event) in the envelope, one ledger row
+    billing what was made, and the key's only concurrency slot free for the next request."""
+    config = CONFIG.replace("secret: " + KEY + "}", "secret: " + KEY + ", tier: one}")
+    config += "tiers: {one: {concurrency: 1}}\n"
+    (tmp_path / "fake.gguf").write_bytes(b"GGUF")
+    loaded = parse_config_text(config, "radiance.yaml", tmp_path, {})
+    engine = ScriptedEngine(["a", "b", "c"], bug_at=stage)
+    registry = ModelRegistry([ServedModel(loaded.config.models[0], "cpu", engine)])
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with AsyncTestClient(app=create_app(loaded, registry=registry)) as client:
+        for _ in range(3):
+            reply = await client.post(
+                "/v1/chat/completions", json=chat(stream=stream), headers=headers
+            )
+            if reply.status_code == 200:  # the stream had begun: an error event ends it
+                events = [line[6:] for line in reply.text.splitlines() if line.startswith("data: ")]
+                assert json.loads(events[-2])["error"]["code"] == "internal_error"
+                assert events[-1] == "[DONE]"
+            else:
+                assert reply.status_code == 500, reply.text
+                assert reply.json()["error"]["code"] == "internal_error"
+        engine.bug_at = None
+        assert (
+            await client.post("/v1/chat/completions", json=chat(), headers=headers)
+        ).status_code == 200
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        rows = db.execute("SELECT status, http_status, completion_tokens FROM requests").fetchall()
+    assert len(rows) == 4
+    made = {"render": 0, "first": 0, "middle": 1, "end": 3}[stage]
+    assert rows[:3] == [("error", 500, made)] * 3
+    assert rows[3][0] == "ok"
