@@ -284,3 +284,20 @@ def test_connections_beyond_max_connections_get_503(
             third.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             third.settimeout(CLOSE_BOUND)
             assert third.recv(4096).startswith(b"HTTP/1.1 503 ")
+
+
+def test_radiance_up_raises_its_open_file_limit(
+    serve: Callable[..., RunningServer],
+) -> None:
+    limits = pathlib.Path("/proc/self/limits")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if not limits.exists() or hard == resource.RLIM_INFINITY or hard <= 512:
+        pytest.skip("needs Linux's /proc and a finite hard open-file limit above 512")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))  # the server inherits this
+    try:
+        running = serve()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    text = pathlib.Path(f"/proc/{running.process.pid}/limits").read_text()
+    [line] = [row for row in text.splitlines() if row.startswith("Max open files")]
+    assert line.split()[3:5] == [str(hard), str(hard)]
