@@ -203,6 +203,17 @@ def test_metrics_key_is_optional_and_at_least_16_characters(tmp_path: pathlib.Pa
 # --- connections ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("header_timeout_seconds", 0), ("keep_alive_seconds", 0), ("max_connections", 0)],
+)
+def test_connection_limits_must_be_positive(tmp_path: pathlib.Path, field: str, value: int) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(f"server:\n  {field}: {value}\n", "radiance.yaml", tmp_path, {})
+    [problem] = info.value.problems
+    assert problem.path == f"$.server.{field}" and problem.line == 2
+
+
 def test_a_thousand_idle_connections_do_not_block_a_request(
     serve: Callable[..., RunningServer],
 ) -> None:
