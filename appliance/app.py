@@ -63,9 +63,17 @@ async def _follow_key_changes(keys: KeyStore) -> None:
             log.exception("could not reload API keys")
 
 
-@get("/metrics", summary="Prometheus metrics", media_type=CONTENT_TYPE, tags=["metrics"])
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Needs the admin key or `server.metrics_key` as a Bearer token.",
+    media_type=CONTENT_TYPE,
+    tags=["metrics"],
+)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return Response(Runtime.of(request).meter.metrics.render(), media_type=CONTENT_TYPE)
+    runtime = Runtime.of(request)
+    runtime.auth.metrics_reader(request.headers.get("authorization"))
+    return Response(runtime.meter.metrics.render(), media_type=CONTENT_TYPE)
 
 
 MANAGEMENT = [
@@ -119,14 +127,18 @@ def create_app(
                 loaded, models, DeploymentStore(db), events, factory=engines
             )
             await deployments.start()
-            admin = config.server.admin_key
+            admin, reader = config.server.admin_key, config.server.metrics_key
             app.state.runtime = Runtime(
                 loaded=loaded,
                 db=db,
                 keys=keys,
                 ledger=ledger,
                 models=models,
-                auth=Authenticator(keys, hash_secret(admin) if admin else None),
+                auth=Authenticator(
+                    keys,
+                    hash_secret(admin) if admin else None,
+                    hash_secret(reader) if reader else None,
+                ),
                 meter=Meter(ledger, Limiter(), spending, Metrics(models)),
                 events=events,
                 webhooks=WebhookStore(db),

@@ -1,4 +1,7 @@
-"""Who is calling: a Bearer key from radiance.yaml or the database, or the admin key."""
+"""Who is calling: a Bearer key from radiance.yaml or the database, or the admin key.
+
+`/metrics` is for the admin key or `server.metrics_key` only; both are kept as hashes.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ ADMIN_KEY_ID = "admin"
 class Authenticator:
     keys: KeyStore
     admin_hash: str | None
+    metrics_hash: str | None = None
 
     def secret(self, header: str | None) -> str:
         if not header:
@@ -44,6 +48,17 @@ class Authenticator:
         raise Unauthorized("Incorrect API key provided.")
 
     def is_admin_secret(self, secret: str) -> bool:
-        return self.admin_hash is not None and hmac.compare_digest(
-            self.admin_hash, hash_secret(secret)
-        )
+        return _same(self.admin_hash, secret)
+
+    def metrics_reader(self, header: str | None) -> None:
+        """Pass the admin key or the metrics key; anything else is a 401."""
+        secret = self.secret(header)
+        if not (self.is_admin_secret(secret) or _same(self.metrics_hash, secret)):
+            raise Unauthorized(
+                "/metrics needs the admin key or server.metrics_key as a Bearer token."
+            )
+
+
+def _same(known_hash: str | None, secret: str) -> bool:
+    """Whether `secret` hashes to `known_hash`, compared in constant time."""
+    return known_hash is not None and hmac.compare_digest(known_hash, hash_secret(secret))

@@ -21,7 +21,7 @@ import pytest
 from backends.llamacpp.demo_model import TINY, DemoModelSpec, write_demo_model
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-READY = re.compile(r"radiance ready on (http://[^ ]+/v1)")
+READY = re.compile(r"radiance ready on (https?://[^ ]+/v1)")
 
 ALICE = "sk-alice-test-0123456789"
 BOB = "sk-bob-test-9876543210"

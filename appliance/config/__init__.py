@@ -16,6 +16,7 @@ from appliance.config.schema import (
     SamplingParameter,
     ServerConfig,
     TierConfig,
+    TlsConfig,
     VllmBackend,
     WebhooksConfig,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "SamplingParameter",
     "ServerConfig",
     "TierConfig",
+    "TlsConfig",
     "VllmBackend",
     "WebhooksConfig",
     "load_config",

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,7 @@ def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[Confi
                 _undeclared(where, path + ".backend", "backend", model.backend, declared)
             )
     problems += _check_database(config, where, base_dir)
+    problems += _check_tls(config, where, base_dir)
     return problems
 
 
@@ -250,6 +252,8 @@ def _check_keys(config: Config, where: SourceMap) -> Iterator[ConfigProblem]:
             same = f"key `{owner}` (line {line})"
         elif key.secret == config.server.admin_key:
             same = "`server.admin_key`"
+        elif key.secret == config.server.metrics_key:
+            same = "`server.metrics_key`"
         else:
             same = ""
         if same:
@@ -320,3 +324,29 @@ def _check_database(config: Config, where: SourceMap, base_dir: Path) -> Iterato
         why = "is not a writable folder" if ancestor.is_dir() else "is not a folder"
         message = f"the folder for database `{name}` cannot be created: `{ancestor}` {why}"
         yield where.problem("$.server.database", message)
+
+
+def _check_tls(config: Config, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:
+    """`server.tls` names a readable certificate and key that belong together."""
+    tls = config.server.tls
+    if tls is None:
+        return
+    missing = False
+    for field, name in (("cert", tls.cert), ("key", tls.key)):
+        file = resolve_path(base_dir, name)
+        if not file.is_file() or not os.access(file, os.R_OK):
+            why = "does not exist" if not file.exists() else "is not a readable file"
+            yield where.problem(f"$.server.tls.{field}", f"`{file}` {why}")
+            missing = True
+    if missing:
+        return
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # An encrypted key would make OpenSSL ask for a passphrase on the terminal.
+        context.load_cert_chain(
+            resolve_path(base_dir, tls.cert), resolve_path(base_dir, tls.key), password=b""
+        )
+    except (ssl.SSLError, ValueError) as error:
+        hint = "both are PEM files, the key unencrypted and the certificate's own"
+        message = f"the certificate and key cannot be used: {error}"
+        yield where.problem("$.server.tls", message, hint)

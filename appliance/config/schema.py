@@ -48,15 +48,36 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """Common settings of every config Struct."""
 
 
+class TlsConfig(Base, frozen=True):
+    """The listener's certificate chain and private key, PEM files (an unencrypted key)."""
+
+    cert: str
+    key: str
+
+
+Secret = Annotated[str, Meta(min_length=16)]
+
+
 class ServerConfig(Base, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8000
     database: str = "radiance.db"
     # Where hf:// sources are downloaded (huggingface_hub's cache layout).
     models_dir: str = "models"
-    admin_key: Annotated[str, Meta(min_length=16)] | None = None
+    admin_key: Secret | None = None
+    # A key that may read /metrics and nothing else (the admin key may too).
+    metrics_key: Secret | None = None
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # HTTPS on the listener; none serves plain HTTP.
+    tls: TlsConfig | None = None
+    # Seconds a connection may take to send a whole request head, counted from the
+    # connect or from the end of the previous response; then it is closed.
+    header_timeout_seconds: Seconds = 10.0
+    # Seconds an idle connection is kept open between requests.
+    keep_alive_seconds: PositiveInt = 5
+    # Open connections (idle ones count) beyond which a new request gets 503.
+    max_connections: PositiveInt = 2048
 
 
 class LlamaCppBackend(Base, frozen=True, tag_field="engine", tag="llamacpp"):

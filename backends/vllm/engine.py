@@ -7,7 +7,8 @@ fails with the last log lines. A supervisor task then watches the process: when 
 or its `/health` fails, the group is killed and started again after a backoff that
 doubles up to a minute (the status is `loading` meanwhile, and requests get 503 with
 Retry-After). `stop` terminates the whole group, so the GPU memory is freed. `/metrics`
-is scraped every few seconds into `stats()`.
+is scraped every few seconds into `stats()`. vLLM inherits only an allow-list of
+Radiance's environment (`backends.vllm.environment`), never its secrets.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from backends.base import (
     UpstreamReply,
 )
 from backends.openai.client import OpenAIServer, Unreachable, new_client
+from backends.vllm.environment import child_environment
 from backends.vllm.metrics import parse_metrics
 from backends.vllm.process import ChildGroup, free_port
 
@@ -148,9 +150,7 @@ class VllmEngine(PassthroughBackend):
         settings = self.settings
         self._status = EngineStatus.LOADING
         port = free_port()
-        env = {**os.environ, **settings.env}
-        if settings.gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, settings.gpus))
+        env = child_environment(os.environ, settings.env, settings.gpus)
         started = time.perf_counter()
         log.info(
             "starting vLLM for %s from %s on port %d (log: %s)",

@@ -176,7 +176,8 @@ def test_metrics_are_prometheus_text_labelled_by_model(server: RunningServer) ->
     client.chat.completions.create(
         model="spark", messages=[{"role": "user", "content": "m"}], max_tokens=3
     )
-    text = httpx.get(f"{server.root_url}/metrics").text
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    text = httpx.get(f"{server.root_url}/metrics", headers=admin).text
     assert 'radiance:requests_total{model_name="tiny",status="ok"}' in text
     assert 'radiance:generation_tokens_total{model_name="tiny"}' in text
     assert "radiance:e2e_request_latency_seconds_bucket" in text

@@ -210,7 +210,8 @@ def test_vllm_errors_pass_through(vllm_server: RunningServer) -> None:
 
 def test_metrics_are_scraped_from_vllm(vllm_server: RunningServer) -> None:
     time.sleep(3)  # one scrape interval
-    text = httpx.get(f"{vllm_server.root_url}/metrics").text
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    text = httpx.get(f"{vllm_server.root_url}/metrics", headers=admin).text
     assert 'radiance:engine_stat{model_name="tiny-hf",stat="kv_cache_usage"}' in text
     assert 'radiance:engine_stat{model_name="tiny-hf",stat="generation_tokens_total"}' in text
     stats = admin_view(vllm_server)["engine_stats"]

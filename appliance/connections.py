@@ -1,0 +1,97 @@
+"""What one connection to the listener may cost: a deadline on the request head, and room
+for thousands of sockets.
+
+uvicorn's h11 protocol keeps a connection open for as long as the client likes until a
+request head arrives: a client that connects and sends nothing, or sends a header byte now
+and then (slowloris), holds a socket forever. `head_timeout_protocol` gives each
+connection `seconds` to deliver a whole request head, counted from the connect or from the
+end of the previous response; a connection that misses it is closed. Partial data does not
+restart the count. Once the head is parsed the request runs as long as it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request head."""
+
+    head_timeout: float = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._follow_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _follow_head(self) -> None:
+        """Arm the deadline while the client owes a request head; drop it once one came.
+
+        h11 says the client is IDLE from the connect (or the start of the next cycle) until
+        a complete head is parsed; then it sends a body, is DONE, or the connection ends.
+        """
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if not waiting:
+            self._cancel_head_timer()
+        elif self._head_timer is None:
+            self._head_timer = asyncio.get_running_loop().call_later(
+                self.head_timeout, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.debug("closing a connection that sent no request head in %.1f s", self.head_timeout)
+            self.transport.close()
+
+
+def head_timeout_protocol(seconds: float) -> type[HeadTimeoutProtocol]:
+    """The protocol class to hand uvicorn (`http=`), with a head deadline of `seconds`."""
+
+    class Protocol(HeadTimeoutProtocol):
+        head_timeout = seconds
+
+    return Protocol
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to the hard limit; the new soft limit.
+
+    Every connection is a file descriptor, and the usual soft limit (1024) is far below
+    what one server can hold.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit cannot be a soft limit everywhere (macOS); 1 Mi fds is plenty.
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            log.warning("could not raise the open-file limit from %d: %s", soft, error)
+            return soft
+        return target
+    return soft
