@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Stream
 
@@ -19,6 +20,7 @@ from appliance.errors import (
     ModelNotFound,
     NotFound,
     error_response,
+    from_http_exception,
 )
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
@@ -96,9 +98,10 @@ async def _infer(
         else:
             refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
             answer = await serve(body, served, ctx)
-    except ApiError as exc:
-        await ctx.fail(exc)
-        return error_response(exc, ctx.headers())
+    except (ApiError, HTTPException) as exc:  # Litestar's own: a body over the limit
+        error = exc if isinstance(exc, ApiError) else from_http_exception(exc)
+        await ctx.fail(error)
+        return error_response(error, ctx.headers())
     except Exception:
         log.exception("request %s failed in the server", ctx.id)
         error = InternalError("the server failed to handle this request")

@@ -370,3 +370,19 @@ def test_huge_requests_are_refused_cheaply(launch: Any) -> None:
 def test_any_64_bit_seed_is_served(server: RunningServer, seed: int) -> None:
     assert post(server, "/chat/completions", chat(seed=seed)).status_code == 200
     assert post(server, "/chat/completions", chat(model="endless", seed=seed)).status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(server: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+        for _ in range(100):
+            yield b"x" * 1024  # past the test server's 64 KiB, with no content-length
+        yield b'"}]}'
+
+    answer = httpx.post(
+        f"{server.base_url}/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {ALICE}", "content-type": "application/json"},
+    )
+    assert error_of(answer, 413)["code"] == "request_too_large"
+    alive(server)
