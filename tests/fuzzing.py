@@ -1,0 +1,211 @@
+"""What the fuzz tests and scripts/fuzz_long.py share: the schemathesis run, and a
+hand-made corpus of malformed requests for the three inference endpoints.
+
+Each corpus case is (path, raw body, the `param` the 4xx must name, or None when any 4xx
+in the envelope will do).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from conftest import RunningServer
+
+# Small completions: the fuzzer's requests that do generate stay quick.
+FUZZ_TIERS = """
+tiers:
+  free: {rpm: 1000000, tpm: 1000000000, max_tokens: 8}
+"""
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+def schemathesis(
+    server: RunningServer, key: str, report: Path, examples: int
+) -> subprocess.CompletedProcess[str]:
+    """One schemathesis run over every operation of the server's own OpenAPI document,
+    each request recorded in the HAR file `report`; exit code 0 only without a 5xx."""
+    return subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "run",
+            f"{server.root_url}/schema/openapi.json",
+            "--url",
+            server.root_url,
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            "not_a_server_error",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            str(examples),
+            "--workers",
+            "1",
+            "--request-timeout",
+            "60",
+            "--seed",
+            "1",
+            "--no-color",
+            "--output-truncate",
+            "true",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+
+
+Case = tuple[str, bytes, str | None]
+
+CHAT: dict[str, Any] = {
+    "model": "tiny",
+    "messages": [{"role": "user", "content": "hi"}],
+    "max_tokens": 4,
+}
+COMPLETION: dict[str, Any] = {"model": "tiny", "prompt": "hi", "max_tokens": 4}
+EMBEDDING: dict[str, Any] = {"model": "tiny", "input": "hi"}
+BODIES = {"/chat/completions": CHAT, "/completions": COMPLETION, "/embeddings": EMBEDDING}
+
+# Values of the wrong type or out of range for (nearly) every field.
+WRONG = [None, True, -1, 2**70, 1e308, "", "x" * 300, [], [1, "a"], {"a": 1}, "NaN"]
+FIELDS = {
+    "/chat/completions": [
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "repetition_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "stream",
+        "stream_options",
+        "user",
+    ],
+    "/completions": [
+        "model",
+        "prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "logprobs",
+        "echo",
+        "suffix",
+        "best_of",
+        "logit_bias",
+        "stream",
+        "stream_options",
+    ],
+    "/embeddings": ["model", "input", "encoding_format", "dimensions", "user"],
+}
+REQUIRED = {
+    "/chat/completions": ["model", "messages"],
+    "/completions": ["model", "prompt"],
+    "/embeddings": ["model", "input"],
+}
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _with(path: str, **fields: Any) -> bytes:
+    return _json({**BODIES[path], **fields})
+
+
+def cases() -> Iterator[Case]:
+    for path, fields in FIELDS.items():
+        for field in fields:
+            for value in WRONG:
+                # Some wrong-looking values are valid (null, a bool for `stream`): any
+                # answer below 500 in the right envelope is fine for those.
+                yield path, _with(path, **{field: value}), None
+        for field in REQUIRED[path]:
+            body = dict(BODIES[path])
+            del body[field]
+            yield path, _json(body), field
+        yield path, b"", None
+        yield path, b"not json", None
+        yield path, b"[1, 2]", None
+        yield path, b'{"model": "tiny", "\xff\xfe": "\xc3\x28"}', None  # invalid UTF-8
+        yield path, b"[" * 100_000 + b"]" * 100_000, None
+        yield path, b'{"model": ' + b"[" * 3000 + b"]" * 3000 + b"}", None
+        yield path, _with(path, model="模型"), "model"
+        yield path, _with(path, model="a\r\nx-injected: 1"), "model"
+        yield path, _with(path, model="m" * 50_000), "model"
+        yield path, _with(path, unknown_field=1), None
+    chat = "/chat/completions"
+    yield chat, _with(chat, messages=[]), "messages"
+    yield chat, _with(chat, messages=[{"role": "robot", "content": "x"}]), "messages[0].role"
+    yield chat, _with(chat, messages=[{"content": "x"}]), "messages[0].role"
+    yield chat, _with(chat, messages=[{"role": "user", "content": 5}]), "messages[0].content"
+    yield chat, _with(chat, messages=[{"role": "user"}]), "messages[0].content"
+    yield chat, _with(chat, messages=[{"role": "user", "content": [{"type": "image_url"}]}]), None
+    yield chat, _with(chat, messages=[{"role": "user", "content": "x"}] * 5000), None
+    yield chat, _with(chat, max_tokens=-1), "max_tokens"
+    yield chat, _with(chat, max_tokens=10**12), "max_tokens"
+    yield chat, _with(chat, n=10**9), "n"
+    yield chat, _with(chat, temperature=1e308), "temperature"
+    yield chat, _with(chat, stop=["s"] * 1000), "stop"
+    yield chat, _with(chat, logit_bias={"abc": 1}), "logit_bias"
+    yield chat, _with(chat, logit_bias={"999999": 1}), "logit_bias"
+    yield chat, _with(chat, logit_bias={"1": 1000}), None
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    yield chat, _with(chat, tools=[tool] * 10_000), None
+    yield chat, _with(chat, tools=[tool, tool]), "tools"
+    yield chat, _with(chat, tool_choice="required"), "tool_choice"
+    yield (
+        chat,
+        _with(chat, tool_choice={"type": "function", "function": {"name": "g"}}, tools=[tool]),
+        "tool_choice",
+    )
+    yield chat, _with(chat, response_format={"type": "json_schema"}), None
+    yield chat, _with(chat, response_format={"type": "xml"}), None
+    yield chat, _with(chat, reasoning_effort="high"), "reasoning_effort"
+    yield chat, _with(chat, stream_options={"include_usage": "yes"}), None
+    completions = "/completions"
+    for prompt, param in (
+        ([999999], "prompt"),
+        ([-1], "prompt"),
+        ([[1], [2**40]], "prompt[1]"),
+        ([], "prompt"),
+        ([[]], None),
+        ([1, "a"], None),
+        (["x"] * 3000, "prompt"),
+    ):
+        yield completions, _with(completions, prompt=prompt), param
+    embeddings = "/embeddings"
+    for value, param in (
+        ([[-1]], "input"),
+        ([[15339, 1917]], "input"),
+        ([], "input"),
+        ([""], "input[0]"),
+        ([[]], "input[0]"),
+        (["x"] * 3000, "input"),
+        ([[1, 2], "x"], None),
+    ):
+        yield embeddings, _with(embeddings, input=value), param
