@@ -88,7 +88,7 @@ class DeploymentsController(Controller):
         self,
         request: AnyRequest,
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
-        offset: Annotated[int | None, QueryParameter(ge=0)] = None,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Status | None] = None,
     ) -> Response[bytes]:
         manager = _manager(request)

@@ -76,13 +76,16 @@ def paged(items: list[Any], total: int, limit: int, offset: int, message: str) -
     return Response(msgspec.json.encode(body), media_type="application/json")
 
 
+MAX_OFFSET = 2**62  # SQLite integers are 64-bit
+
+
 def page_params(limit: int | None, offset: int | None) -> tuple[int, int]:
     limit = 50 if limit is None else limit
     offset = 0 if offset is None else offset
     if not 1 <= limit <= MAX_PAGE:
         raise invalid(f"`limit` must be between 1 and {MAX_PAGE}", field="limit", value=limit)
-    if offset < 0:
-        raise invalid("`offset` must be 0 or more", field="offset", value=offset)
+    if not 0 <= offset <= MAX_OFFSET:
+        raise invalid(f"`offset` must be between 0 and {MAX_OFFSET}", field="offset")
     return limit, offset
 
 

@@ -131,7 +131,7 @@ class ApiKeysController(Controller):
         self,
         request: AnyRequest,
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
-        offset: Annotated[int | None, QueryParameter(ge=0)] = None,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["active", "revoked", "expired"] | None] = None,
     ) -> Response[bytes]:
         require_admin(request)

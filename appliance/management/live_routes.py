@@ -26,7 +26,7 @@ class LiveController(Controller):
     async def live(
         self,
         request: AnyRequest,
-        since: Annotated[int, QueryParameter(ge=0)] = 0,
+        since: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Response[bytes]:
         require_admin(request)

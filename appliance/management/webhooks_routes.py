@@ -116,7 +116,7 @@ class WebhooksController(Controller):
         self,
         request: AnyRequest,
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
-        offset: Annotated[int | None, QueryParameter(ge=0)] = None,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
     ) -> Response[bytes]:
         require_admin(request)
         limit, offset = page_params(limit, offset)
@@ -152,7 +152,7 @@ class WebhooksController(Controller):
         request: AnyRequest,
         webhook_id: FromPath[str],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
-        offset: Annotated[int | None, QueryParameter(ge=0)] = None,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["pending", "delivered", "failed"] | None] = None,
     ) -> Response[bytes]:
         require_admin(request)

@@ -17,7 +17,7 @@ import llama_cpp
 import numpy as np
 import openai
 import pytest
-from conftest import ALICE, RunningServer
+from conftest import ADMIN, ALICE, RunningServer
 from test_openai_errors import chat, error_of, post
 
 
@@ -386,3 +386,13 @@ def test_a_chunked_body_over_the_limit_is_a_413(server: RunningServer) -> None:
     )
     assert error_of(answer, 413)["code"] == "request_too_large"
     alive(server)
+
+
+@pytest.mark.parametrize("path", ["/webhooks", "/api-keys", "/deployments", "/analytics/live"])
+def test_huge_page_offsets_are_a_400(server: RunningServer, path: str) -> None:
+    query = "since" if path.endswith("live") else "offset"
+    answer = httpx.get(
+        f"{server.base_url}{path}?{query}={2**70}",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert answer.status_code == 400, answer.text
