@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import re
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -52,8 +53,10 @@ def config_text(
     body: int = 65536,
     tiers: str = DEFAULT_TIERS,
     keys: Sequence[str] = (),
+    server: Mapping[str, Any] | None = None,
 ) -> str:
-    """The test config; `tiers` replaces the tiers block, `keys` (YAML flow maps) are added."""
+    """The test config; `tiers` replaces the tiers block, `keys` (YAML flow maps) are added,
+    `server` fields (written as YAML flow) join the `server:` block."""
     text = textwrap.dedent(
         f"""
         server:
@@ -98,6 +101,8 @@ def config_text(
             secret: {BOB}
         """
     )
+    fields = "".join(f"  {name}: {json.dumps(value)}\n" for name, value in (server or {}).items())
+    text = text.replace("\nbackends:\n", f"\n{fields}backends:\n", 1)
     extra = "".join(f"  - {key}\n" for key in keys)
     return text + extra + textwrap.dedent(tiers)
 
@@ -187,10 +192,9 @@ def launch(
     """Start a server of a test's own, with config_text options; stopped after the test."""
     started: list[RunningServer] = []
 
-    def run(**options: Any) -> RunningServer:
-        running = start_server(
-            tmp_path / f"server{len(started)}", config_text(models_dir, **options)
-        )
+    def run(folder: pathlib.Path | None = None, **options: Any) -> RunningServer:
+        folder = folder or tmp_path / f"server{len(started)}"
+        running = start_server(folder, config_text(models_dir, **options))
         started.append(running)
         return running
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from appliance.errors import InvalidRequest
 from appliance.openai.protocol import MAX_INPUTS, PromptItem
-from backends.base import Backend, Prompt
+from backends.base import Backend, Prompt, UnknownToken, check_tokens
 
 
 def items(raw: str | Sequence[PromptItem], param: str) -> list[str | list[int]]:
@@ -38,15 +38,16 @@ def items(raw: str | Sequence[PromptItem], param: str) -> list[str | list[int]]:
 
 def check_ids(tokens: Sequence[int], vocab_size: int | None, param: str) -> None:
     """400 naming the first id outside the vocabulary (or negative, whatever the model)."""
-    for position, token in enumerate(tokens):
-        if token < 0 or (vocab_size is not None and token >= vocab_size):
-            known = f" (0 to {vocab_size - 1})" if vocab_size is not None else ""
-            raise InvalidRequest(
-                f"token id {token} at `{param}[{position}]` is not in the model's vocabulary"
-                f"{known}",
-                param=param,
-                code="invalid_token_id",
-            )
+    try:
+        check_tokens(tokens, vocab_size if vocab_size is not None else 2**63)
+    except UnknownToken as exc:
+        known = f" (0 to {vocab_size - 1})" if vocab_size is not None else ""
+        raise InvalidRequest(
+            f"token id {exc.token} at `{param}[{list(tokens).index(exc.token)}]` is not in "
+            f"the model's vocabulary{known}",
+            param=param,
+            code="invalid_token_id",
+        ) from None
 
 
 async def render(engine: Backend, found: list[str | list[int]], param: str) -> list[Prompt]:

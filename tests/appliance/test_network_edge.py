@@ -6,7 +6,6 @@ for requests, plain sockets for the connections that misbehave.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pathlib
 import resource
@@ -14,13 +13,13 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from conftest import ADMIN, ALICE, RunningServer, config_text, start_server
+from conftest import ADMIN, ALICE, RunningServer
 
 from appliance.config import ConfigError, parse_config_text
 
@@ -31,30 +30,14 @@ CLOSE_BOUND = 15.0
 METRICS_KEY = "metrics-reader-key-0123456789"
 
 
-def edge_config(models_dir: pathlib.Path, **server: Any) -> str:
-    """The test config with more `server:` fields (values written as YAML flow)."""
-    fields = "".join(f"  {name}: {json.dumps(value)}\n" for name, value in server.items())
-    text = config_text(models_dir)
-    assert "\nbackends:\n" in text
-    return text.replace("\nbackends:\n", f"\n{fields}backends:\n", 1)
-
-
 @pytest.fixture
-def serve(
-    tmp_path: pathlib.Path, models_dir: pathlib.Path
-) -> Iterator[Callable[..., RunningServer]]:
-    """Start a server with extra `server:` fields in `folder` (tmp_path/server by default)."""
-    started: list[RunningServer] = []
+def serve(launch: Callable[..., RunningServer]) -> Callable[..., RunningServer]:
+    """Start a server with extra `server:` fields, in `folder` if given."""
 
     def run(folder: pathlib.Path | None = None, **server: Any) -> RunningServer:
-        running = start_server(folder or tmp_path / "server", edge_config(models_dir, **server))
-        started.append(running)
-        return running
+        return launch(folder=folder, server=server)
 
-    yield run
-    for running in started:
-        with contextlib.suppress(Exception):
-            running.stop()
+    return run
 
 
 def chat(base_url: str, http_client: httpx.Client | None = None) -> str:
