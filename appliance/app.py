@@ -114,6 +114,7 @@ def create_app(
         models = registry or ModelRegistry()
         ledger = Ledger(loaded.database_path)
         deployments: DeploymentManager | None = None
+        meter: Meter | None = None
         try:
             keys = KeyStore(db)
             await keys.sync_declared(config.keys)
@@ -139,11 +140,12 @@ def create_app(
                     hash_secret(admin) if admin else None,
                     hash_secret(reader) if reader else None,
                 ),
-                meter=Meter(ledger, Limiter(), spending, Metrics(models)),
+                meter=(meter := Meter(ledger, Limiter(), spending, Metrics(models))),
                 events=events,
                 webhooks=WebhookStore(db),
                 deployments=deployments,
             )
+            meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
             policy = RetryPolicy(
                 timeout=hooks.timeout_seconds,
@@ -158,6 +160,8 @@ def create_app(
                 yield
                 tasks.cancel_scope.cancel()
         finally:
+            if meter is not None:  # requests the server did not finish: a row each
+                await meter.settle_open()
             if deployments is not None:
                 await deployments.stop()
             await ledger.close()

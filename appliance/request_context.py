@@ -1,4 +1,14 @@
-"""What one inference request did, from admission to its single ledger row and log line."""
+"""One inference request's lifecycle, from admission to its single ledger row and log line.
+
+A `RequestContext` is entered as an async context manager around the whole request. It
+owns what the request holds and records: the admission (rate limits, the budget's
+reservation), the replica lease, the tokens counted, the ledger row, the metrics, the
+live figures and the log line. However the request ends (an answer, a client error, an
+engine error, a bug, the client going away, the server stopping), its exit settles the
+request exactly once. A streamed answer is handed to `stream()`, which then owns the
+settling: at the end of the stream, at an error event, or when the response is closed
+whether or not a byte was sent.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +17,26 @@ import logging
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import anyio
+import msgspec
 
 from appliance.accounting.limits import Admission, Policy
 from appliance.accounting.meter import Meter
 from appliance.accounting.money import UnitPrices, usd
-from appliance.errors import ApiError, Forbidden
+from appliance.errors import ApiError, Forbidden, InternalError, envelope
 from appliance.registry import ServedModel
 from appliance.state.keys import ApiKey
 from appliance.state.ledger import RequestRecord
 
 log = logging.getLogger("radiance.requests")
 FREE = UnitPrices("0", "0")
+DONE = b"data: [DONE]\n\n"
+# How long closing an upstream or an engine's generator may hold up a settled request.
+_CLOSE_SECONDS = 5.0
 
 
 _LOGGED_MESSAGE = 300  # characters of an error message in the request's log line
@@ -37,7 +52,7 @@ def header_safe(text: str) -> str:
     return urllib.parse.quote(text, safe="!#$&'()*+,/:;=?@[]~")
 
 
-@dataclass
+@dataclass(eq=False)  # one object per request: hashed by identity
 class RequestContext:
     meter: Meter
     key: ApiKey
@@ -52,8 +67,14 @@ class RequestContext:
     prices: UnitPrices = FREE
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The most prompt tokens the request may turn out to have, when `prompt_tokens` is an
+    # estimate (a passthrough upstream counts them): the budget reserves for this many.
+    prompt_bound: int | None = None
     admission: Admission | None = None
     admitted: bool = False
+    error: ApiError | None = None  # what the client is answered, when the request failed
+    disconnected: bool = False  # the client went away before the answer
+    streaming: bool = False  # a stream owns the settling from here on
     started: float = field(default_factory=time.time)
     _clock: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
@@ -75,11 +96,59 @@ class RequestContext:
         self.prices = UnitPrices.of(served.config.pricing)
 
     async def admit(self, completion_tokens: int) -> None:
-        """Pass the budget and rate limits, charging the prompt plus `completion_tokens`."""
+        """Pass the budget and rate limits, charging the prompt plus `completion_tokens`
+        (the most it may generate, all choices together) and reserving their cost."""
+        prompt_bound = max(self.prompt_tokens, self.prompt_bound or 0)
         self.admission = await self.meter.admit(
-            self.key, self.policy, self.prompt_tokens + completion_tokens
+            self.key,
+            self.policy,
+            self.prompt_tokens + completion_tokens,
+            self.prices.cost(prompt_bound, completion_tokens),
+            self.prices.cost(self.prompt_tokens, 1),
         )
         self.admitted = True
+
+    # -- the lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> RequestContext:
+        self.meter.open_requests.add(self)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        """Settle the request, unless a stream took it over; API errors and bugs are
+        kept in `error` (the answer), anything else (cancellation) goes on up."""
+        if exc is None:
+            if self.disconnected:
+                await self.finish("cancelled", 499)
+            elif not self.streaming:
+                await self.finish()
+            return False
+        if isinstance(exc, ApiError):
+            self.error = exc
+            await self.fail(exc)
+            return True
+        if isinstance(exc, Exception):
+            log.error("request %s failed in the server", self.id, exc_info=exc)
+            self.error = InternalError("the server failed to handle this request")
+            await self.fail(self.error)
+            return True
+        await self.finish("cancelled", 499)  # cancelled: the server stops
+        return False
+
+    def stream(
+        self,
+        events: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> SettledStream:
+        """Hand the settling to a streamed answer made of `events` (SSE bytes without
+        `[DONE]`); `close` lets go of what the events come from, after the ledger row."""
+        self.streaming = True
+        return SettledStream(self, events, close)
 
     def headers(self) -> dict[str, str]:
         headers = {"x-request-id": self.id}
@@ -152,6 +221,7 @@ class RequestContext:
         if self.finished:
             return
         self.finished = True
+        self.meter.open_requests.discard(self)
         self.release()
         row = self._record(status, http_status, error)
         if self.admission is not None:
@@ -161,6 +231,10 @@ class RequestContext:
                 await self.meter.ledger.record(row)
             except Exception:
                 log.exception("could not write the ledger row of request %s", self.id)
+            finally:
+                # The row's cost is in the budget's totals now: let go of the reservation.
+                if self.admission is not None:
+                    self.admission.release_hold()
         self.meter.metrics.observe(row)
         self.meter.live.finished(row, generated_live=self.completion_tokens)
         log.info(
@@ -196,3 +270,78 @@ class RequestContext:
 def _bounded(message: str) -> str:
     message = message.replace("\n", " ").replace("\r", " ")
     return message if len(message) <= _LOGGED_MESSAGE else message[:_LOGGED_MESSAGE] + "…"
+
+
+class SettledStream:
+    """A streamed answer that settles its request once, however it ends.
+
+    The events end with `[DONE]` after the ledger row is written; an API error or a bug
+    after the first byte becomes an error event; a response closed early (the client went
+    away, or the server stops), even before the first event, leaves a `cancelled` row
+    with the tokens generated until then. Only then is the source closed.
+    """
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        events: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._ctx = ctx
+        self._events = events
+        self._close = close
+        self._closed = False
+        self._body = self._run()
+
+    def __aiter__(self) -> SettledStream:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self._body.__anext__()
+
+    async def aclose(self) -> None:
+        """End the stream: settle the request (cancelled, if it had not ended), then close
+        the events and their source."""
+        with anyio.CancelScope(shield=True):
+            await self._ctx.finish("cancelled", 499)
+            await self._body.aclose()
+            await self._release()
+
+    async def _run(self) -> AsyncGenerator[bytes, None]:
+        ctx = self._ctx
+        try:
+            async for event in self._events:
+                yield event
+            await ctx.finish()
+            yield DONE
+        except ApiError as exc:
+            await ctx.fail(exc)
+            yield _error_event(exc)
+        except Exception:
+            log.exception("request %s failed in the server mid-stream", ctx.id)
+            error = InternalError("the server failed while streaming this answer")
+            await ctx.fail(error)
+            yield _error_event(error)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await ctx.finish("cancelled", 499)  # a no-op when the stream ended above
+                await self._release()
+
+    async def _release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.move_on_after(_CLOSE_SECONDS):
+            try:
+                closer = getattr(self._events, "aclose", None)
+                if closer is not None:
+                    await closer()
+                if self._close is not None:
+                    await self._close()
+            except Exception:
+                log.exception("closing the stream of request %s failed", self._ctx.id)
+
+
+def _error_event(error: ApiError) -> bytes:
+    """An error after the stream began: one error event, then the end of the stream."""
+    return b"data: " + msgspec.json.encode(envelope(error)) + b"\n\n" + DONE

@@ -34,6 +34,7 @@ class BudgetAlerts:
         self._bus = bus
         self._spent_by: asyncio.Queue[str] = asyncio.Queue()
         self._fired: set[tuple[str, int, int]] = set()  # (key id, period start, threshold)
+        self._exhausted: set[str] = set()  # keys refused for a budget too small to go on
 
     def committed(self, rows: list[RequestRecord]) -> None:
         """Ledger listener (after Spending's): which keys spent something."""
@@ -41,15 +42,24 @@ class BudgetAlerts:
             assert key_id is not None
             self._spent_by.put_nowait(key_id)
 
+    def exhausted(self, key_id: str) -> None:
+        """Meter listener: what is left of the key's budget cannot pay for one more
+        request; under a hard cap that is the budget reached (100%)."""
+        self._exhausted.add(key_id)
+        self._spent_by.put_nowait(key_id)
+
     async def run(self) -> None:
         while True:
             key_id = await self._spent_by.get()
             try:
-                await self.check(key_id)
+                await self.check(key_id, full=key_id in self._exhausted)
+                self._exhausted.discard(key_id)
             except Exception:
                 log.exception("could not check the budget of key %s", key_id)
 
-    async def check(self, key_id: str) -> None:
+    async def check(self, key_id: str, full: bool = False) -> None:
+        """Fire the thresholds the key's spend has crossed; `full`: its budget is spent
+        as far as requests go (what is left cannot pay for one)."""
         key = self._keys.cached(key_id)
         if key is None or key.budget_usd is None:
             return
@@ -60,7 +70,7 @@ class BudgetAlerts:
         crossed = [
             t
             for t in THRESHOLDS
-            if spent * 100 >= budget * t and (key.id, start, t) not in self._fired
+            if (spent * 100 >= budget * t or full) and (key.id, start, t) not in self._fired
         ]
         if not crossed:
             return

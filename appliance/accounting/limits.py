@@ -62,8 +62,8 @@ class QuotaExceeded(ApiError):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"x-should-retry": "false"})
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message, param=param, headers={"x-should-retry": "false"})
 
 
 def duration(seconds: float) -> str:
@@ -118,6 +118,8 @@ class Admission:
     window: _Window
     charge: _Charge
     settled: bool = False
+    # Let go of the budget's reservation; called once the request's cost is counted.
+    release_hold: Callable[[], None] = lambda: None
 
     def settle(self, tokens: int) -> None:
         if self.settled:

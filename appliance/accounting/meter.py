@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.accounting.limits import Admission, Limiter, Policy, QuotaExceeded
 from appliance.accounting.money import picodollars, usd
@@ -60,20 +61,56 @@ class Meter:
     metrics: Metrics
     live: LiveStats = field(default_factory=LiveStats)
 
-    async def admit(self, key: ApiKey, policy: Policy, tokens: int) -> Admission | None:
-        """Check the budget and the rate limits; None for a key without limits."""
+    # The requests under way (their lifecycles); the server settles any left at shutdown.
+    open_requests: set[Any] = field(default_factory=set)
+    # Told the key id when what is left of a budget cannot pay for even one more token.
+    budget_exhausted: list[Callable[[str], None]] = field(default_factory=list)
+
+    async def admit(
+        self, key: ApiKey, policy: Policy, tokens: int, cost_pusd: int = 0, least_pusd: int = 0
+    ) -> Admission | None:
+        """Check the budget and the rate limits; None for a key without limits.
+
+        `tokens` is the most the request may use (prompt + max_tokens x n) and `cost_pusd`
+        their cost: a budget is a hard cap, so that cost is reserved against what is left
+        of it until the request's real cost is in the ledger. Between the spend read and
+        the reservation nothing awaits, so concurrent requests see each other's holds.
+        `least_pusd` is the least it can cost (its prompt and one token): a budget with
+        less than that left is as good as spent, and the listeners hear of it."""
         if key.is_admin:
             return None
-        if policy.budget_pusd is not None:
-            now = time.time()
-            start = period_start(policy.budget_period, now)
-            spent = await self.spending.spent(key.id, start)
-            if spent >= policy.budget_pusd:
-                resets = time.strftime(
-                    "%Y-%m-%d %H:%M UTC", time.gmtime(period_end(policy.budget_period, now))
-                )
-                raise QuotaExceeded(
-                    f"You exceeded your budget of {usd(policy.budget_pusd)} USD per "
-                    f"{policy.budget_period} (spent {usd(spent)} USD). It resets at {resets}."
-                )
-        return self.limiter.admit(key.id, policy, tokens)
+        if policy.budget_pusd is None:
+            return self.limiter.admit(key.id, policy, tokens)
+        now = time.time()
+        start = period_start(policy.budget_period, now)
+        spent = await self.spending.spent(key.id, start)
+        held = self.spending.held(key.id, start)
+        resets = time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(period_end(policy.budget_period, now))
+        )
+        budget = f"your budget of {usd(policy.budget_pusd)} USD per {policy.budget_period}"
+        if spent >= policy.budget_pusd:
+            raise QuotaExceeded(
+                f"You exceeded {budget} (spent {usd(spent)} USD). It resets at {resets}."
+            )
+        left = policy.budget_pusd - spent - held
+        if cost_pusd > left:
+            if policy.budget_pusd - spent < least_pusd:
+                for listener in self.budget_exhausted:
+                    listener(key.id)
+            in_flight = f", {usd(held)} USD held by requests in flight" if held else ""
+            raise QuotaExceeded(
+                f"This request could cost up to {usd(cost_pusd)} USD (its prompt and "
+                f"max_tokens), more than is left of {budget}: {usd(max(left, 0))} USD "
+                f"(spent {usd(spent)} USD{in_flight}). Lower max_tokens, or wait until "
+                f"{resets}.",
+                param="max_tokens",
+            )
+        admission = self.limiter.admit(key.id, policy, tokens)
+        admission.release_hold = self.spending.hold(key.id, start, cost_pusd)
+        return admission
+
+    async def settle_open(self) -> None:
+        """Settle the requests still under way (the server stops): each gets its row."""
+        for ctx in list(self.open_requests):
+            await ctx.finish("cancelled", 499)

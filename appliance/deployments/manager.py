@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
@@ -79,6 +80,7 @@ class DeploymentManager:
         self.events = events
         self.interval = interval
         self._deployments: dict[str, Deployment] = {}
+        self._claimed: set[str] = set()  # names being stored by a create
         self._work = Provisioner(loaded, factory, drain_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -161,15 +163,23 @@ class DeploymentManager:
     async def create(self, body: CreateDeploymentBody) -> Deployment:
         """Check and store a new deployment, and start bringing it up."""
         name = body.name or body.model_id
-        if name in self._deployments or self.registry.taken(name):
+        if name in self._deployments or name in self._claimed or self.registry.taken(name):
             raise DeploymentExists(name)
         check_scaling_fields(body.configuration, body.configuration)
         model = plan_model(
             self.loaded, name, body.model_id, body.source, body.pricing, body.configuration
         )
-        stored = await self.store.add(
-            name, body.model_id, body.source, body.pricing, body.configuration
-        )
+        # Claimed before the first await: a second create of the same name, arriving
+        # while this one is stored, is told the name is taken (409), not a database error.
+        self._claimed.add(name)
+        try:
+            stored = await self.store.add(
+                name, body.model_id, body.source, body.pricing, body.configuration
+            )
+        except sqlite3.IntegrityError:  # another process stored it first
+            raise DeploymentExists(name) from None
+        finally:
+            self._claimed.discard(name)
         dep = origins.stored(stored, model, self.registry)
         self._deployments[dep.id] = dep
         self._spawn(dep, self._bring_up(dep))

@@ -7,6 +7,7 @@ import json
 import urllib.parse
 from typing import Annotated, Any, Literal
 
+import httpx
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
@@ -72,6 +73,11 @@ def _check(request: CreateWebhookBody) -> None:
     url = urllib.parse.urlsplit(request.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise invalid("url must be an http:// or https:// URL with a host", field="url")
+    try:
+        url.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+        httpx.URL(request.url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise invalid(f"url is not a valid URL: {exc}", field="url") from None
     if not request.events:
         raise invalid("events must name at least one event", field="events", known=list(EVENTS))
     unknown = [name for name in request.events if name not in EVENTS]

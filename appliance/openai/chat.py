@@ -19,7 +19,7 @@ from appliance.openai.engine_calls import first_delta, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
 from appliance.openai.schema_bounds import check_schema, check_tools
-from appliance.openai.sse import account_stream, sse_event
+from appliance.openai.sse import sse_event
 from appliance.openai.tool_calls import OPEN_TAG, ToolPlan, plan_tools
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
@@ -199,7 +199,7 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
 async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     """Start the first choice (so queue and engine errors surface as HTTP errors), then stream."""
     first = await first_delta(plan.served.engine, plan.prompt, plan.choices[0])
-    return account_stream(ctx, _stream_chat(plan, ctx, first))
+    return ctx.stream(_stream_chat(plan, ctx, first), close=first.aclose)
 
 
 async def _stream_chat(

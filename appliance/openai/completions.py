@@ -17,7 +17,7 @@ from appliance.openai.sampling import (
     resolve_max_tokens,
     sampling_params,
 )
-from appliance.openai.sse import account_stream, sse_event
+from appliance.openai.sse import sse_event
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from backends.base import Delta, Prompt, SamplingParams
@@ -132,7 +132,7 @@ async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, 
 async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     prompt, params = plan.runs[0]
     first = await first_delta(plan.served.engine, prompt, params)
-    return account_stream(ctx, _stream_text(plan, ctx, first))
+    return ctx.stream(_stream_text(plan, ctx, first), close=first.aclose)
 
 
 async def _stream_text(

@@ -29,7 +29,7 @@ from appliance.errors import (
 from appliance.openai.engine_calls import api_error
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.sampling import check_declared
-from appliance.openai.sse import DONE, sse_event, stream_error
+from appliance.openai.sse import sse_event
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
 from backends.base import (
@@ -52,28 +52,33 @@ _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
 _MESSAGE_OVERHEAD = 4
 
 
-def estimate_tokens(value: Any) -> int:
+def estimate_tokens(value: Any, bytes_per_token: int = 4) -> int:
     """A prompt's tokens, estimated from its text (about 4 bytes a token) before the
-    upstream counts them; token-id lists count exactly."""
+    upstream counts them; token-id lists count exactly. With `bytes_per_token=1`, the
+    most a byte-level tokenizer can make of it."""
     if isinstance(value, str):
-        return math.ceil(len(value.encode()) / 4)
+        return math.ceil(len(value.encode()) / bytes_per_token)
     if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
         return len(value)
     if isinstance(value, list):
-        return sum(estimate_tokens(v) for v in value)
+        return sum(estimate_tokens(v, bytes_per_token) for v in value)
     if isinstance(value, dict):
-        return sum(estimate_tokens(v) for v in value.values())
+        return sum(estimate_tokens(v, bytes_per_token) for v in value.values())
     return 0
 
 
-def _prompt_estimate(endpoint: str, data: dict[str, Any]) -> int:
+def _prompt_estimate(endpoint: str, data: dict[str, Any], bytes_per_token: int = 4) -> int:
     if endpoint == "chat":
         messages = data.get("messages") or []
         tools = (
-            estimate_tokens(msgspec.json.encode(data["tools"]).decode()) if "tools" in data else 0
+            estimate_tokens(msgspec.json.encode(data["tools"]).decode(), bytes_per_token)
+            if "tools" in data
+            else 0
         )
-        return sum(estimate_tokens(m) + _MESSAGE_OVERHEAD for m in messages) + tools
-    return estimate_tokens(data.get("prompt" if endpoint == "completions" else "input"))
+        overhead = _MESSAGE_OVERHEAD
+        return sum(estimate_tokens(m, bytes_per_token) + overhead for m in messages) + tools
+    field = data.get("prompt" if endpoint == "completions" else "input")
+    return estimate_tokens(field, bytes_per_token)
 
 
 def _completion_budget(
@@ -119,6 +124,7 @@ async def forward(
     endpoint = ctx.endpoint
     prompt = _prompt_estimate(endpoint, data)
     ctx.prompt_tokens = prompt
+    ctx.prompt_bound = _prompt_estimate(endpoint, data, bytes_per_token=1)  # for the budget
     if isinstance(body, EmbeddingRequest):
         if not served.config.embeddings:
             raise InvalidRequest(
@@ -149,7 +155,7 @@ async def forward(
         and body.stream_options
         and body.stream_options.include_usage
     )
-    return _relay(reply, served, ctx, include_usage)
+    return ctx.stream(_relay(reply, served, ctx, include_usage), close=reply.close)
 
 
 def upstream_api_error(exc: EngineError) -> ApiError:
@@ -232,12 +238,11 @@ def _generated(event: dict[str, Any]) -> int:
 async def _relay(
     reply: UpstreamReply, served: ServedModel, ctx: RequestContext, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """Pass each event on as it arrives; write the one ledger row however the stream ends."""
-    events = reply.events or _nothing()
-    status = "cancelled"
+    """Pass each event on as it arrives, counting its tokens; the request's lifecycle
+    ends the stream, writes the row, and only then closes the upstream."""
     counted = False  # the upstream reported usage: no more estimating
     try:
-        async for event in events:
+        async for event in reply.events or _nothing():
             if "error" in event and not event.get("choices"):
                 raise _stream_error(event)
             usage = event.get("usage")
@@ -253,18 +258,8 @@ async def _relay(
             else:
                 event.pop("usage", None)
             yield sse_event(_rename(event, served, ctx))
-        status = "ok"
-        await ctx.finish()
-        yield DONE
-    except (ApiError, EngineError) as exc:
-        status = "error"
-        error = exc if isinstance(exc, ApiError) else upstream_api_error(exc)
-        await ctx.fail(error)
-        yield stream_error(error)
-    finally:
-        await reply.close()
-        if status == "cancelled":
-            await ctx.finish("cancelled", 499)
+    except EngineError as exc:
+        raise upstream_api_error(exc) from exc
 
 
 def _stream_error(event: dict[str, Any]) -> ApiError:

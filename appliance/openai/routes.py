@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
 
 from appliance.errors import (
     ApiError,
-    InternalError,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -33,12 +36,11 @@ from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ServedModel
-from appliance.request_context import RequestContext
+from appliance.request_context import RequestContext, SettledStream
 from appliance.runtime import Runtime
 from backends.base import EngineError
 from backends.replicas import ReplicaSet
 
-log = logging.getLogger(__name__)
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
 Answer = dict[str, Any] | AsyncIterator[bytes]
@@ -71,50 +73,106 @@ async def _infer(
     serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
     deployment: str | None = None,
 ) -> Response[Any]:
-    """Authenticate, decode, resolve the model, serve; one ledger row whatever happens.
+    """Authenticate, then serve the request inside its lifecycle: one ledger row and one
+    log line whatever happens; a client that goes away cancels the work.
 
     `deployment` (from the path) names the model when the body does not."""
     runtime = Runtime.of(request)
     key = runtime.auth.bearer(request.headers.get("authorization"))
     ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
-    try:
-        raw = await request.body()
-        if deployment is not None:
-            raw = _with_model(raw, deployment)
-        body, data = decode_request(raw, kind)
-        ctx.route_model = getattr(body, "model", None)
-        served = runtime.models.resolve(ctx.route_model or "")
-        if deployment is not None and served is not runtime.models.resolve(deployment):
-            raise InvalidRequest(
-                f"`model` names `{ctx.route_model}`, but the path names deployment "
-                f"`{deployment}`; leave `model` out or make them agree",
-                param="model",
-            )
-        ctx.use_model(served)
-        served.require_ready()
-        served = _on_replica(served, ctx)
-        if served.engine.capabilities.passthrough:
-            answer = await forward(raw, body, served, ctx)
-        else:
-            refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
-            answer = await serve(body, served, ctx)
-    except (ApiError, HTTPException) as exc:  # Litestar's own: a body over the limit
-        error = exc if isinstance(exc, ApiError) else from_http_exception(exc)
-        await ctx.fail(error)
-        return error_response(error, ctx.headers())
-    except Exception:
-        log.exception("request %s failed in the server", ctx.id)
-        error = InternalError("the server failed to handle this request")
-        await ctx.fail(error)
-        return error_response(error, ctx.headers())
-    except BaseException:  # cancelled: the client went away, or the server stops
-        await ctx.finish("cancelled", 499)
-        raise
+    answer: Answer = {}
+    async with ctx:
+        raw = await _body(request)
+        async with _until_disconnected(request, ctx):
+            answer = await _serve(raw, kind, serve, ctx, runtime, deployment)
+    if ctx.error is not None:
+        return error_response(ctx.error, ctx.headers())
     if isinstance(answer, dict):
-        await ctx.finish()
         return _json(answer, ctx.headers())
     headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return Stream(answer, media_type="text/event-stream", headers=headers)
+    return EventStream(answer, media_type="text/event-stream", headers=headers)
+
+
+async def _body(request: AnyRequest) -> bytes:
+    try:
+        return await request.body()
+    except HTTPException as exc:  # Litestar's own: a body over the limit
+        raise from_http_exception(exc) from None
+
+
+async def _serve(
+    raw: bytes,
+    kind: type[T],
+    serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
+    ctx: RequestContext,
+    runtime: Runtime,
+    deployment: str | None,
+) -> Answer:
+    """Decode, resolve the model and its replica, and serve on it."""
+    if deployment is not None:
+        raw = _with_model(raw, deployment)
+    body, data = decode_request(raw, kind)
+    ctx.route_model = getattr(body, "model", None)
+    served = runtime.models.resolve(ctx.route_model or "")
+    if deployment is not None and served is not runtime.models.resolve(deployment):
+        raise InvalidRequest(
+            f"`model` names `{ctx.route_model}`, but the path names deployment "
+            f"`{deployment}`; leave `model` out or make them agree",
+            param="model",
+        )
+    ctx.use_model(served)
+    served.require_ready()
+    served = _on_replica(served, ctx)
+    if served.engine.capabilities.passthrough:
+        return await forward(raw, body, served, ctx)
+    refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
+    return await serve(body, served, ctx)
+
+
+@contextlib.asynccontextmanager
+async def _until_disconnected(request: AnyRequest, ctx: RequestContext) -> AsyncIterator[None]:
+    """Run the body until it ends or the client goes away, which cancels it (the request
+    is then settled as cancelled, billed for what was generated). The request's body is
+    read already, so the only message left to receive is the disconnect."""
+    with anyio.CancelScope() as scope:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            ctx.disconnected = True
+            scope.cancel()
+
+        # A task beside the body, not a task group: the body's errors stay its own.
+        watcher = asyncio.ensure_future(watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+
+
+class EventStream(Stream):
+    """A streamed answer whose events are closed however the response ends: the client
+    went away, sending failed, or the response never started; closing settles the
+    request (`SettledStream.aclose`)."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(*args, **kwargs)
+        if isinstance(self.iterator, SettledStream):
+            return _ClosingResponse(response, self.iterator)
+        return response
+
+
+class _ClosingResponse(ASGIResponse):
+    def __init__(self, response: ASGIResponse, events: SettledStream) -> None:
+        super().__init__()
+        self._response = response
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._response(scope, receive, send)
+        finally:
+            await self._events.aclose()  # shielded
 
 
 async def _chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:

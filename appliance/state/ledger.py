@@ -159,7 +159,9 @@ class Ledger:
         self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0
+        self.commits = 0  # on the writer's thread: the groups committed so far
+        # On the event loop: the number of the commit whose listeners are being called.
+        self.notified = 0
         # Called on the event loop with each group of rows once it is committed.
         self.listeners: list[Listener] = []
 
@@ -207,9 +209,18 @@ class Ledger:
         self._loop.call_soon_threadsafe(settle)
 
     def _notify(self, rows: list[RequestRecord]) -> None:
+        commit = self.commits
+
+        def deliver() -> None:
+            self.notified = commit
+            for listener in self.listeners:
+                try:
+                    listener(rows)
+                except Exception:
+                    log.exception("a ledger listener failed")
+
         assert self._loop is not None
-        for listener in self.listeners:
-            self._loop.call_soon_threadsafe(listener, rows)
+        self._loop.call_soon_threadsafe(deliver)
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)

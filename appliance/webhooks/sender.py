@@ -69,6 +69,14 @@ class WebhookSender:
                     await self._bus.wake.wait()
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery, hook: Webhook) -> None:
+        """One delivery attempt; whatever goes wrong stays with this delivery, so one bad
+        receiver never keeps the others' deliveries from going out."""
+        try:
+            await self._deliver(client, delivery, hook)
+        except Exception:
+            log.exception("delivery %s to webhook %s failed in the server", delivery.id, hook.id)
+
+    async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery, hook: Webhook) -> None:
         body = delivery.payload.encode()
         headers = {
             "content-type": "application/json",
@@ -79,18 +87,22 @@ class WebhookSender:
             "X-Radiance-Delivery-Id": delivery.id,
         }
         http_status: int | None = None
+        permanent = False  # a URL no attempt can reach: no use retrying
         try:
             answer = await client.post(hook.url, content=body, headers=headers)
             http_status = answer.status_code
             error = None if answer.is_success else f"HTTP {answer.status_code}"
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, UnicodeError) as exc:
+            permanent = True
+            error = _reason(exc)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = _reason(exc)
         attempts = delivery.attempts + 1
         now = time.time()
         if error is None:
             status, next_at = "delivered", now
             log.info("delivered %s %s to %s", delivery.event, delivery.event_id, hook.url)
-        elif now - delivery.created_at >= self._policy.retry_for:
+        elif permanent or now - delivery.created_at >= self._policy.retry_for:
             status, next_at = "failed", now
             log.error(
                 "gave up delivering %s %s to %s after %d attempts: %s",
@@ -117,3 +129,9 @@ class WebhookSender:
             error=error,
             next_attempt_at=next_at,
         )
+
+
+def _reason(exc: Exception) -> str:
+    """Why an attempt failed, bounded, for the delivery's `last_error`."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"

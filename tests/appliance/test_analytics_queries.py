@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 import math
 import pathlib
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from appliance.accounting.money import UnitPrices, usd
+from appliance.accounting.spending import Spending, period_start
 from appliance.analytics.billing import Month, current_period, invoices
 from appliance.analytics.performance import percentile, performance
 from appliance.analytics.usage import Filters, raw_totals, totals
@@ -342,3 +345,31 @@ async def test_invoices_have_a_line_per_model_and_price(world: World) -> None:
 def test_a_bad_month_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM"):
         Month.parse(text)
+
+
+async def test_spend_committed_while_a_period_is_read_is_counted(world: World) -> None:
+    """The first read of a key's period and a row committed right behind it: the answer
+    and the listener's update reach the loop together, and the row's cost is counted."""
+    spending = Spending(world.ledger)
+    world.ledger.listeners.append(spending.committed)
+    world.ledger.start()
+    now = time.time()
+    start = period_start("month", now)
+    await world.ledger.record(row(world.alice, now))
+    before = row(world.alice, now).cost_pusd
+    read = asyncio.ensure_future(spending.spent(world.alice.id, start))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the read is queued on the writer
+    late = asyncio.ensure_future(world.ledger.record(row(world.alice, now)))
+    await asyncio.sleep(0)  # the row is queued behind it
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop is busy: both answers are waiting when it looks
+    assert await read in (before, 2 * before)
+    await late
+    assert await spending.spent(world.alice.id, start) == 2 * before
+    # A hold counts against the budget until it is released, once.
+    release = spending.hold(world.alice.id, start, 7)
+    assert spending.held(world.alice.id, start) == 7
+    release()
+    release()
+    assert spending.held(world.alice.id, start) == 0
+    await world.ledger.close()

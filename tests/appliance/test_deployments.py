@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import sqlite3
 import threading
@@ -461,3 +462,20 @@ def test_deleting_a_deployment_frees_the_memory_of_its_replicas(launch: Launch) 
         time.sleep(0.05)
     after = resident_mb(server)
     assert after - before < 0.2 * (loaded - before), (before, loaded, after)
+
+
+def test_two_creates_of_one_name_at_once_answer_202_and_409(launch: Launch) -> None:
+    server = launch()
+    body = {"modelId": "tiny", "name": "twin"}
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, headers=AS_ADMIN) as client:
+            url = f"{server.base_url}/deployments"
+            return list(await asyncio.gather(*(client.post(url, json=body) for _ in range(2))))
+
+    replies = asyncio.run(both())
+    assert sorted(r.status_code for r in replies) == [202, 409], [r.text for r in replies]
+    conflict = next(r for r in replies if r.status_code == 409)
+    assert conflict.json()["code"] == "DEPLOYMENT_EXISTS"
+    listed = api(server, "GET", "/deployments").json()["data"]
+    assert [d["id"] for d in listed].count("twin") == 1

@@ -135,15 +135,29 @@ def test_update_changes_and_clears_fields(server: RunningServer) -> None:
 
 def test_a_spent_budget_answers_insufficient_quota(server: RunningServer) -> None:
     # tiny costs 0.10 / 0.40 USD per 1M tokens: one request costs a few microdollars.
-    made = create(server, name="frank", tier="free", budget={"usd": "0.000001", "period": "day"})
+    made = create(server, name="frank", tier="free", budget={"usd": "0.000008", "period": "day"})
     client = openai.OpenAI(base_url=server.base_url, api_key=str(made["key"]), max_retries=0)
-    client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=5
-    )
-    with pytest.raises(openai.RateLimitError) as caught:
-        client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=5
-        )
-    assert caught.value.code == "insufficient_quota"
-    assert caught.value.response.headers["x-should-retry"] == "false"
-    assert "budget of 0.000001 USD per day" in caught.value.message
+    hello = [{"role": "user", "content": "hi"}]
+    # A request that could cost more than the whole budget is refused before it runs.
+    with pytest.raises(openai.RateLimitError) as too_big:
+        client.chat.completions.create(model="tiny", messages=hello, max_tokens=100)
+    assert too_big.value.code == "insufficient_quota"
+    assert "max_tokens" in too_big.value.message
+    answered = 0
+    refused: openai.RateLimitError | None = None
+    for _ in range(10):  # until the budget is spent
+        try:
+            client.chat.completions.create(model="tiny", messages=hello, max_tokens=5)
+        except openai.RateLimitError as exc:
+            refused = exc
+            break
+        answered += 1
+    assert answered >= 1 and refused is not None
+    assert refused.code == "insufficient_quota"
+    assert refused.response.headers["x-should-retry"] == "false"
+    assert "budget of 0.000008 USD per day" in refused.message
+    with sqlite3.connect(server.database) as db:
+        (spent,) = db.execute(
+            "SELECT SUM(cost_pusd) FROM requests WHERE key_name = 'frank'"
+        ).fetchone()
+    assert 0 < spent <= 8_000_000  # picodollars: never past the budget

@@ -164,6 +164,8 @@ async def test_a_bug_anywhere_settles_the_request_once(
             else:
                 assert reply.status_code == 500, reply.text
                 assert reply.json()["error"]["code"] == "internal_error"
+        meter = client.app.state.runtime.meter
+        assert not meter.open_requests  # every request settled, none left in flight
         engine.bug_at = None
         assert (
             await client.post("/v1/chat/completions", json=chat(), headers=headers)

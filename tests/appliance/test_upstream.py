@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
+import socket
 import sqlite3
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -411,3 +413,48 @@ def test_concurrent_requests_spread_over_replicas(
     for thread in threads:
         thread.join()
     assert set(seen) == {r.base_url for r in replicas}
+
+
+def _upstream_rows(replicas: list[RunningServer], since: float) -> list[sqlite3.Row]:
+    """The replicas' rows of the endless model's requests since `since`."""
+    found: list[sqlite3.Row] = []
+    for replica in replicas:
+        found += rows(replica, f"model = 'endless' AND started_at >= {since}")
+    return found
+
+
+def test_leaving_a_passthrough_stream_stops_the_upstream_and_bills_what_arrived(
+    front: RunningServer, replicas: list[RunningServer]
+) -> None:
+    since = time.time()
+    stream = _open_stream(front, "slow", 400)
+    _read_tokens(stream.iter_lines(), 3)
+    stream.close()
+    row = row_of(front, stream.headers["x-request-id"])
+    assert row["status"] == "cancelled" and row["http_status"] == 499
+    assert 3 <= row["completion_tokens"] < 400
+    _wait_for(lambda: any(r["status"] == "cancelled" for r in _upstream_rows(replicas, since)))
+    (upstream,) = _upstream_rows(replicas, since)
+    assert upstream["completion_tokens"] < 400  # the upstream stopped generating too
+
+
+def test_hanging_up_on_a_non_streamed_passthrough_request_stops_the_upstream(
+    front: RunningServer, replicas: list[RunningServer]
+) -> None:
+    since = time.time()
+    url = urllib.parse.urlsplit(front.base_url)
+    payload = json.dumps({"model": "slow", "messages": HELLO, "max_tokens": 400}).encode()
+    head = (
+        f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {BOB}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port)) as conn:
+        conn.sendall(head + payload)
+        time.sleep(1.0)
+    _wait_for(lambda: bool(rows(front, f"model = 'slow' AND started_at >= {since}")))
+    (row,) = rows(front, f"model = 'slow' AND started_at >= {since}")
+    assert row["status"] == "cancelled" and row["http_status"] == 499
+    _wait_for(lambda: any(r["status"] == "cancelled" for r in _upstream_rows(replicas, since)))
+    (upstream,) = _upstream_rows(replicas, since)
+    assert 0 < upstream["completion_tokens"] < 400

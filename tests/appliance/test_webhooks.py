@@ -232,3 +232,28 @@ def test_signatures_verify_only_for_the_same_secret_body_and_a_recent_time() -> 
     assert not verify("whsec_a", header, body + b" ", now=1_700_000_100)
     assert not verify("whsec_a", header, body, now=1_700_000_000 + 301)
     assert not verify("whsec_a", "v1=abc", body, now=1_700_000_000)
+
+
+async def test_a_receiver_with_a_bad_url_fails_alone_and_the_others_are_delivered(
+    tmp_path: pathlib.Path, receiver: Receiver
+) -> None:
+    async with client_for(tmp_path) as client:
+        refused = await client.post(
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:abc/", "events": ["key.created"]},
+            headers=AS_ADMIN,
+        )
+        assert refused.status_code == 400, refused.text
+        assert "url" in refused.text
+        # One stored before the API checked ports (or by hand): the sender meets it.
+        webhooks = client.app.state.runtime.webhooks
+        bad = await webhooks.create("http://127.0.0.1:abc/", ["key.created"], "broken")
+        good = await register(client, receiver.url, ["key.created"])
+        for name in ("frank", "grace"):
+            await client.post("/v1/api-keys", json={"name": name}, headers=AS_ADMIN)
+        delivered = await eventually(lambda: _settled(client, good["id"], 2))
+        failed = await eventually(lambda: _settled(client, bad.id, 2))
+    assert {d["status"] for d in delivered} == {"delivered"}
+    assert len(receiver.of_type("key.created")) == 2
+    assert {d["status"] for d in failed} == {"failed"}
+    assert all("InvalidURL" in d["last_error"] and d["attempts"] == 1 for d in failed)

@@ -74,15 +74,21 @@ def test_budget_thresholds_are_announced_once_each(
     ).json()["data"]
     client = openai.OpenAI(base_url=server.base_url, api_key=made["key"], max_retries=0)
     refusal: openai.RateLimitError | None = None
-    for _ in range(40):  # each request costs about a third of the budget
-        try:
-            client.chat.completions.create(
-                model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=5
-            )
-        except openai.RateLimitError as exc:
-            refusal = exc
-            break
-    assert refusal is not None and refusal.code == "insufficient_quota"
+    # Each request may cost about a third of the budget, then as little as one token can:
+    # the budget is a hard cap, so the last refusal is what is left not paying for one.
+    for max_tokens in (5, 1):
+        refusal = None
+        for _ in range(40):
+            try:
+                client.chat.completions.create(
+                    model="tiny",
+                    messages=[{"role": "user", "content": "hi"}],
+                    max_tokens=max_tokens,
+                )
+            except openai.RateLimitError as exc:
+                refusal = exc
+                break
+        assert refusal is not None and refusal.code == "insufficient_quota"
     alerts = eventually(lambda: len(named(receiver, "budget.threshold_reached", "thrifty")) >= 2)
     assert alerts
 
