@@ -230,7 +230,9 @@ def test_a_deployment_from_the_hub_reports_its_download_and_a_missing_file_fails
             reply = client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3
             )
-            assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 3
+            # A random model may end at once; it never passes max_tokens.
+            assert reply.usage is not None and reply.usage.prompt_tokens > 0
+            assert reply.usage.completion_tokens <= 3
         with pytest.raises(openai.APIStatusError) as info:
             client.chat.completions.create(
                 model="missing", messages=[{"role": "user", "content": "hi"}], max_tokens=3
