@@ -36,7 +36,7 @@ from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ServedModel
-from appliance.request_context import RequestContext, SettledStream
+from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
 from appliance.runtime import Runtime
 from backends.base import EngineError
 from backends.replicas import ReplicaSet
@@ -80,6 +80,7 @@ async def _infer(
     runtime = Runtime.of(request)
     key = runtime.auth.bearer(request.headers.get("authorization"))
     ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
+    request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
     answer: Answer = {}
     async with ctx:
         raw = await _body(request)
