@@ -161,6 +161,23 @@ def test_chat_with_n_seed_and_logprobs(vllm_server: RunningServer) -> None:
     assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]
 
 
+def test_a_whole_answer_is_the_one_vllm_gives(vllm_server: RunningServer) -> None:
+    """Radiance streams a non-streamed request from vLLM (to count its tokens as they
+    come) and assembles the body: text, log-probabilities, finish reason and usage are
+    those of vLLM's own whole answer to the same greedy request."""
+    asked = {"messages": HELLO, "max_tokens": 8, "temperature": 0, "logprobs": True}
+    raw = sdk(vllm_server).chat.completions.with_raw_response.create(model="tiny-hf", **asked)  # type: ignore[call-overload]
+    mine = raw.parse()
+    direct = openai.OpenAI(base_url=raw.headers["x-replica-id"], api_key="-")
+    _SDKS.append(direct)
+    own = direct.chat.completions.create(model="tiny-hf", **asked)  # type: ignore[call-overload]
+    assert mine.object == "chat.completion" and mine.usage == own.usage
+    for got, want in zip(mine.choices, own.choices, strict=True):
+        assert got.message.content == want.message.content
+        assert got.finish_reason == want.finish_reason
+        assert got.logprobs == want.logprobs
+
+
 def test_stream_with_usage_is_billed_exactly(vllm_server: RunningServer) -> None:
     stream = sdk(vllm_server).chat.completions.with_raw_response.create(
         model="tiny-hf",
