@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import msgspec
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, Response, Router, get
 from litestar.di import NamedDependency
 from litestar.openapi import OpenAPIConfig
 
@@ -19,7 +18,7 @@ from appliance.accounting.meter import Meter
 from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
-from appliance.dependencies import DEPENDENCIES, admin_only
+from appliance.dependencies import DEPENDENCIES, admin_only, metrics_reader
 from appliance.deployments.manager import DeploymentManager
 from appliance.deployments.provisioner import EngineFactory
 from appliance.error_handlers import EXCEPTION_HANDLERS, MANAGEMENT_HANDLERS
@@ -70,13 +69,9 @@ async def _follow_key_changes(keys: KeyStore) -> None:
     description="Needs the admin key or `server.metrics_key` as a Bearer token.",
     media_type=CONTENT_TYPE,
     tags=["metrics"],
+    guards=[metrics_reader],
 )
-async def metrics(
-    request: Request[Any, Any, Any],
-    auth: NamedDependency[Authenticator],
-    meter: NamedDependency[Meter],
-) -> Response[bytes]:
-    auth.metrics_reader(request.headers.get("authorization"))
+async def metrics(meter: NamedDependency[Meter]) -> Response[bytes]:
     return Response(meter.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -1,7 +1,9 @@
-"""The runtime's parts as Litestar dependencies, and the guard on the admin routes.
+"""The runtime's parts as Litestar dependencies, and the guards on the admin routes and
+/metrics.
 
 The app's lifespan builds one `Runtime`; a handler names the parts it needs as parameters
-(`keys: KeyStore`, `caller: ApiKey`, ...) and `DEPENDENCIES` hands them over.
+(`keys: NamedDependency[KeyStore]`, `caller: NamedDependency[ApiKey]`, ...) and
+`DEPENDENCIES` hands them over.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import aiosqlite
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -17,16 +18,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
 
 from appliance.accounting.limits import Policy
-from appliance.accounting.meter import Meter
 from appliance.auth import Authenticator
-from appliance.config import Config
-from appliance.deployments.manager import DeploymentManager
 from appliance.management.errors import ManagementError
-from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime
-from appliance.state.keys import ApiKey, KeyStore
-from appliance.state.webhooks import WebhookStore
-from appliance.webhooks.events import EventBus
+from appliance.state.keys import ApiKey
 
 T = TypeVar("T")
 
@@ -52,52 +47,16 @@ def _policy(caller: NamedDependency[ApiKey], state: State) -> Policy:
     return _runtime(state).policy(caller)
 
 
-def _config(runtime: Runtime) -> Config:
-    return runtime.loaded.config
-
-
-def _reader(runtime: Runtime) -> aiosqlite.Connection:
-    return runtime.db.reader
-
-
-def _models(runtime: Runtime) -> ModelRegistry:
-    return runtime.models
-
-
-def _keys(runtime: Runtime) -> KeyStore:
-    return runtime.keys
-
-
-def _auth(runtime: Runtime) -> Authenticator:
-    return runtime.auth
-
-
-def _meter(runtime: Runtime) -> Meter:
-    return runtime.meter
-
-
-def _events(runtime: Runtime) -> EventBus:
-    return runtime.events
-
-
-def _webhooks(runtime: Runtime) -> WebhookStore:
-    return runtime.webhooks
-
-
-def _deployments(runtime: Runtime) -> DeploymentManager:
-    return runtime.deployments
-
-
 DEPENDENCIES: dict[str, Provide] = {
-    "config": _part(_config),
-    "reader": _part(_reader),  # the state file's reading connection
-    "models": _part(_models),
-    "keys": _part(_keys),
-    "auth": _part(_auth),
-    "meter": _part(_meter),
-    "events": _part(_events),
-    "webhooks": _part(_webhooks),
-    "deployments": _part(_deployments),
+    "config": _part(lambda runtime: runtime.loaded.config),
+    "reader": _part(lambda runtime: runtime.db.reader),  # the state file's reading connection
+    "models": _part(lambda runtime: runtime.models),
+    "keys": _part(lambda runtime: runtime.keys),
+    "auth": _part(lambda runtime: runtime.auth),
+    "meter": _part(lambda runtime: runtime.meter),
+    "events": _part(lambda runtime: runtime.events),
+    "webhooks": _part(lambda runtime: runtime.webhooks),
+    "deployments": _part(lambda runtime: runtime.deployments),
     "caller": Provide(_caller, sync_to_thread=False),
     "policy": Provide(_policy, sync_to_thread=False),
 }
@@ -110,3 +69,9 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise ManagementError(
             403, "FORBIDDEN", "This endpoint needs the admin key (server.admin_key)."
         )
+
+
+def metrics_reader(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Let the admin key or the metrics key through; anything else is a 401."""
+    auth = _runtime(connection.app.state).auth
+    auth.metrics_reader(connection.headers.get("authorization"))

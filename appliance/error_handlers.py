@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -36,7 +36,6 @@ from appliance.state.webhooks import WebhookNotFound
 
 log = logging.getLogger(__name__)
 AnyRequest = Request[Any, Any, Any]
-E = TypeVar("E", bound=Exception)
 
 
 def error_response(
@@ -97,75 +96,25 @@ def _management_error(request: AnyRequest, exc: ManagementError) -> Response[byt
     return error_response(exc.status, exc.body())
 
 
-def _as_management(
-    convert: Callable[[E], ManagementError],
-) -> Callable[[AnyRequest, E], Response[bytes]]:
-    def handle(request: AnyRequest, exc: E) -> Response[bytes]:
-        return _management_error(request, convert(exc))
+def _refusal(
+    status: int, code: str, message: str, detail: str
+) -> Callable[[AnyRequest, Exception], Response[bytes]]:
+    """A handler that answers `status` and `code`. The error's text (an id or a name) fills
+    the `{}` in `message` and is `details[detail]`."""
+
+    def handle(request: AnyRequest, exc: Exception) -> Response[bytes]:
+        subject = str(exc)
+        error = ManagementError(status, code, message.format(subject), {detail: subject})
+        return _management_error(request, error)
 
     return handle
 
 
-def _key_not_found(exc: KeyNotFound) -> ManagementError:
-    key_id = str(exc)
-    return ManagementError(404, "KEY_NOT_FOUND", f"no API key `{key_id}`", {"id": key_id})
-
-
-def _key_name_taken(exc: KeyNameTaken) -> ManagementError:
-    name = str(exc)
-    return ManagementError(409, "KEY_NAME_TAKEN", f"a key named `{name}` exists", {"name": name})
-
-
-def _key_declared(exc: KeyDeclared) -> ManagementError:
-    name = str(exc)
-    return ManagementError(
-        409,
-        "KEY_DECLARED_IN_CONFIG",
-        f"key `{name}` is declared in radiance.yaml; change or remove it there and restart",
-        {"name": name},
-    )
-
-
-def _webhook_not_found(exc: WebhookNotFound) -> ManagementError:
-    webhook_id = str(exc)
-    return ManagementError(
-        404, "WEBHOOK_NOT_FOUND", f"no webhook `{webhook_id}`", {"id": webhook_id}
-    )
-
-
-def _deployment_not_found(exc: DeploymentNotFound) -> ManagementError:
-    deployment_id = str(exc)
-    return ManagementError(
-        404, "DEPLOYMENT_NOT_FOUND", f"no deployment `{deployment_id}`", {"id": deployment_id}
-    )
-
-
-def _deployment_declared(exc: DeploymentDeclared) -> ManagementError:
-    deployment_id = str(exc)
-    return ManagementError(
-        409,
-        "DEPLOYMENT_DECLARED_IN_CONFIG",
-        f"deployment `{deployment_id}` is declared in radiance.yaml; change it there and "
-        "restart, or create a deployment of another name with POST /v1/deployments",
-        {"id": deployment_id},
-    )
-
-
-def _deployment_exists(exc: DeploymentExists) -> ManagementError:
-    name = str(exc)
-    return ManagementError(
-        409,
-        "DEPLOYMENT_EXISTS",
-        f"`{name}` already names a model or deployment; give the deployment a `name`",
-        {"name": name},
-    )
-
-
-def _deployment_invalid(exc: DeploymentInvalid) -> ManagementError:
+def _deployment_invalid(request: AnyRequest, exc: DeploymentInvalid) -> Response[bytes]:
     details = {"field": exc.field} if exc.field else {}
     if exc.hint:
         details["hint"] = exc.hint
-    return invalid(str(exc), **details)
+    return _management_error(request, invalid(str(exc), **details))
 
 
 _MANAGEMENT_CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}
@@ -193,14 +142,30 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error,
     HTTPException: _http_exception,
     ManagementError: _management_error,
-    KeyNotFound: _as_management(_key_not_found),
-    KeyNameTaken: _as_management(_key_name_taken),
-    KeyDeclared: _as_management(_key_declared),
-    WebhookNotFound: _as_management(_webhook_not_found),
-    DeploymentNotFound: _as_management(_deployment_not_found),
-    DeploymentDeclared: _as_management(_deployment_declared),
-    DeploymentExists: _as_management(_deployment_exists),
-    DeploymentInvalid: _as_management(_deployment_invalid),
+    KeyNotFound: _refusal(404, "KEY_NOT_FOUND", "no API key `{}`", "id"),
+    KeyNameTaken: _refusal(409, "KEY_NAME_TAKEN", "a key named `{}` exists", "name"),
+    KeyDeclared: _refusal(
+        409,
+        "KEY_DECLARED_IN_CONFIG",
+        "key `{}` is declared in radiance.yaml; change or remove it there and restart",
+        "name",
+    ),
+    WebhookNotFound: _refusal(404, "WEBHOOK_NOT_FOUND", "no webhook `{}`", "id"),
+    DeploymentNotFound: _refusal(404, "DEPLOYMENT_NOT_FOUND", "no deployment `{}`", "id"),
+    DeploymentDeclared: _refusal(
+        409,
+        "DEPLOYMENT_DECLARED_IN_CONFIG",
+        "deployment `{}` is declared in radiance.yaml; change it there and restart, or "
+        "create a deployment of another name with POST /v1/deployments",
+        "id",
+    ),
+    DeploymentExists: _refusal(
+        409,
+        "DEPLOYMENT_EXISTS",
+        "`{}` already names a model or deployment; give the deployment a `name`",
+        "name",
+    ),
+    DeploymentInvalid: _deployment_invalid,
     Exception: _unexpected,
 }
 MANAGEMENT_HANDLERS: ExceptionHandlersMap = {
