@@ -63,7 +63,10 @@ DEPENDENCIES: dict[str, Provide] = {
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Let the admin key through: 401 without a valid key, 403 with a user key."""
+    """Let the admin key through: 401 without a valid key, 403 with a user key. Litestar's
+    own answer to OPTIONS (the allowed methods, no data) stays open to anyone."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
     key = _runtime(connection.app.state).auth.bearer(connection.headers.get("authorization"))
     if not key.is_admin:
         raise ManagementError(

@@ -21,7 +21,7 @@ from litestar.types import Receive, Scope, Send
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter
 from appliance.error_handlers import api_error_response, from_http_exception
-from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound
+from appliance.errors import InvalidRequest, ModelNotFound, NotFound
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_request
@@ -231,15 +231,11 @@ class OpenAIController(Controller):
         model_id: FromPath[str],
     ) -> Response[bytes]:
         name = model_id.lstrip("/")
-        try:
-            served = models.resolve(name)
-            if not may_use(served, policy.models):
-                raise ModelNotFound(
-                    f"The model `{name}` does not exist or this key may not use it.",
-                    param="model",
-                )
-        except ApiError as exc:
-            return api_error_response(exc)
+        served = models.resolve(name)
+        if not may_use(served, policy.models):
+            raise ModelNotFound(
+                f"The model `{name}` does not exist or this key may not use it.", param="model"
+            )
         item = model_object(served)
         return _json({**item, **admin_fields(served)} if caller.is_admin else item)
 
@@ -278,12 +274,11 @@ class OpenAIController(Controller):
         # One handler under the path of GET /models/{id}: ids may hold slashes.
         deployment, _, action = target.strip("/").rpartition("/")
         if action != "completions" or not deployment:
-            missing = NotFound(
+            raise NotFound(
                 f"No route POST /v1/models/{target.strip('/')}; "
                 "use POST /v1/models/{deployment}/completions.",
                 code="not_found",
             )
-            return api_error_response(missing)
         return await _infer(
             request, inference, "completions", CompletionRequest, _completion, deployment
         )
