@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 import aiosqlite
@@ -31,3 +32,13 @@ async def last_used(reader: aiosqlite.Connection, key_id: str) -> float | None:
     ) as cursor:
         row = await cursor.fetchone()
     return None if row is None else row[0]
+
+
+def spent_since(conn: sqlite3.Connection, key_id: str, start_hour: int) -> int:
+    """What the key spent (picodollars) from `start_hour` (epoch hours) on, from the hourly
+    rollups; on the ledger writer's own connection, in order with its commits."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(cost_pusd), 0) FROM usage_hourly WHERE key_id = ? AND hour >= ?",
+        (key_id, start_hour),
+    ).fetchone()
+    return int(row[0]) if row else 0
