@@ -7,26 +7,12 @@ import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
-from fake_engine import ScriptedEngine
-from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
+from test_webhooks import ADMIN, USER, client_for
 
-from appliance.app import create_app
-from appliance.config import parse_config_text
 from appliance.dependencies import admin_only, metrics_reader
-from appliance.registry import ModelRegistry, ServedModel
 
-ADMIN = "layer-admin-key-0123"
-USER = "sk-layer-user-key-1"
-CONFIG = f"""
-server: {{database: state.db, admin_key: {ADMIN}}}
-backends: {{cpu: {{engine: llamacpp}}}}
-models:
-  - {{id: scripted, backend: cpu, source: fake.gguf, context_length: 64}}
-keys:
-  - {{name: user, secret: {USER}}}
-"""
 ADMIN_ONLY = (
     "/v1/api-keys",
     "/v1/analytics",
@@ -37,24 +23,15 @@ ADMIN_ONLY = (
 )
 
 
-def app_for(tmp_path: pathlib.Path) -> Litestar:
-    (tmp_path / "fake.gguf").write_bytes(b"GGUF")
-    loaded = parse_config_text(CONFIG, "radiance.yaml", tmp_path, {})
-    engine = ScriptedEngine(["a"])
-    return create_app(
-        loaded, registry=ModelRegistry([ServedModel(loaded.config.models[0], "cpu", engine)])
-    )
-
-
 @pytest.fixture
 async def client(tmp_path: pathlib.Path) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    async with AsyncTestClient(app=app_for(tmp_path)) as client:
+    async with client_for(tmp_path) as client:
         yield client
 
 
 def test_the_admin_guard_covers_exactly_the_admin_routes(tmp_path: pathlib.Path) -> None:
     seen = set()
-    for route in app_for(tmp_path).routes:
+    for route in client_for(tmp_path).app.routes:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
