@@ -27,7 +27,7 @@ import msgspec
 from appliance.accounting.limits import Admission, Policy
 from appliance.accounting.meter import Meter
 from appliance.accounting.money import UnitPrices, usd
-from appliance.errors import ApiError, Forbidden, InternalError, envelope
+from appliance.errors import ApiError, Forbidden, InternalError, ServiceUnavailable, envelope
 from appliance.registry import ServedModel
 from appliance.state.keys import ApiKey
 from appliance.state.ledger import RequestRecord
@@ -40,6 +40,10 @@ _CLOSE_SECONDS = 5.0
 
 
 _LOGGED_MESSAGE = 300  # characters of an error message in the request's log line
+
+
+# Where a request's id is kept in its ASGI scope's state.
+REQUEST_ID = "radiance.request_id"
 
 
 def new_request_id() -> str:
@@ -137,7 +141,7 @@ class RequestContext:
             self.error = InternalError("the server failed to handle this request")
             await self.fail(self.error)
             return True
-        await self.finish("cancelled", 499)  # cancelled: the server stops
+        await self.cancelled()  # the server stops
         return False
 
     def stream(
@@ -262,6 +266,13 @@ class RequestContext:
         for release in releases:
             release()
 
+    async def cancelled(self) -> None:
+        """Settle a request cut short: by its client (499), or by the server stopping."""
+        if self.meter.stopping and not self.disconnected:
+            await self.finish("cancelled", 503, server_stopping())
+        else:
+            await self.finish("cancelled", 499)
+
     async def fail(self, error: ApiError) -> None:
         status = "rate_limited" if error.status == 429 else "error"
         await self.finish(status, error.status, error)
@@ -303,7 +314,7 @@ class SettledStream:
         """End the stream: settle the request (cancelled, if it had not ended), then close
         the events and their source."""
         with anyio.CancelScope(shield=True):
-            await self._ctx.finish("cancelled", 499)
+            await self._ctx.cancelled()
             await self._body.aclose()
             await self._release()
 
@@ -316,15 +327,15 @@ class SettledStream:
             yield DONE
         except ApiError as exc:
             await ctx.fail(exc)
-            yield _error_event(exc)
+            yield error_event(exc)
         except Exception:
             log.exception("request %s failed in the server mid-stream", ctx.id)
             error = InternalError("the server failed while streaming this answer")
             await ctx.fail(error)
-            yield _error_event(error)
+            yield error_event(error)
         finally:
             with anyio.CancelScope(shield=True):
-                await ctx.finish("cancelled", 499)  # a no-op when the stream ended above
+                await ctx.cancelled()  # a no-op when the stream ended above
                 await self._release()
 
     async def _release(self) -> None:
@@ -342,6 +353,13 @@ class SettledStream:
                 log.exception("closing the stream of request %s failed", self._ctx.id)
 
 
-def _error_event(error: ApiError) -> bytes:
+def server_stopping() -> ApiError:
+    """What a request still running when the server's grace period ends is answered."""
+    return ServiceUnavailable(
+        "the server is shutting down; retry the request", retry_after=1, code="server_stopping"
+    )
+
+
+def error_event(error: ApiError) -> bytes:
     """An error after the stream began: one error event, then the end of the stream."""
     return b"data: " + msgspec.json.encode(envelope(error)) + b"\n\n" + DONE

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Sequence
 
 import uvicorn
 from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
+from msgspec.json import encode
 
 from appliance.app import create_app
 from appliance.config import LoadedConfig, ModelConfig
 from appliance.connections import head_timeout_protocol, raise_open_file_limit
+from appliance.errors import envelope
+from appliance.request_context import REQUEST_ID, error_event, server_stopping
 from appliance.runtime import Runtime
 from backends.base import EngineStatus
 
@@ -27,10 +40,83 @@ class _KnownStartupFailure(logging.Filter):
         return not ("Traceback" in message and known)
 
 
+class _AnswerWhenStopping:
+    """The outermost ASGI app. uvicorn cancels the requests still running when the
+    shutdown's grace period ends; their clients then get a 503 in the API's envelope (or,
+    mid-stream, an error event and `[DONE]`) instead of a dropped connection, and the log
+    gets no traceback. Each request has settled its ledger row before this answers."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        started = finished = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except asyncio.CancelledError:
+            runtime: Runtime | None = getattr(self.app.state, "runtime", None)
+            if runtime is None or not runtime.meter.stopping or finished:
+                raise
+            error = server_stopping()
+            if started:  # mid-stream
+                await send(
+                    HTTPResponseBodyEvent(
+                        type="http.response.body", body=error_event(error), more_body=False
+                    )
+                )
+                return
+            headers = {**error.headers, "content-type": "application/json"}
+            request_id = scope.get("state", {}).get(REQUEST_ID)
+            if request_id is not None:
+                headers["x-request-id"] = request_id
+            await send(
+                HTTPResponseStartEvent(
+                    type="http.response.start",
+                    status=error.status,
+                    headers=[(k.encode(), v.encode()) for k, v in headers.items()],
+                )
+            )
+            await send(
+                HTTPResponseBodyEvent(
+                    type="http.response.body", body=encode(envelope(error)), more_body=False
+                )
+            )
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
         super().__init__(config)
         self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop taking connections and let the requests under way finish for the grace
+        period; those uvicorn then cancels are the server's doing (503), not their
+        clients' (499)."""
+        runtime: Runtime | None = getattr(self._app.state, "runtime", None)
+        grace = self.config.timeout_graceful_shutdown
+        timer = None
+        if runtime is not None and grace is not None:
+            meter = runtime.meter
+            timer = asyncio.get_running_loop().call_later(
+                grace, lambda: setattr(meter, "stopping", True)
+            )
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -79,7 +165,7 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
     log.debug("open-file limit: %d", files)
     app = create_app(loaded)
     uv_config = uvicorn.Config(
-        app,
+        _AnswerWhenStopping(app),
         host=host or server_config.host,
         port=server_config.port if port is None else port,
         http=head_timeout_protocol(server_config.header_timeout_seconds),
@@ -90,7 +176,7 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=server_config.shutdown_grace_seconds,
     )
     logging.getLogger("uvicorn.error").addFilter(_KnownStartupFailure())
     server = _Server(uv_config, app)

@@ -63,6 +63,9 @@ class Meter:
 
     # The requests under way (their lifecycles); the server settles any left at shutdown.
     open_requests: set[Any] = field(default_factory=set)
+    # The server's grace period is over: requests cancelled now are cut short by the
+    # server (503), not by their clients (499).
+    stopping: bool = False
     # Told the key id when what is left of a budget cannot pay for even one more token.
     budget_exhausted: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -112,5 +115,6 @@ class Meter:
 
     async def settle_open(self) -> None:
         """Settle the requests still under way (the server stops): each gets its row."""
+        self.stopping = True
         for ctx in list(self.open_requests):
-            await ctx.finish("cancelled", 499)
+            await ctx.cancelled()

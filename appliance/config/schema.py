@@ -78,6 +78,9 @@ class ServerConfig(Base, frozen=True):
     keep_alive_seconds: PositiveInt = 5
     # Open connections (idle ones count) beyond which a new request gets 503.
     max_connections: PositiveInt = 2048
+    # Seconds a stopping server lets requests under way finish; those still running
+    # then are cancelled, each settled with its ledger row.
+    shutdown_grace_seconds: PositiveInt = 10
 
 
 class LlamaCppBackend(Base, frozen=True, tag_field="engine", tag="llamacpp"):

@@ -98,8 +98,12 @@ def _choice(
         "index": index,
         "text": echo + "".join(d.text for d in deltas),
         "logprobs": _logprobs(deltas, len(echo)) if params.logprobs else None,
-        "finish_reason": None if finish is None else ("stop" if finish == "cancelled" else finish),
+        "finish_reason": _finish(finish),
     }
+
+
+def _finish(reason: str | None) -> str | None:
+    return None if reason is None else ("stop" if reason == "cancelled" else reason)
 
 
 def _envelope(
@@ -141,17 +145,21 @@ async def _stream_text(
     include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
     for index, (prompt, params) in enumerate(plan.runs):
         deltas = first if index == 0 else await first_delta(plan.served.engine, prompt, params)
+        offset = 0  # where the next token stands in the whole text (as text_offset says)
         if plan.body.echo:
             yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))
+            offset = len(prompt.text)
         async for delta in deltas:
             ctx.add_tokens(delta.tokens)
             if not (delta.text or delta.logprobs or delta.finish_reason):
                 continue
-            choice = _choice(plan, index, [delta], delta.finish_reason)
-            if plan.body.echo:
-                choice["text"] = delta.text
-                if choice["logprobs"]:
-                    choice["logprobs"] = _logprobs([delta], 0)
+            choice = {
+                "index": index,
+                "text": delta.text,
+                "logprobs": _logprobs([delta], offset) if params.logprobs else None,
+                "finish_reason": _finish(delta.finish_reason),
+            }
+            offset += sum(len(lp.token) for lp in delta.logprobs)
             chunk = _envelope(plan, ctx, [choice])
             if include_usage:
                 chunk["usage"] = None

@@ -5,18 +5,22 @@ request's declared parameters and the key's limits are checked and the request i
 admitted, charging an estimate of the prompt plus the completion it may produce. The body
 goes upstream as the client sent it (so engine-specific fields survive) with three
 changes: the model, a `max_tokens` when the key's tier or the model sets a default, and
-`stream_options.include_usage` forced on so every stream reports what it used. The
-answer comes back with the model id the client knows and Radiance's request id; the usage
-chunk reaches the client only if it asked for it. The ledger row holds the usage the
-upstream reported (for an abandoned stream: what was received until then).
+`stream_options.include_usage` forced on so every stream reports what it used. A
+non-streamed chat or text completion is streamed upstream all the same and assembled
+into one body (`assembly.py`), so its tokens are counted as they are made. The answer
+comes back with the model id the client knows and Radiance's request id; the usage chunk
+reaches the client only if it asked for it. The ledger row holds the usage the upstream
+reported (for a request abandoned by its client: what was received until then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import anyio
 import msgspec
 
 from appliance.errors import (
@@ -26,6 +30,7 @@ from appliance.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from appliance.openai.assembly import Assembly
 from appliance.openai.engine_calls import api_error
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.sampling import check_declared
@@ -48,6 +53,8 @@ _ENDPOINTS: dict[str, Endpoint] = {
     "embeddings": "embeddings",
 }
 _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+# How long closing the upstream may hold up an answer, or a request's end.
+_CLOSE_SECONDS = 5.0
 # Tokens of chat-template framing counted per message on top of its text.
 _MESSAGE_OVERHEAD = 4
 
@@ -140,11 +147,21 @@ async def forward(
         if stream:
             data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
     data["model"] = served.id
+    assemble = not stream and endpoint in _ID_PREFIX and _streamable(data)
+    if assemble:  # streamed upstream all the same, so tokens are counted as they come
+        data["stream"] = True
+        data["stream_options"] = {"include_usage": True}
     try:
-        reply = await served.engine.forward(_ENDPOINTS[endpoint], data, stream=stream)
+        reply = await served.engine.forward(_ENDPOINTS[endpoint], data, stream=stream or assemble)
     except EngineError as exc:
         raise upstream_api_error(exc) from exc
     ctx.replica = reply.deployment
+    if assemble:
+        try:
+            return await _assembled(reply, served, ctx)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
+                await reply.close()
     if reply.events is None:
         try:
             return _whole(reply.body or {}, served, ctx)
@@ -156,6 +173,26 @@ async def forward(
         and body.stream_options.include_usage
     )
     return ctx.stream(_relay(reply, served, ctx, include_usage), close=reply.close)
+
+
+def _streamable(data: dict[str, Any]) -> bool:
+    """Whether a non-streamed request may be streamed upstream and assembled: not when it
+    asks for what only a whole answer carries (candidates ranked by `best_of`, beam
+    search, the prompt's log-probabilities)."""
+    best_of, n = data.get("best_of"), data.get("n")
+    ranked = isinstance(best_of, int) and best_of > (n if isinstance(n, int) else 1)
+    return not ranked and not data.get("use_beam_search") and data.get("prompt_logprobs") is None
+
+
+async def _assembled(
+    reply: UpstreamReply, served: ServedModel, ctx: RequestContext
+) -> dict[str, Any]:
+    """One answer made of the upstream's chunks."""
+    assembly = Assembly(ctx.endpoint)
+    async with contextlib.aclosing(_counted(reply, ctx)) as events:
+        async for event in events:
+            assembly.add(event)
+    return _rename(assembly.body(ctx.usage()), served, ctx)
 
 
 def upstream_api_error(exc: EngineError) -> ApiError:
@@ -235,31 +272,40 @@ def _generated(event: dict[str, Any]) -> int:
     return count
 
 
-async def _relay(
-    reply: UpstreamReply, served: ServedModel, ctx: RequestContext, include_usage: bool
-) -> AsyncIterator[bytes]:
-    """Pass each event on as it arrives, counting its tokens; the request's lifecycle
-    ends the stream, writes the row, and only then closes the upstream."""
+async def _counted(
+    reply: UpstreamReply, ctx: RequestContext
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The upstream's events, each counted into the request as it arrives (so a request
+    that ends early is billed for what was made until then)."""
     counted = False  # the upstream reported usage: no more estimating
     try:
         async for event in reply.events or _nothing():
             if "error" in event and not event.get("choices"):
                 raise _stream_error(event)
-            usage = event.get("usage")
-            counted = _record_usage(ctx, usage) or counted
-            if not event.get("choices") and usage is not None:
+            counted = _record_usage(ctx, event.get("usage")) or counted
+            if not counted:
+                ctx.add_tokens(_generated(event))
+            yield event
+    except EngineError as exc:
+        raise upstream_api_error(exc) from exc
+
+
+async def _relay(
+    reply: UpstreamReply, served: ServedModel, ctx: RequestContext, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """Pass each event on as it arrives; the request's lifecycle ends the stream, writes
+    the row, and only then closes the upstream."""
+    async with contextlib.aclosing(_counted(reply, ctx)) as events:
+        async for event in events:
+            if not event.get("choices") and event.get("usage") is not None:
                 if include_usage:  # the final usage chunk, if the client asked for it
                     yield sse_event(_rename(event, served, ctx))
                 continue
-            if not counted:
-                ctx.add_tokens(_generated(event))
             if include_usage:
                 event["usage"] = None
             else:
                 event.pop("usage", None)
             yield sse_event(_rename(event, served, ctx))
-    except EngineError as exc:
-        raise upstream_api_error(exc) from exc
 
 
 def _stream_error(event: dict[str, Any]) -> ApiError:

@@ -33,7 +33,7 @@ from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ModelRegistry, ServedModel
-from appliance.request_context import RequestContext, SettledStream
+from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
 from appliance.state.keys import ApiKey
 from backends.base import EngineError
 from backends.replicas import ReplicaSet
@@ -86,6 +86,7 @@ async def _infer(
 
     `deployment` (from the path) names the model when the body does not."""
     ctx = RequestContext(inference.meter, inference.caller, inference.policy, endpoint)
+    request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
     answer: Answer = {}
     async with ctx:
         raw = await _body(request)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -166,3 +168,74 @@ def test_every_stream_a_client_saw_finish_survives_kill_9(launch) -> None:  # ty
     assert {stored[request_id] for request_id in finished} == {"ok"}
     reply = httpx.get(f"{again.base_url}/models", headers={"Authorization": f"Bearer {ALICE}"})
     assert reply.status_code == 200
+
+
+def test_stopping_the_server_settles_every_request_under_way(launch) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while a stream generates and another request waits for the model's only
+    slot: when the grace period ends both are cut short with a clean answer (a 503 in the
+    envelope; mid-stream an error event and [DONE]), each has exactly one ledger row (the
+    stream billed for the tokens it made), and the server shuts down without a traceback."""
+    server = launch(server={"shutdown_grace_seconds": 1})
+    headers = {"Authorization": f"Bearer {BOB}"}
+    url = f"{server.base_url}/chat/completions"
+    body = {"model": "endless", "messages": HELLO, "max_tokens": 480}
+    seen: dict[str, Any] = {"tokens": 0}
+
+    async def stream(client: httpx.AsyncClient, generating: asyncio.Event) -> None:
+        async with client.stream(
+            "POST", url, json={**body, "stream": True}, headers=headers
+        ) as response:
+            seen["stream"] = response.headers["x-request-id"]
+            lines = [line async for line in _counted(response.aiter_lines(), seen, generating)]
+        seen["stream_end"] = lines[-2:]
+
+    async def queued(client: httpx.AsyncClient) -> None:
+        seen["queued"] = await client.post(url, json=body, headers=headers)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            generating = asyncio.Event()
+            streaming = asyncio.create_task(stream(client, generating))
+            await asyncio.wait_for(generating.wait(), 30)
+            waiting = asyncio.create_task(queued(client))
+            await asyncio.sleep(0.5)  # admitted, waiting for the slot
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.gather(streaming, waiting)
+
+    since = time.time()
+    asyncio.run(scenario())
+    # uvicorn re-raises SIGTERM once its shutdown is complete.
+    assert server.process.wait(timeout=30) == -signal.SIGTERM
+    error_line, done = seen["stream_end"]
+    assert done == "data: [DONE]"
+    assert json.loads(error_line.removeprefix("data: "))["error"]["code"] == "server_stopping"
+    refused: httpx.Response = seen["queued"]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "server_stopping"
+
+    found = rows(server, f"model = 'endless' AND started_at >= {since - 1}")
+    assert len(found) == 2, [dict(r) for r in found]  # one row each, nothing lost
+    by_id = {row["id"]: row for row in found}
+    streamed = by_id[seen["stream"]]
+    assert (streamed["status"], streamed["http_status"]) == ("cancelled", 503)
+    # Billed for what it made: at least what the client saw, never the whole 480.
+    assert seen["tokens"] <= streamed["completion_tokens"] < 480
+    assert streamed["prompt_tokens"] > 0
+    waited = by_id[refused.headers["x-request-id"]]
+    assert (waited["status"], waited["http_status"]) == ("cancelled", 503)
+    log = server.log()
+    assert "Traceback" not in log and "Application shutdown complete" in log
+    for row in found:
+        assert f"id={row['id']}" in log  # its request log line
+
+
+async def _counted(
+    lines: AsyncIterator[str], seen: dict[str, Any], generating: asyncio.Event
+) -> AsyncIterator[str]:
+    """The stream's lines, counting those that carry text into seen["tokens"]."""
+    async for line in lines:
+        if re.search(r'"content":"[^"]', line):  # a token's text (the first chunk has none)
+            seen["tokens"] += 1
+            generating.set()
+        if line:
+            yield line

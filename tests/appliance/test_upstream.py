@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -458,3 +459,60 @@ def test_hanging_up_on_a_non_streamed_passthrough_request_stops_the_upstream(
     _wait_for(lambda: any(r["status"] == "cancelled" for r in _upstream_rows(replicas, since)))
     (upstream,) = _upstream_rows(replicas, since)
     assert 0 < upstream["completion_tokens"] < 400
+    # Billed for what the upstream made until the client left (counted as it streamed in).
+    assert 0 < row["completion_tokens"] <= upstream["completion_tokens"]
+    assert row["prompt_tokens"] > 0
+
+
+def _without_call_ids(choices: list[Any]) -> list[dict[str, Any]]:
+    """The choices as dicts, each tool call's id checked and left out (ids are random)."""
+    dumped = [c.model_dump() for c in choices]
+    for choice in dumped:
+        for call in choice["message"]["tool_calls"] or []:
+            assert call.pop("id").startswith("call_")
+    return dumped
+
+
+def test_a_whole_answer_through_the_front_is_the_replicas_own(
+    front: RunningServer, replicas: list[RunningServer]
+) -> None:
+    """A non-streamed request is streamed from the replica and assembled: the client gets
+    the body the replica itself answers (greedy, so both runs make the same tokens)."""
+    upstream = client(replicas[0], FRONT_SECRET)
+    asked = {"messages": HELLO, "max_tokens": 8, "temperature": 0, "n": 2}
+    chat = {**asked, "logprobs": True, "top_logprobs": 2}
+    mine = client(front).chat.completions.create(model="small", **chat)  # type: ignore[call-overload]
+    own = upstream.chat.completions.create(model="tiny", **chat)  # type: ignore[call-overload]
+    assert mine.object == "chat.completion" and mine.model == "small"
+    assert [c.model_dump() for c in mine.choices] == [c.model_dump() for c in own.choices]
+    assert mine.usage == own.usage
+    assert mine.choices[0].logprobs is not None and mine.choices[0].logprobs.content
+
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 6}},
+                "required": ["city"],
+            },
+        },
+    }
+    forced = {
+        **asked,
+        "max_tokens": 60,
+        "tools": [tool],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+    }
+    mine = client(front).chat.completions.create(model="small", **forced)  # type: ignore[call-overload]
+    own = upstream.chat.completions.create(model="tiny", **forced)  # type: ignore[call-overload]
+    assert _without_call_ids(mine.choices) == _without_call_ids(own.choices)
+    assert all(c.message.tool_calls for c in mine.choices)
+
+    text = {"prompt": ["Once upon", "a time"], "max_tokens": 6, "temperature": 0, "logprobs": 2}
+    mine_text = client(front).completions.create(model="small", **text)  # type: ignore[call-overload]
+    own_text = upstream.completions.create(model="tiny", **text)  # type: ignore[call-overload]
+    assert mine_text.object == "text_completion"
+    assert [c.model_dump() for c in mine_text.choices] == [c.model_dump() for c in own_text.choices]
+    assert mine_text.usage == own_text.usage
