@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import msgspec
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, Response, Router, get
+from litestar.di import NamedDependency
 from litestar.openapi import OpenAPIConfig
 
 from appliance.accounting.budget_alerts import BudgetAlerts
@@ -18,9 +18,10 @@ from appliance.accounting.meter import Meter
 from appliance.accounting.spending import Spending
 from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
+from appliance.dependencies import DEPENDENCIES, admin_only, metrics_reader
 from appliance.deployments.manager import DeploymentManager
 from appliance.deployments.provisioner import EngineFactory
-from appliance.errors import handle_api_error
+from appliance.error_handlers import EXCEPTION_HANDLERS, MANAGEMENT_HANDLERS
 from appliance.management.analytics_routes import AnalyticsController
 from appliance.management.billing_routes import BillingController
 from appliance.management.deployments_routes import (
@@ -28,7 +29,6 @@ from appliance.management.deployments_routes import (
     DeploymentsController,
     UpdateDeploymentBody,
 )
-from appliance.management.envelope import ManagementError, handle_management_error
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
 from appliance.management.own_usage_routes import OwnUsageController
@@ -69,19 +69,17 @@ async def _follow_key_changes(keys: KeyStore) -> None:
     description="Needs the admin key or `server.metrics_key` as a Bearer token.",
     media_type=CONTENT_TYPE,
     tags=["metrics"],
+    guards=[metrics_reader],
 )
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    runtime = Runtime.of(request)
-    runtime.auth.metrics_reader(request.headers.get("authorization"))
-    return Response(runtime.meter.metrics.render(), media_type=CONTENT_TYPE)
+async def metrics(meter: NamedDependency[Meter]) -> Response[bytes]:
+    return Response(meter.metrics.render(), media_type=CONTENT_TYPE)
 
 
-MANAGEMENT = [
+ADMIN_ONLY = [
     ApiKeysController,
     LiveController,
     AnalyticsController,
     BillingController,
-    OwnUsageController,
     WebhooksController,
     TiersController,
     DeploymentsController,
@@ -167,14 +165,23 @@ def create_app(
             await ledger.close()
             await db.close()
 
+    management = Router(
+        path="/",
+        route_handlers=[
+            Router(path="/", route_handlers=ADMIN_ONLY, guards=[admin_only]),
+            OwnUsageController,
+        ],
+        exception_handlers=MANAGEMENT_HANDLERS,
+    )
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController, *MANAGEMENT]),
+            Router(path="/v1", route_handlers=[OpenAIController, management]),
             Router(path="/", route_handlers=[OpenAIController]),
             metrics,
         ],
         lifespan=[lifespan],
-        exception_handlers={ManagementError: handle_management_error, Exception: handle_api_error},
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=config.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Radiance",

@@ -1,20 +1,13 @@
-"""One exception tree for the OpenAI API, and the one place that turns it into HTTP.
+"""One exception tree for the OpenAI API, free of any web framework.
 
 Every error leaves the server as OpenAI's envelope
 ``{"error": {"message", "type", "param", "code"}}`` with a string code; nothing else,
-and never a traceback.
+and never a traceback. `appliance.error_handlers` turns these errors into HTTP.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-import msgspec
-from litestar import Request, Response
-from litestar.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -117,50 +110,3 @@ def envelope(error: ApiError) -> dict[str, Any]:
             "code": error.code,
         }
     }
-
-
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response[bytes]:
-    return Response(
-        content=msgspec.json.encode(envelope(error)),
-        status_code=error.status,
-        media_type="application/json",
-        headers={**error.headers, **(headers or {})},
-    )
-
-
-_HTTP_CODES = {
-    400: (InvalidRequest, "invalid_request"),
-    401: (Unauthorized, "invalid_api_key"),
-    404: (NotFound, "not_found"),
-    405: (InvalidRequest, "method_not_allowed"),
-    413: (PayloadTooLarge, "request_too_large"),
-}
-
-
-def from_http_exception(exc: HTTPException) -> ApiError:
-    """Litestar's own errors (no route, wrong method, body too large) in our envelope."""
-    kind, code = _HTTP_CODES.get(exc.status_code, (InvalidRequest, "invalid_request"))
-    error = kind(exc.detail or "request failed", code=code)
-    error.status = exc.status_code
-    if exc.status_code >= 500:
-        error.type = "server_error"
-    return error
-
-
-def handle_api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    handler = request.scope.get("route_handler")
-    management = getattr(handler, "opt", {}).get("envelope") == "management"
-    if management and isinstance(exc, HTTPException) and exc.status_code < 500:
-        # Litestar's own checks (query parameters, body size) on a management route.
-        body = {"error": exc.detail, "code": "VALIDATION_ERROR", "details": {"errors": exc.extra}}
-        if exc.status_code != 400:
-            body["code"] = "REQUEST_ERROR"
-        return Response(
-            msgspec.json.encode(body), status_code=exc.status_code, media_type="application/json"
-        )
-    if isinstance(exc, ApiError):
-        return error_response(exc)
-    if isinstance(exc, HTTPException):
-        return error_response(from_http_exception(exc))
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(InternalError("the server failed to handle this request"))

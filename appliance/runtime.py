@@ -1,11 +1,11 @@
-"""Everything a request handler needs, built by the app's lifespan and kept on app.state."""
+"""Everything the request handlers need, built by the app's lifespan and kept on app.state.
+
+Handlers receive its parts as dependencies (`appliance.dependencies`), never the whole.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from litestar import Request
 
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter, policy_for
@@ -19,6 +19,14 @@ from appliance.state.keys import ApiKey, KeyStore
 from appliance.state.ledger import Ledger
 from appliance.state.webhooks import WebhookStore
 from appliance.webhooks.events import EventBus
+
+
+def model_id(models: ModelRegistry, name: str) -> str | None:
+    """The id a model id or alias routes to; None if no model has that name."""
+    try:
+        return models.resolve(name).id
+    except ApiError:
+        return None
 
 
 @dataclass
@@ -35,17 +43,8 @@ class Runtime:
     webhooks: WebhookStore
     deployments: DeploymentManager
 
-    @staticmethod
-    def of(request: Request[Any, Any, Any]) -> Runtime:
-        runtime: Runtime = request.app.state.runtime
-        return runtime
-
     def model_id(self, name: str) -> str | None:
-        """The id a model id or alias routes to; None if no model has that name."""
-        try:
-            return self.models.resolve(name).id
-        except ApiError:
-            return None
+        return model_id(self.models, name)
 
     def policy(self, key: ApiKey) -> Policy:
         return policy_for(key, self.loaded.config, self.model_id)

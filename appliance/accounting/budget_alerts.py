@@ -15,6 +15,7 @@ import time
 
 from appliance.accounting.money import picodollars, usd
 from appliance.accounting.spending import Spending, period_start
+from appliance.state.budget_alerts import record_alert
 from appliance.state.database import Database
 from appliance.state.keys import KeyStore
 from appliance.state.ledger import RequestRecord
@@ -77,13 +78,9 @@ class BudgetAlerts:
         fired = []
         async with self._db.transaction() as conn:
             for threshold in crossed:
-                cursor = await conn.execute(
-                    "INSERT OR IGNORE INTO budget_alerts (key_id, period_start, threshold, "
-                    "fired_at) VALUES (?, ?, ?, ?)",
-                    (key.id, start, threshold, time.time()),
-                )
+                new = await record_alert(conn, key.id, start, threshold, time.time())
                 self._fired.add((key.id, start, threshold))
-                if cursor.rowcount != 1:
+                if not new:
                     continue  # fired before a restart
                 data = {
                     "key": {"id": key.id, "name": key.name},

@@ -17,6 +17,7 @@ import datetime
 import sqlite3
 from collections.abc import Callable
 
+from appliance.state.key_usage import spent_since
 from appliance.state.ledger import Ledger, RequestRecord
 
 
@@ -67,12 +68,7 @@ class Spending:
         ledger = self._ledger
 
         def total(conn: sqlite3.Connection) -> tuple[int, int]:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(cost_pusd), 0) FROM usage_hourly "
-                "WHERE key_id = ? AND hour >= ?",
-                (key_id, start_hour),
-            ).fetchone()
-            return (int(row[0]) if row else 0), ledger.commits  # on the writer's thread
+            return spent_since(conn, key_id, start_hour), ledger.commits  # on the writer's thread
 
         self._late[slot] = []
         try:

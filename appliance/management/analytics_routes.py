@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
+import aiosqlite
 from litestar import Controller, get
+from litestar.di import NamedDependency
 
 from appliance.analytics.performance import ModelPerformance, performance
 from appliance.analytics.usage import CostRow, Filters, UsageRow, totals
 from appliance.analytics.window import Window
 from appliance.auth import ADMIN_KEY_ID
-from appliance.management.envelope import AnyRequest, ManagementError, require_admin
+from appliance.management.errors import ManagementError
 from appliance.management.query_params import (
     GroupByParam,
     KeyParam,
@@ -20,31 +22,36 @@ from appliance.management.query_params import (
     TimeframeParam,
 )
 from appliance.management.typed_envelope import ADMIN_ERRORS, NOT_FOUND, Item, Page
-from appliance.runtime import Runtime
-from appliance.state.keys import KeyNotFound
+from appliance.registry import ModelRegistry
+from appliance.runtime import model_id
+from appliance.state.keys import KeyNotFound, KeyStore
 
 ERRORS = {**ADMIN_ERRORS, 404: NOT_FOUND}
 
 
-async def filters_for(runtime: Runtime, key: str | None, model: str | None) -> Filters:
+async def filters_for(
+    keys: KeyStore,
+    models: ModelRegistry,
+    key: str | None,
+    model: str | None,
+) -> Filters:
     """`key` by name or id (404 if unknown); `model` by id or alias."""
     key_id = None
     if key is not None:
         try:
-            key_id = (await runtime.keys.get(key)).id
+            key_id = (await keys.get(key)).id
         except KeyNotFound:
             if key != ADMIN_KEY_ID:
                 raise ManagementError(
                     404, "KEY_NOT_FOUND", f"No API key has the name or id {key!r}.", {"key": key}
                 ) from None
             key_id = ADMIN_KEY_ID
-    return Filters(key_id, None if model is None else runtime.model_id(model) or model)
+    return Filters(key_id, None if model is None else model_id(models, model) or model)
 
 
 class AnalyticsController(Controller):
     path = "/analytics"
     tags = ("analytics",)
-    opt = {"envelope": "management"}  # noqa: RUF012 (Litestar copies it per route)
 
     @get(
         "/usage",
@@ -53,7 +60,9 @@ class AnalyticsController(Controller):
     )
     async def usage(
         self,
-        request: AnyRequest,
+        keys: NamedDependency[KeyStore],
+        models: NamedDependency[ModelRegistry],
+        reader: NamedDependency[aiosqlite.Connection],
         timeframe: TimeframeParam = "24h",
         group_by: GroupByParam = "model",
         key: KeyParam = None,
@@ -61,18 +70,16 @@ class AnalyticsController(Controller):
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[UsageRow]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        filters = await filters_for(runtime, key, model)
-        found = await totals(
-            runtime.db.reader, Window.last(timeframe, time.time()), group_by, filters
-        )
+        filters = await filters_for(keys, models, key, model)
+        found = await totals(reader, Window.last(timeframe, time.time()), group_by, filters)
         return Page.of([t.usage(group_by) for t in found], limit, offset, f"Usage over {timeframe}")
 
     @get("/costs", summary="Cost in USD over a timeframe, per key, model or day", responses=ERRORS)
     async def costs(
         self,
-        request: AnyRequest,
+        keys: NamedDependency[KeyStore],
+        models: NamedDependency[ModelRegistry],
+        reader: NamedDependency[aiosqlite.Connection],
         timeframe: TimeframeParam = "24h",
         group_by: GroupByParam = "model",
         key: KeyParam = None,
@@ -80,12 +87,8 @@ class AnalyticsController(Controller):
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[CostRow]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        filters = await filters_for(runtime, key, model)
-        found = await totals(
-            runtime.db.reader, Window.last(timeframe, time.time()), group_by, filters
-        )
+        filters = await filters_for(keys, models, key, model)
+        found = await totals(reader, Window.last(timeframe, time.time()), group_by, filters)
         return Page.of([t.cost(group_by) for t in found], limit, offset, f"Costs over {timeframe}")
 
     @get(
@@ -95,14 +98,14 @@ class AnalyticsController(Controller):
     )
     async def performance(
         self,
-        request: AnyRequest,
+        keys: NamedDependency[KeyStore],
+        models: NamedDependency[ModelRegistry],
+        reader: NamedDependency[aiosqlite.Connection],
         timeframe: TimeframeParam = "24h",
         key: KeyParam = None,
         model: ModelParam = None,
     ) -> Item[list[ModelPerformance]]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        filters = await filters_for(runtime, key, model)
+        filters = await filters_for(keys, models, key, model)
         window = Window.last(timeframe, time.time())
-        found = await performance(runtime.db.reader, window, filters)
+        found = await performance(reader, window, filters)
         return Item(found, f"Performance over {timeframe}")

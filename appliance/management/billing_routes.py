@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 
+import aiosqlite
 from litestar import Controller, get
+from litestar.di import NamedDependency
 
 from appliance.analytics.billing import Invoice, KeyBilling, Month, current_period, invoices
-from appliance.management.envelope import AnyRequest, invalid, require_admin
+from appliance.management.errors import invalid
 from appliance.management.query_params import LimitParam, MonthParam, OffsetParam
 from appliance.management.typed_envelope import ADMIN_ERRORS, Page
-from appliance.runtime import Runtime
+from appliance.state.keys import KeyStore
 
 
 class BillingController(Controller):
     path = "/billing"
     tags = ("billing",)
-    opt = {"envelope": "management"}  # noqa: RUF012 (Litestar copies it per route)
 
     @get(
         "/",
@@ -24,26 +25,26 @@ class BillingController(Controller):
         responses=ADMIN_ERRORS,
     )
     async def current(
-        self, request: AnyRequest, limit: LimitParam = None, offset: OffsetParam = None
+        self,
+        keys: NamedDependency[KeyStore],
+        reader: NamedDependency[aiosqlite.Connection],
+        limit: LimitParam = None,
+        offset: OffsetParam = None,
     ) -> Page[KeyBilling]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        keys = await runtime.keys.all()
-        found = await current_period(runtime.db.reader, keys, time.time())
+        found = await current_period(reader, await keys.all(), time.time())
         return Page.of(found, limit, offset, "Billing for the current month")
 
     @get("/invoices", summary="One statement per key for a month", responses=ADMIN_ERRORS)
     async def invoices(
         self,
-        request: AnyRequest,
+        reader: NamedDependency[aiosqlite.Connection],
         month: MonthParam = None,
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[Invoice]:
-        require_admin(request)
         try:
             which = Month.containing(time.time()) if month is None else Month.parse(month)
         except ValueError as exc:
             raise invalid(str(exc), field="month", value=month) from None
-        found = await invoices(Runtime.of(request).db.reader, which)
+        found = await invoices(reader, which)
         return Page.of(found, limit, offset, f"Invoices for {which}")

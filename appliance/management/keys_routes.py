@@ -6,26 +6,25 @@ import datetime
 import time
 from typing import Annotated, Any, Literal
 
+import aiosqlite
 import msgspec
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.accounting.money import is_budget, usd
 from appliance.accounting.spending import period_start
-from appliance.management.envelope import (
-    AnyRequest,
-    ManagementError,
-    decode_body,
-    invalid,
-    ok,
-    page_params,
-    paged,
-    require_admin,
-)
+from appliance.config import Config
+from appliance.management.envelope import ok, page_params, paged
+from appliance.management.errors import invalid
 from appliance.management.key_view import key_json
+from appliance.openai.decoding import decode_body
 from appliance.openapi_docs import body
-from appliance.runtime import Runtime
-from appliance.state.keys import KeyChanges, KeyDeclared, KeyNameTaken, KeyNotFound
+from appliance.registry import ModelRegistry
+from appliance.runtime import model_id
+from appliance.state.key_usage import KeyTotals, last_used, totals_since
+from appliance.state.keys import KeyChanges, KeyStore
+from appliance.webhooks.events import EventBus
 
 KeyName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 
@@ -52,22 +51,23 @@ class UpdateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: datetime.datetime | msgspec.UnsetType | None = msgspec.UNSET
 
 
-def _check_tier(runtime: Runtime, tier: str | None) -> None:
-    tiers = runtime.loaded.config.tiers
-    if tier is not None and tier not in tiers:
+def _check_tier(config: Config, tier: str | None) -> None:
+    if tier is not None and tier not in config.tiers:
         raise invalid(
-            f"tier `{tier}` is not declared in radiance.yaml", field="tier", tiers=sorted(tiers)
+            f"tier `{tier}` is not declared in radiance.yaml",
+            field="tier",
+            tiers=sorted(config.tiers),
         )
 
 
-def _check_models(runtime: Runtime, models: list[str] | None) -> tuple[str, ...] | None:
-    if models is None:
+def _check_models(models: ModelRegistry, names: list[str] | None) -> tuple[str, ...] | None:
+    if names is None:
         return None
-    unknown = [name for name in models if runtime.model_id(name) is None]
+    unknown = [name for name in names if model_id(models, name) is None]
     if unknown:
-        known = sorted(served.id for served in runtime.models)
+        known = sorted(served.id for served in models)
         raise invalid(f"unknown models: {', '.join(unknown)}", field="models", models=known)
-    return tuple(models)
+    return tuple(names)
 
 
 def _check_budget(budget: BudgetBody | None) -> None:
@@ -88,65 +88,30 @@ def _expiry(moment: datetime.datetime | None) -> float | None:
     return moment.timestamp()
 
 
-def _not_found(key_id: str) -> ManagementError:
-    return ManagementError(404, "KEY_NOT_FOUND", f"no API key `{key_id}`", {"id": key_id})
-
-
-def _declared(name: str) -> ManagementError:
-    return ManagementError(
-        409,
-        "KEY_DECLARED_IN_CONFIG",
-        f"key `{name}` is declared in radiance.yaml; change or remove it there and restart",
-        {"name": name},
-    )
-
-
-async def _this_month(runtime: Runtime) -> dict[str, dict[str, Any]]:
-    """Requests and cost of every key in the current UTC month, from the hourly rollups."""
-    start = period_start("month", time.time())
-    async with runtime.db.reader.execute(
-        "SELECT key_id, SUM(requests), SUM(cost_pusd) FROM usage_hourly "
-        "WHERE hour >= ? GROUP BY key_id",
-        (start,),
-    ) as cursor:
-        rows = await cursor.fetchall()
-    return {row[0]: {"requests": row[1], "cost": usd(row[2])} for row in rows}
-
-
-async def _last_used(runtime: Runtime, key_id: str) -> float | None:
-    async with runtime.db.reader.execute(
-        "SELECT MAX(started_at) FROM requests WHERE key_id = ?", (key_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else row[0]
-
-
 class ApiKeysController(Controller):
     path = "/api-keys"
     tags = ["keys"]  # noqa: RUF012 (Litestar reads it as a class attribute)
-    opt = {"envelope": "management"}  # noqa: RUF012
 
     @get("/", summary="List API keys (config and API keys, active and revoked); no secrets")
     async def list_keys(
         self,
-        request: AnyRequest,
+        keys: NamedDependency[KeyStore],
+        reader: NamedDependency[aiosqlite.Connection],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["active", "revoked", "expired"] | None] = None,
     ) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
         limit, offset = page_params(limit, offset)
         now = time.time()
-        keys = [k for k in await runtime.keys.all() if status is None or k.status(now) == status]
-        window = keys[offset : offset + limit]
-        month = await _this_month(runtime)
-        empty = {"requests": 0, "cost": usd(0)}
-        items = [
-            {**key_json(k, await _last_used(runtime, k.id)), "this_month": month.get(k.id, empty)}
-            for k in window
-        ]
-        return paged(items, len(keys), limit, offset, f"{len(keys)} API keys")
+        found = [k for k in await keys.all() if status is None or k.status(now) == status]
+        month = await totals_since(reader, period_start("month", now))
+        items = []
+        for key in found[offset : offset + limit]:
+            spent = month.get(key.id, KeyTotals(0, 0))
+            this_month = {"requests": spent.requests, "cost": usd(spent.cost_pusd)}
+            shown = key_json(key, await last_used(reader, key.id))
+            items.append({**shown, "this_month": this_month})
+        return paged(items, len(found), limit, offset, f"{len(found)} API keys")
 
     @post(
         "/",
@@ -154,85 +119,84 @@ class ApiKeysController(Controller):
         summary="Create an API key; the secret is in data.key, once",
         operation_class=body(CreateKeyBody),
     )
-    async def create_key(self, request: AnyRequest) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
+    async def create_key(
+        self,
+        request: Request[Any, Any, Any],
+        keys: NamedDependency[KeyStore],
+        config: NamedDependency[Config],
+        models: NamedDependency[ModelRegistry],
+        events: NamedDependency[EventBus],
+    ) -> Response[bytes]:
         body = decode_body(await request.body(), CreateKeyBody)
-        _check_tier(runtime, body.tier)
-        models = _check_models(runtime, body.models)
+        _check_tier(config, body.tier)
+        allowed = _check_models(models, body.models)
         _check_budget(body.budget)
-        try:
-            key, secret = await runtime.keys.create(
-                body.name,
-                tier=body.tier,
-                models=models,
-                budget_usd=body.budget.usd if body.budget else None,
-                budget_period=body.budget.period if body.budget else None,
-                expires_at=_expiry(body.expires_at),
-            )
-        except KeyNameTaken:
-            raise ManagementError(
-                409, "KEY_NAME_TAKEN", f"a key named `{body.name}` exists", {"name": body.name}
-            ) from None
-        await runtime.events.publish("key.created", {"key": key_json(key)})
+        key, secret = await keys.create(
+            body.name,
+            tier=body.tier,
+            models=allowed,
+            budget_usd=body.budget.usd if body.budget else None,
+            budget_period=body.budget.period if body.budget else None,
+            expires_at=_expiry(body.expires_at),
+        )
+        await events.publish("key.created", {"key": key_json(key)})
         data = {**key_json(key), "key": secret}
         return ok(data, "API key created; store the key now, it is not shown again", 201)
 
     @get("/{key_id:str}", summary="One API key by id or name")
-    async def get_key(self, request: AnyRequest, key_id: FromPath[str]) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        try:
-            key = await runtime.keys.get(key_id)
-        except KeyNotFound:
-            raise _not_found(key_id) from None
-        return ok(key_json(key, await _last_used(runtime, key.id)), "API key")
+    async def get_key(
+        self,
+        keys: NamedDependency[KeyStore],
+        reader: NamedDependency[aiosqlite.Connection],
+        key_id: FromPath[str],
+    ) -> Response[bytes]:
+        key = await keys.get(key_id)
+        return ok(key_json(key, await last_used(reader, key.id)), "API key")
 
     @put(
         "/{key_id:str}",
         summary="Change a key's tier, allow-list, budget or expiry",
         operation_class=body(UpdateKeyBody),
     )
-    async def update_key(self, request: AnyRequest, key_id: FromPath[str]) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
+    async def update_key(
+        self,
+        request: Request[Any, Any, Any],
+        keys: NamedDependency[KeyStore],
+        reader: NamedDependency[aiosqlite.Connection],
+        config: NamedDependency[Config],
+        models: NamedDependency[ModelRegistry],
+        key_id: FromPath[str],
+    ) -> Response[bytes]:
         body = decode_body(await request.body(), UpdateKeyBody)
         cleared = frozenset(
             name for name in ("tier", "models", "expires_at") if getattr(body, name) is None
         ) | (frozenset({"budget_usd"}) if body.budget is None else frozenset())
         tier = body.tier if isinstance(body.tier, str) else None
-        _check_tier(runtime, tier)
-        models = _check_models(runtime, body.models if isinstance(body.models, list) else None)
+        _check_tier(config, tier)
+        allowed = _check_models(models, body.models if isinstance(body.models, list) else None)
         budget = body.budget if isinstance(body.budget, BudgetBody) else None
         _check_budget(budget)
         expires = body.expires_at if isinstance(body.expires_at, datetime.datetime) else None
         changes = KeyChanges(
             tier=tier,
-            models=models,
+            models=allowed,
             budget_usd=budget.usd if budget else None,
             budget_period=budget.period if budget else None,
             expires_at=_expiry(expires),
             cleared=cleared,
         )
-        try:
-            key = await runtime.keys.update(key_id, changes)
-        except KeyNotFound:
-            raise _not_found(key_id) from None
-        except KeyDeclared as exc:
-            raise _declared(str(exc)) from None
-        return ok(key_json(key, await _last_used(runtime, key.id)), "API key updated")
+        key = await keys.update(key_id, changes)
+        return ok(key_json(key, await last_used(reader, key.id)), "API key updated")
 
     @delete("/{key_id:str}", status_code=200, summary="Revoke a key at once")
-    async def revoke_key(self, request: AnyRequest, key_id: FromPath[str]) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        try:
-            was_active = (await runtime.keys.get(key_id)).revoked_at is None
-            key = await runtime.keys.revoke(key_id)
-        except KeyNotFound:
-            raise _not_found(key_id) from None
-        except KeyDeclared as exc:
-            raise _declared(str(exc)) from None
+    async def revoke_key(
+        self,
+        keys: NamedDependency[KeyStore],
+        events: NamedDependency[EventBus],
+        key_id: FromPath[str],
+    ) -> Response[bytes]:
+        was_active = (await keys.get(key_id)).revoked_at is None
+        key = await keys.revoke(key_id)
         if was_active:
-            await runtime.events.publish("key.revoked", {"key": key_json(key)})
+            await events.publish("key.revoked", {"key": key_json(key)})
         return ok(key_json(key), "API key revoked")

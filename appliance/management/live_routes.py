@@ -6,17 +6,18 @@ import time
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appliance.management.envelope import AnyRequest, ok, require_admin
+from appliance.accounting.meter import Meter
+from appliance.management.envelope import ok
 from appliance.openai.models import admin_fields
-from appliance.runtime import Runtime
+from appliance.registry import ModelRegistry
 
 
 class LiveController(Controller):
     path = "/analytics/live"
     tags = ["analytics"]  # noqa: RUF012 (Litestar reads it as a class attribute)
-    opt = {"envelope": "management"}  # noqa: RUF012
 
     @get(
         "/",
@@ -25,17 +26,16 @@ class LiveController(Controller):
     )
     async def live(
         self,
-        request: AnyRequest,
+        meter: NamedDependency[Meter],
+        models: NamedDependency[ModelRegistry],
         since: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
-        live = runtime.meter.live
-        figures = live.models(served.id for served in runtime.models)
-        models: list[dict[str, Any]] = []
-        for served in runtime.models:
-            models.append(
+        live = meter.live
+        figures = live.models(served.id for served in models)
+        found: list[dict[str, Any]] = []
+        for served in models:
+            found.append(
                 {
                     "id": served.id,
                     "name": served.config.display_name,
@@ -50,7 +50,7 @@ class LiveController(Controller):
             )
         data = {
             "time": time.time(),
-            "models": models,
+            "models": found,
             "recent": live.recent(since, limit),
             "sequence": live.sequence,
         }

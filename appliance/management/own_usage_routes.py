@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+import aiosqlite
 from litestar import Controller, get
+from litestar.di import NamedDependency
 
 from appliance.analytics.usage import Filters, UsageRow, totals
 from appliance.analytics.window import Window
-from appliance.management.envelope import AnyRequest, caller
 from appliance.management.query_params import (
     GroupByParam,
     LimitParam,
@@ -17,29 +18,30 @@ from appliance.management.query_params import (
     TimeframeParam,
 )
 from appliance.management.typed_envelope import USER_ERRORS, Page
-from appliance.runtime import Runtime
+from appliance.registry import ModelRegistry
+from appliance.runtime import model_id
+from appliance.state.keys import ApiKey
 
 
 class OwnUsageController(Controller):
     path = "/usage"
     tags = ("analytics",)
-    opt = {"envelope": "management"}  # noqa: RUF012 (Litestar copies it per route)
 
     @get("/", summary="The calling key's own usage over a timeframe", responses=USER_ERRORS)
     async def own_usage(
         self,
-        request: AnyRequest,
+        caller: NamedDependency[ApiKey],
+        models: NamedDependency[ModelRegistry],
+        reader: NamedDependency[aiosqlite.Connection],
         timeframe: TimeframeParam = "24h",
         group_by: GroupByParam = "model",
         model: ModelParam = None,
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[UsageRow]:
-        key = caller(request)
-        runtime = Runtime.of(request)
-        model_id = None if model is None else runtime.model_id(model) or model
+        model_named = None if model is None else model_id(models, model) or model
         window = Window.last(timeframe, time.time())
-        found = await totals(runtime.db.reader, window, group_by, Filters(key.id, model_id))
+        found = await totals(reader, window, group_by, Filters(caller.id, model_named))
         return Page.of(
             [t.usage(group_by) for t in found], limit, offset, f"Your usage over {timeframe}"
         )

@@ -9,22 +9,15 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from appliance.management.envelope import (
-    AnyRequest,
-    ManagementError,
-    decode_body,
-    invalid,
-    ok,
-    page_params,
-    paged,
-    require_admin,
-)
+from appliance.management.envelope import ok, page_params, paged
+from appliance.management.errors import invalid
+from appliance.openai.decoding import decode_body
 from appliance.openapi_docs import body
-from appliance.runtime import Runtime
-from appliance.state.webhooks import EVENTS, Delivery, Webhook, WebhookNotFound
+from appliance.state.webhooks import EVENTS, Delivery, Webhook, WebhookStore
 
 
 class CreateWebhookBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,16 +80,9 @@ def _check(request: CreateWebhookBody) -> None:
         raise invalid("events lists an event twice", field="events")
 
 
-def _not_found(webhook_id: str) -> ManagementError:
-    return ManagementError(
-        404, "WEBHOOK_NOT_FOUND", f"no webhook `{webhook_id}`", {"id": webhook_id}
-    )
-
-
 class WebhooksController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012 (Litestar reads it as a class attribute)
-    opt = {"envelope": "management"}  # noqa: RUF012
 
     @post(
         "/",
@@ -104,13 +90,12 @@ class WebhooksController(Controller):
         summary="Register a webhook; the signing secret is in data.secret, once",
         operation_class=body(CreateWebhookBody),
     )
-    async def create_webhook(self, request: AnyRequest) -> Response[bytes]:
-        require_admin(request)
+    async def create_webhook(
+        self, request: Request[Any, Any, Any], webhooks: NamedDependency[WebhookStore]
+    ) -> Response[bytes]:
         wanted = decode_body(await request.body(), CreateWebhookBody)
         _check(wanted)
-        hook = await Runtime.of(request).webhooks.create(
-            wanted.url, wanted.events, wanted.description
-        )
+        hook = await webhooks.create(wanted.url, wanted.events, wanted.description)
         data = {**webhook_json(hook), "secret": hook.secret}
         message = (
             "Webhook created; store the secret now (it signs every delivery), it is not shown again"
@@ -120,33 +105,26 @@ class WebhooksController(Controller):
     @get("/", summary="List webhooks (never their secrets)")
     async def list_webhooks(
         self,
-        request: AnyRequest,
+        webhooks: NamedDependency[WebhookStore],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
     ) -> Response[bytes]:
-        require_admin(request)
         limit, offset = page_params(limit, offset)
-        hooks, total = await Runtime.of(request).webhooks.page(limit, offset)
+        hooks, total = await webhooks.page(limit, offset)
         return paged([webhook_json(h) for h in hooks], total, limit, offset, f"{total} webhooks")
 
     @get("/{webhook_id:str}", summary="One webhook")
-    async def get_webhook(self, request: AnyRequest, webhook_id: FromPath[str]) -> Response[bytes]:
-        require_admin(request)
-        try:
-            hook = await Runtime.of(request).webhooks.get(webhook_id)
-        except WebhookNotFound:
-            raise _not_found(webhook_id) from None
+    async def get_webhook(
+        self, webhooks: NamedDependency[WebhookStore], webhook_id: FromPath[str]
+    ) -> Response[bytes]:
+        hook = await webhooks.get(webhook_id)
         return ok(webhook_json(hook), "Webhook")
 
     @delete("/{webhook_id:str}", status_code=200, summary="Remove a webhook and its log")
     async def delete_webhook(
-        self, request: AnyRequest, webhook_id: FromPath[str]
+        self, webhooks: NamedDependency[WebhookStore], webhook_id: FromPath[str]
     ) -> Response[bytes]:
-        require_admin(request)
-        try:
-            hook = await Runtime.of(request).webhooks.delete(webhook_id)
-        except WebhookNotFound:
-            raise _not_found(webhook_id) from None
+        hook = await webhooks.delete(webhook_id)
         return ok(webhook_json(hook), "Webhook deleted; its pending deliveries are dropped")
 
     @get(
@@ -155,19 +133,14 @@ class WebhooksController(Controller):
     )
     async def list_deliveries(
         self,
-        request: AnyRequest,
+        webhooks: NamedDependency[WebhookStore],
         webhook_id: FromPath[str],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["pending", "delivered", "failed"] | None] = None,
     ) -> Response[bytes]:
-        require_admin(request)
-        runtime = Runtime.of(request)
         limit, offset = page_params(limit, offset)
-        try:
-            await runtime.webhooks.get(webhook_id)
-        except WebhookNotFound:
-            raise _not_found(webhook_id) from None
-        rows, total = await runtime.webhooks.deliveries(webhook_id, limit, offset, status)
+        await webhooks.get(webhook_id)  # 404 for an unknown webhook
+        rows, total = await webhooks.deliveries(webhook_id, limit, offset, status)
         items = [delivery_json(row) for row in rows]
         return paged(items, total, limit, offset, f"{total} deliveries")

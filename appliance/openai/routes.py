@@ -11,20 +11,17 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from appliance.errors import (
-    ApiError,
-    InvalidRequest,
-    ModelNotFound,
-    NotFound,
-    error_response,
-    from_http_exception,
-)
+from appliance.accounting.limits import Policy
+from appliance.accounting.meter import Meter
+from appliance.error_handlers import api_error_response, from_http_exception
+from appliance.errors import InvalidRequest, ModelNotFound, NotFound
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_request
@@ -35,9 +32,9 @@ from appliance.openai.models import admin_fields, list_models, may_use, model_ob
 from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
-from appliance.registry import ServedModel
+from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
-from appliance.runtime import Runtime
+from appliance.state.keys import ApiKey
 from backends.base import EngineError
 from backends.replicas import ReplicaSet
 
@@ -50,6 +47,16 @@ def _json(payload: dict[str, Any], headers: dict[str, str] | None = None) -> Res
     return Response(
         msgspec.json.encode(payload), media_type="application/json", headers=headers or {}
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """Who asks, under which limits, and the parts that serve an inference request."""
+
+    caller: NamedDependency[ApiKey]
+    policy: NamedDependency[Policy]
+    meter: NamedDependency[Meter]
+    models: NamedDependency[ModelRegistry]
 
 
 def _on_replica(served: ServedModel, ctx: RequestContext) -> ServedModel:
@@ -68,26 +75,25 @@ def _on_replica(served: ServedModel, ctx: RequestContext) -> ServedModel:
 
 async def _infer(
     request: AnyRequest,
+    inference: Inference,
     endpoint: str,
     kind: type[T],
     serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
     deployment: str | None = None,
 ) -> Response[Any]:
-    """Authenticate, then serve the request inside its lifecycle: one ledger row and one
-    log line whatever happens; a client that goes away cancels the work.
+    """Serve the request (its caller authenticated) inside its lifecycle: one ledger row
+    and one log line whatever happens; a client that goes away cancels the work.
 
     `deployment` (from the path) names the model when the body does not."""
-    runtime = Runtime.of(request)
-    key = runtime.auth.bearer(request.headers.get("authorization"))
-    ctx = RequestContext(runtime.meter, key, runtime.policy(key), endpoint)
+    ctx = RequestContext(inference.meter, inference.caller, inference.policy, endpoint)
     request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
     answer: Answer = {}
     async with ctx:
         raw = await _body(request)
         async with _until_disconnected(request, ctx):
-            answer = await _serve(raw, kind, serve, ctx, runtime, deployment)
+            answer = await _serve(raw, kind, serve, ctx, inference.models, deployment)
     if ctx.error is not None:
-        return error_response(ctx.error, ctx.headers())
+        return api_error_response(ctx.error, ctx.headers())
     if isinstance(answer, dict):
         return _json(answer, ctx.headers())
     headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -106,7 +112,7 @@ async def _serve(
     kind: type[T],
     serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
     ctx: RequestContext,
-    runtime: Runtime,
+    models: ModelRegistry,
     deployment: str | None,
 ) -> Answer:
     """Decode, resolve the model and its replica, and serve on it."""
@@ -114,8 +120,8 @@ async def _serve(
         raw = _with_model(raw, deployment)
     body, data = decode_request(raw, kind)
     ctx.route_model = getattr(body, "model", None)
-    served = runtime.models.resolve(ctx.route_model or "")
-    if deployment is not None and served is not runtime.models.resolve(deployment):
+    served = models.resolve(ctx.route_model or "")
+    if deployment is not None and served is not models.resolve(deployment):
         raise InvalidRequest(
             f"`model` names `{ctx.route_model}`, but the path names deployment "
             f"`{deployment}`; leave `model` out or make them agree",
@@ -203,32 +209,36 @@ def _with_model(raw: bytes, deployment: str) -> bytes:
 class OpenAIController(Controller):
     """Mounted under /v1 and at the root, as clients use both."""
 
+    dependencies = {"inference": Provide(Inference, sync_to_thread=False)}  # noqa: RUF012
+
     @get("/models", summary="List the models this key may use, with pricing and context length")
-    async def models(self, request: AnyRequest) -> Response[bytes]:
-        runtime = Runtime.of(request)
-        key = runtime.auth.bearer(request.headers.get("authorization"))
-        policy = runtime.policy(key)
-        return _json(list_models(runtime.models, policy.models, admin=key.is_admin))
+    async def models(
+        self,
+        caller: NamedDependency[ApiKey],
+        policy: NamedDependency[Policy],
+        models: NamedDependency[ModelRegistry],
+    ) -> Response[bytes]:
+        return _json(list_models(models, policy.models, admin=caller.is_admin))
 
     @get(
         "/models/{model_id:path}",
         summary="One model by id or alias; an admin also sees status, load time and load",
     )
-    async def model(self, request: AnyRequest, model_id: FromPath[str]) -> Response[bytes]:
-        runtime = Runtime.of(request)
-        key = runtime.auth.bearer(request.headers.get("authorization"))
+    async def model(
+        self,
+        caller: NamedDependency[ApiKey],
+        policy: NamedDependency[Policy],
+        models: NamedDependency[ModelRegistry],
+        model_id: FromPath[str],
+    ) -> Response[bytes]:
         name = model_id.lstrip("/")
-        try:
-            served = runtime.models.resolve(name)
-            if not may_use(served, runtime.policy(key).models):
-                raise ModelNotFound(
-                    f"The model `{name}` does not exist or this key may not use it.",
-                    param="model",
-                )
-        except ApiError as exc:
-            return error_response(exc)
+        served = models.resolve(name)
+        if not may_use(served, policy.models):
+            raise ModelNotFound(
+                f"The model `{name}` does not exist or this key may not use it.", param="model"
+            )
         item = model_object(served)
-        return _json({**item, **admin_fields(served)} if key.is_admin else item)
+        return _json({**item, **admin_fields(served)} if caller.is_admin else item)
 
     @post(
         "/chat/completions",
@@ -236,8 +246,10 @@ class OpenAIController(Controller):
         summary="Chat completion, optionally streamed",
         operation_class=body(ChatCompletionRequest),
     )
-    async def chat(self, request: AnyRequest) -> Response[Any]:
-        return await _infer(request, "chat", ChatCompletionRequest, _chat)
+    async def chat(
+        self, request: AnyRequest, inference: NamedDependency[Inference]
+    ) -> Response[Any]:
+        return await _infer(request, inference, "chat", ChatCompletionRequest, _chat)
 
     @post(
         "/completions",
@@ -245,8 +257,10 @@ class OpenAIController(Controller):
         summary="Legacy text completion",
         operation_class=body(CompletionRequest),
     )
-    async def completions(self, request: AnyRequest) -> Response[Any]:
-        return await _infer(request, "completions", CompletionRequest, _completion)
+    async def completions(
+        self, request: AnyRequest, inference: NamedDependency[Inference]
+    ) -> Response[Any]:
+        return await _infer(request, inference, "completions", CompletionRequest, _completion)
 
     @post(
         "/models/{target:path}",
@@ -256,18 +270,19 @@ class OpenAIController(Controller):
         operation_class=body(CompletionRequest),
     )
     async def deployment_completions(
-        self, request: AnyRequest, target: FromPath[str]
+        self, request: AnyRequest, inference: NamedDependency[Inference], target: FromPath[str]
     ) -> Response[Any]:
         # One handler under the path of GET /models/{id}: ids may hold slashes.
         deployment, _, action = target.strip("/").rpartition("/")
         if action != "completions" or not deployment:
-            missing = NotFound(
+            raise NotFound(
                 f"No route POST /v1/models/{target.strip('/')}; "
                 "use POST /v1/models/{deployment}/completions.",
                 code="not_found",
             )
-            return error_response(missing)
-        return await _infer(request, "completions", CompletionRequest, _completion, deployment)
+        return await _infer(
+            request, inference, "completions", CompletionRequest, _completion, deployment
+        )
 
     @post(
         "/embeddings",
@@ -275,5 +290,7 @@ class OpenAIController(Controller):
         summary="Embeddings as floats or base64",
         operation_class=body(EmbeddingRequest),
     )
-    async def embeddings(self, request: AnyRequest) -> Response[Any]:
-        return await _infer(request, "embeddings", EmbeddingRequest, create_embeddings)
+    async def embeddings(
+        self, request: AnyRequest, inference: NamedDependency[Inference]
+    ) -> Response[Any]:
+        return await _infer(request, inference, "embeddings", EmbeddingRequest, create_embeddings)
