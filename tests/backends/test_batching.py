@@ -1,4 +1,4 @@
-"""The batching llama.cpp engine on real demo models: several streams in one context."""
+"""The llama.cpp engine on real demo models: several streams in one context, or one slot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from backends.base import Delta, EngineOverloaded, EngineUnavailable, Prompt, SamplingParams
-from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings, llamacpp_engine
+from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 
 Start = Callable[..., Awaitable[LlamaCppEngine]]
 
@@ -47,7 +47,7 @@ async def start(models_dir: pathlib.Path) -> AsyncIterator[Start]:
 
     async def make(model: str = "tiny", **options: int) -> LlamaCppEngine:
         settings = {"context_length": 512, "parallel": 4, **options}
-        engine = llamacpp_engine(LlamaCppSettings(model, models_dir / f"{model}.gguf", **settings))
+        engine = LlamaCppEngine(LlamaCppSettings(model, models_dir / f"{model}.gguf", **settings))
         await engine.start()
         engines.append(engine)
         return engine
@@ -100,10 +100,10 @@ async def test_concurrent_streams_match_the_same_requests_one_by_one(start: Star
     assert engine.stats().extra["decode_steps"] - steps < sum(r.tokens for r in alone) * 0.6
 
 
-async def test_greedy_output_matches_the_serialized_engine_token_for_token(start: Start) -> None:
+async def test_greedy_output_matches_the_one_slot_engine_token_for_token(start: Start) -> None:
     batching = await start()
     serial = await start(parallel=1)
-    assert type(batching).__name__ == "BatchingEngine" and type(serial).__name__ == "SerialEngine"
+    assert batching.stats().extra["slots"] == 4 and serial.stats().extra["slots"] == 1
     greedy = SamplingParams(max_tokens=60, temperature=0, logprobs=True)
     prompts = [chat(batching, text) for text in ("Hello!", "Write a poem about tea.", "2+2?")]
     ours = await asyncio.gather(*[run(batching, prompt, greedy) for prompt in prompts])
