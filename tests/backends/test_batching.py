@@ -301,3 +301,35 @@ async def test_full_queue_is_refused_and_stop_ends_streams(start: Start) -> None
             pass
     with pytest.raises(EngineUnavailable):
         await anext(engine.generate(prompt, forever))
+
+
+async def test_one_slot_samples_as_llama_cpp_python_s_own_generate(
+    start: Start, models_dir: pathlib.Path
+) -> None:
+    import llama_cpp
+
+    engine = await start(parallel=1)
+    cases = [
+        ("Write a poem about tea.", SamplingParams(max_tokens=40, temperature=0, logprobs=True)),
+        (
+            "Hello!",
+            SamplingParams(max_tokens=40, temperature=0.8, top_p=0.9, seed=7, logprobs=True),
+        ),
+        ("2+2?", SamplingParams(max_tokens=40, temperature=1.1, seed=3, logprobs=True)),
+    ]
+    for text, params in cases:
+        prompt = chat(engine, text)
+        ours = [lp.bytes for d in (await run(engine, prompt, params)).deltas for lp in d.logprobs]
+        llama = llama_cpp.Llama(
+            model_path=str(models_dir / "tiny.gguf"), n_ctx=512, n_threads=2, verbose=False
+        )
+        llama.set_seed(params.seed or 0)
+        theirs: list[tuple[int, ...]] = []
+        for token in llama.generate(
+            prompt.tokens, top_k=0, top_p=params.top_p, min_p=0.0, temp=params.temperature
+        ):
+            if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(theirs) == 40:
+                break
+            theirs.append(tuple(llama.detokenize([token], special=True)))
+        llama.close()
+        assert ours == theirs, text
