@@ -29,6 +29,7 @@ from backends.base import (
     UpstreamError,
     UpstreamReply,
 )
+from backends.least_busy import LeastBusy
 from backends.openai.client import OpenAIServer, Unreachable, new_client
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class ReplicaPool:
         self.settings = settings
         self._client: httpx.AsyncClient | None = None
         self.replicas: list[Replica] = []
-        self._next = 0
+        self._picker: LeastBusy[Replica] = LeastBusy()
         self._health: asyncio.Task[None] | None = None
         self._users = 0
         self._started = asyncio.Lock()
@@ -155,25 +156,19 @@ class ReplicaPool:
             due = [r for r in self.replicas if r.healthy or r.retry_at <= now]
             await asyncio.gather(*(self._probe(r) for r in due))
 
-    def _pick(self, tried: set[int]) -> int | None:
+    def _pick(self, tried: list[Replica]) -> Replica | None:
         """The healthy replica with the fewest requests in flight, not tried yet."""
-        count = len(self.replicas)
-        order = [(self._next + i) % count for i in range(count)]
-        candidates = [i for i in order if self.replicas[i].healthy and i not in tried]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda i: self.replicas[i].in_flight)
-        self._next = (best + 1) % count
-        return best
+        return self._picker.pick(
+            self.replicas, lambda r: r.healthy and all(r is not t for t in tried)
+        )
 
     async def forward(
         self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
     ) -> UpstreamReply:
-        tried: set[int] = set()
+        tried: list[Replica] = []
         last: EngineError | None = None
-        while (index := self._pick(tried)) is not None:
-            tried.add(index)
-            replica = self.replicas[index]
+        while (replica := self._pick(tried)) is not None:
+            tried.append(replica)
             replica.in_flight += 1
             try:
                 reply = await replica.server.forward(
