@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from backends.backoff import Backoff
 from backends.base import (
     Endpoint,
     EngineError,
@@ -59,13 +60,13 @@ class Replica:
     retry_at: float = 0.0  # when an ejected replica is probed again
     error: str | None = field(default=None)
 
-    def eject(self, reason: str, interval: float) -> None:
+    def eject(self, reason: str, backoff: Backoff) -> None:
         if self.healthy or self.error is None:
             log.warning("replica %s ejected: %s", self.url, reason)
         self.healthy = False
         self.failures += 1
         self.error = reason
-        self.retry_at = time.monotonic() + min(MAX_BACKOFF, interval * 2 ** (self.failures - 1))
+        self.retry_at = time.monotonic() + backoff.after(self.failures)
 
     def restore(self) -> None:
         if not self.healthy:
@@ -82,6 +83,8 @@ class ReplicaPool:
         self._client: httpx.AsyncClient | None = None
         self.replicas: list[Replica] = []
         self._picker: LeastBusy[Replica] = LeastBusy()
+        # An ejected replica is probed again after one health interval, doubling.
+        self._backoff = Backoff(first=settings.health_interval, most=MAX_BACKOFF)
         self._health: asyncio.Task[None] | None = None
         self._users = 0
         self._started = asyncio.Lock()
@@ -138,20 +141,16 @@ class ReplicaPool:
         try:
             response = await replica.server.get("models", wait=self.settings.connect_timeout)
         except httpx.HTTPError as exc:
-            replica.eject(f"health check failed: {exc or type(exc).__name__}", self._interval)
+            replica.eject(f"health check failed: {exc or type(exc).__name__}", self._backoff)
         else:
             if response.status_code == 200:
                 replica.restore()
             else:
-                replica.eject(f"health check answered {response.status_code}", self._interval)
-
-    @property
-    def _interval(self) -> float:
-        return self.settings.health_interval
+                replica.eject(f"health check answered {response.status_code}", self._backoff)
 
     async def _check_health(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.settings.health_interval)
             now = time.monotonic()
             due = [r for r in self.replicas if r.healthy or r.retry_at <= now]
             await asyncio.gather(*(self._probe(r) for r in due))
@@ -176,14 +175,14 @@ class ReplicaPool:
                 )
             except Unreachable as exc:
                 replica.in_flight -= 1
-                replica.eject(str(exc), self._interval)
+                replica.eject(str(exc), self._backoff)
                 last = exc
                 continue
             except UpstreamError as exc:
                 replica.in_flight -= 1
                 if exc.status not in _REPLICA_DOWN:
                     raise
-                replica.eject(f"answered {exc.status}: {exc}", self._interval)
+                replica.eject(f"answered {exc.status}: {exc}", self._backoff)
                 last = exc
                 continue
             except BaseException:
@@ -216,7 +215,7 @@ class ReplicaPool:
                 async for event in events:
                     yield event
             except EngineError as exc:
-                replica.eject(str(exc), self._interval)
+                replica.eject(str(exc), self._backoff)
                 raise
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
