@@ -174,9 +174,9 @@ class LlamaCppEngine(Backend):
         params.n_threads = params.n_threads_batch = settings.threads
         params.no_perf = True
         if settings.parallel == 1:
-            # One sequence decodes with flash attention off, as llama-cpp-python's Llama
-            # does; llama.cpp's flash-attention kernel computes a lone query slightly
-            # differently from several, enough to flip a greedy near-tie.
+            # One slot decodes with flash attention off, as llama-cpp-python's Llama does,
+            # and so samples exactly as Llama.generate (greedy and seeded). With it on, a
+            # lone query's logits differ by ~1e-3, enough to flip a greedy near-tie.
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx = llama_cpp.llama_init_from_model(model.model, params)
         if not ctx:
