@@ -113,9 +113,9 @@ def build_engine(
                 timeout=backend.timeout,
             )
         )
-    from backends.llamacpp.engine import LlamaCppSettings, llamacpp_engine
+    from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 
-    return llamacpp_engine(
+    return LlamaCppEngine(
         LlamaCppSettings(
             model_id=model.id,
             path=path or loaded.model_path(model),

@@ -32,6 +32,7 @@ from backends.base import (
     SamplingParams,
     UpstreamReply,
 )
+from backends.least_busy import LeastBusy
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class ReplicaSet(Backend):
     def __init__(self, name: str, replicas: Sequence[Replica] = ()) -> None:
         self.name = name
         self.replicas: list[Replica] = list(replicas)
-        self._next = 0
+        self._picker: LeastBusy[Replica] = LeastBusy()
         self._held = EngineStatus.STOPPED
         self._held_error: str | None = None
         self._capabilities: Capabilities | None = None
@@ -191,13 +192,9 @@ class ReplicaSet(Backend):
 
     def lease(self) -> Lease:
         """A hold on the ready replica with the fewest requests in flight."""
-        count = len(self.replicas)
-        order = [self.replicas[(self._next + i) % count] for i in range(count)]
-        ready = [r for r in order if r.ready]
-        if not ready:
+        best = self._picker.pick(self.replicas, lambda r: r.ready)
+        if best is None:
             raise EngineUnavailable(f"no replica of `{self.name}` is ready")
-        best = min(ready, key=lambda r: r.in_flight)
-        self._next = (self.replicas.index(best) + 1) % count
         return Lease(best)
 
     # -- the Backend contract -------------------------------------------------------------

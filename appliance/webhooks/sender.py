@@ -21,6 +21,7 @@ import httpx
 from appliance.state.webhooks import Delivery, Webhook, WebhookStore
 from appliance.webhooks.events import EventBus
 from appliance.webhooks.signing import SIGNATURE_HEADER, signature_header
+from backends.backoff import Backoff
 
 log = logging.getLogger(__name__)
 # Deliveries queued by another process (the CLI) are noticed within this time.
@@ -38,7 +39,7 @@ class RetryPolicy:
 
     def backoff(self, attempts: int) -> float:
         """The wait after the `attempts`-th failed attempt."""
-        return float(min(self.first_backoff * 2 ** max(attempts - 1, 0), self.max_backoff))
+        return Backoff(first=self.first_backoff, most=self.max_backoff).after(attempts)
 
 
 class WebhookSender:

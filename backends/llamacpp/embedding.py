@@ -1,5 +1,8 @@
 """Embeddings of token sequences with a llama.cpp context made with ``embedding=True``.
 
+The engine makes this second context (``Embedder``) on the first embeddings request and
+uses it from its loading thread, never from the generating one.
+
 llama-cpp-python's ``Llama.embed`` takes text and tokenizes it again; a client that sends
 token ids (LangChain does by default) must have exactly those ids embedded. This is the
 same batching and mean pooling over the ids as given: sequences are packed into one
@@ -8,6 +11,7 @@ decode while they fit the batch and the context's sequence count.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +19,40 @@ import numpy as np
 
 if TYPE_CHECKING:
     import llama_cpp
+
+EMBEDDING_CONTEXT = 8192  # the most tokens one embedding input may have
+
+
+class Embedder:
+    """A model's embedding context, created on first use; one thread at a time."""
+
+    def __init__(self, path: pathlib.Path, context_length: int, threads: int) -> None:
+        self._path = path
+        self._size = min(context_length, EMBEDDING_CONTEXT)
+        self._threads = threads
+        self._llama: llama_cpp.Llama | None = None
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+        import llama_cpp
+
+        if self._llama is None:
+            self._llama = llama_cpp.Llama(
+                model_path=str(self._path),
+                n_ctx=self._size,
+                n_batch=self._size,
+                n_ubatch=self._size,
+                n_threads=self._threads,
+                n_threads_batch=self._threads,
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                verbose=False,
+            )
+        return embed_tokens(self._llama, inputs)
+
+    def close(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
 
 
 def embed_tokens(llama: llama_cpp.Llama, inputs: Sequence[Sequence[int]]) -> list[list[float]]:

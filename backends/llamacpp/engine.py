@@ -1,19 +1,23 @@
-"""llama.cpp in-process: what its two engines share, and the choice between them.
+"""The llama.cpp engine: one GGUF model in-process, ``parallel`` slots decoded together.
 
-``parallel: 1`` serves one request at a time (``serial.SerialEngine``, llama-cpp-python's
-``Llama.generate``); ``parallel`` > 1 decodes that many sequences together in one context
-(``batching.BatchingEngine``, continuous batching). Both load the model on a thread of
-their own, render prompts with the GGUF's chat template, compile JSON schemas to
-grammars, bound how many requests may wait, and compute embeddings with a second,
-lazily created context.
+The model loads on a thread of the engine's own (which later also computes embeddings
+with a second, lazily created context). Generation runs on the scheduler's thread
+(``scheduler.Scheduler``): continuous batching over one context with one sequence per
+slot; ``parallel: 1`` is the same engine with one slot, serving one request at a time.
+
+The event loop side lives here: prompts are rendered with the GGUF's chat template and
+checked, JSON schemas compiled to grammars, a request is given its sampler chain and
+queued for the scheduler (at most ``max_queue`` wait; the rest get EngineOverloaded),
+and its deltas come back through an asyncio queue. Closing the async iterator (the
+client went away) cancels the request; the scheduler frees its slot before its next
+decode step, and a waiting request takes it.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import concurrent.futures
-import json
+import contextlib
 import logging
 import pathlib
 import time
@@ -33,32 +37,23 @@ from backends.base import (
     EngineUnavailable,
     Prompt,
     PromptTooLong,
+    SamplingParams,
     UnsupportedRequest,
     check_tokens,
 )
 from backends.llamacpp.chat_template import ChatTemplate
-from backends.llamacpp.embedding import embed_tokens
+from backends.llamacpp.embedding import EMBEDDING_CONTEXT, Embedder
+from backends.llamacpp.grammar import JsonGrammars
+from backends.llamacpp.sampling import SlotSampler
+from backends.llamacpp.scheduler import Scheduler, prompt_chunk
+from backends.llamacpp.slots import RELEASED, Request
 
 if TYPE_CHECKING:
-    import llama_cpp
     from llama_cpp._internals import LlamaModel
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EMBEDDING_CONTEXT = 8192  # the most tokens one embedding input may have
-
-# What may not stand unescaped inside a JSON string (RFC 8259): a quote, a backslash, a
-# control character. llama-cpp-python's schema grammars let U+0000-U+001F through in their
-# string characters (`char ::= [^"\\] ...`), in a pattern's `.` (`dot ::= [^\x0A\x0D]`)
-# and in the negated classes of patterns and key rules; all of these stand inside JSON
-# strings, and nothing else in such a grammar is a negated class.
-_NOT_IN_STRINGS = '"\\\\\\x00-\\x1F\\x7F'
-
-
-def strict_json_strings(grammar: str) -> str:
-    """A schema grammar whose strings hold only what RFC 8259 allows unescaped."""
-    return grammar.replace("[^", "[^" + _NOT_IN_STRINGS)
 
 
 @dataclass(frozen=True)
@@ -71,15 +66,16 @@ class LlamaCppSettings:
     max_queue: int = 64
     embeddings: bool = True
     gpu_layers: int = 0
-    # Sequences decoded together; 1 = one request at a time.
+    # Sequences decoded together (slots); 1 = one request at a time.
     parallel: int = 1
 
 
-async def relay(queue: asyncio.Queue[object], end: object) -> AsyncIterator[Delta]:
-    """The deltas a worker thread posts to `queue` until `end`; what it raises, re-raised."""
+async def _relay(queue: asyncio.Queue[object]) -> AsyncIterator[Delta]:
+    """The deltas the scheduler posts to `queue` until the slot is released; what it
+    raises, re-raised."""
     while True:
         item = await queue.get()
-        if item is end:
+        if item is RELEASED:
             return
         if isinstance(item, BaseException):
             raise item
@@ -87,19 +83,8 @@ async def relay(queue: asyncio.Queue[object], end: object) -> AsyncIterator[Delt
         yield item
 
 
-def llamacpp_engine(settings: LlamaCppSettings) -> LlamaCppEngine:
-    """The engine for these settings: serialized for one slot, batching for more."""
-    if settings.parallel > 1:
-        from backends.llamacpp.batching import BatchingEngine
-
-        return BatchingEngine(settings)
-    from backends.llamacpp.serial import SerialEngine
-
-    return SerialEngine(settings)
-
-
-class LlamaCppEngine(Backend, abc.ABC):
-    """One GGUF model: loading, prompts, grammars, embeddings and the queue bound."""
+class LlamaCppEngine(Backend):
+    """One GGUF model: loading, prompts, grammars, generation in slots, embeddings."""
 
     def __init__(self, settings: LlamaCppSettings) -> None:
         self.settings = settings
@@ -114,10 +99,13 @@ class LlamaCppEngine(Backend, abc.ABC):
         self._model: LlamaModel | None = None
         self._template: ChatTemplate | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._embedder: llama_cpp.Llama | None = None
+        # Frees the scheduler, the context and the model, in that order.
+        self._resources = contextlib.ExitStack()
+        self._scheduler: Scheduler | None = None
+        self._embedder = Embedder(settings.path, settings.context_length, settings.threads)
+        self._grammars = JsonGrammars()
         self._load_seconds: float | None = None
         self._error: str | None = None
-        self._grammars: dict[str, str] = {}
         self._n_vocab: int | None = None
         self._seconds_per_request = 1.0
 
@@ -126,29 +114,21 @@ class LlamaCppEngine(Backend, abc.ABC):
         return self._status
 
     def stats(self) -> EngineStats:
-        running, waiting = self._request_counts()
+        scheduler = self._scheduler
+        if scheduler is None:
+            return EngineStats(load_seconds=self._load_seconds, error=self._error)
         return EngineStats(
-            running=running,
-            waiting=waiting,
+            running=scheduler.running,
+            waiting=len(scheduler.waiting),
             load_seconds=self._load_seconds,
             error=self._error,
-            extra=self._extra_stats(),
+            extra={
+                "slots": len(scheduler.slots),
+                "prompt_tokens_evaluated": scheduler.prompt_tokens_evaluated,
+                "prompt_tokens_reused": scheduler.prompt_tokens_reused,
+                "decode_steps": scheduler.steps,
+            },
         )
-
-    @abc.abstractmethod
-    def _request_counts(self) -> tuple[int, int]:
-        """Requests (running, waiting) now."""
-
-    def _extra_stats(self) -> dict[str, float]:
-        return {}
-
-    @abc.abstractmethod
-    def _load(self) -> LlamaModel:
-        """Load the model for generation (on the engine's thread); return its vocabulary."""
-
-    @abc.abstractmethod
-    def _unload(self) -> None:
-        """Stop generating and free what ``_load`` made (once the engine's thread is idle)."""
 
     async def start(self) -> None:
         self._status = EngineStatus.LOADING
@@ -172,16 +152,59 @@ class LlamaCppEngine(Backend, abc.ABC):
         self._load_seconds = time.perf_counter() - started
         self._status = EngineStatus.READY
 
+    def _load(self) -> LlamaModel:
+        """Load the model and make the context and its scheduler (on the engine's thread)."""
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+
+        # Keep llama.cpp's own logging to errors, as Llama(verbose=False) does.
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        settings = self.settings
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 0x7FFFFFFF
+        model = LlamaModel(path_model=str(settings.path), params=model_params, verbose=False)
+        self._resources.callback(model.close)
+        params = llama_cpp.llama_context_default_params()
+        # One sequence per slot, each with context_length cells of its own.
+        params.n_seq_max = settings.parallel
+        params.kv_unified = False
+        params.n_ctx = settings.parallel * settings.context_length
+        # A llama_decode call holds one token per slot, or one prompt chunk.
+        params.n_batch = params.n_ubatch = max(settings.parallel, prompt_chunk(settings.batch_size))
+        params.n_threads = params.n_threads_batch = settings.threads
+        params.no_perf = True
+        if settings.parallel == 1:
+            # One slot decodes with flash attention off, as llama-cpp-python's Llama does,
+            # and so samples exactly as Llama.generate (greedy and seeded). With it on, a
+            # lone query's logits differ by ~1e-3, enough to flip a greedy near-tie.
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx = llama_cpp.llama_init_from_model(model.model, params)
+        if not ctx:
+            self._resources.close()
+            raise EngineError("llama.cpp could not create the context (out of memory?)")
+        self._resources.callback(llama_cpp.llama_free, ctx)
+        self._scheduler = Scheduler(
+            model,
+            ctx,
+            slots=settings.parallel,
+            batch_size=settings.batch_size,
+            context_length=settings.context_length,
+            max_queue=settings.max_queue,
+            name=settings.model_id,
+            took=self._took,
+        )
+        self._resources.callback(self._scheduler.stop)
+        return model
+
     async def stop(self) -> None:
         executor, self._executor = self._executor, None
         self._status = EngineStatus.STOPPED
         if executor is None:
             return
         await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        await asyncio.to_thread(self._unload)
-        if self._embedder is not None:
-            self._embedder.close()
-            self._embedder = None
+        await asyncio.to_thread(self._resources.close)
+        self._scheduler = None
+        self._embedder.close()
         self._model = None
 
     async def _in_worker(self, fn: Callable[[], T]) -> T:
@@ -230,37 +253,48 @@ class LlamaCppEngine(Backend, abc.ABC):
             raise PromptTooLong(len(prompt.tokens), self.settings.context_length)
         check_tokens(prompt.tokens, self._ready_model().n_vocab())
 
-    def json_grammar(self, schema: dict[str, Any]) -> str:
-        """The GBNF grammar for a JSON schema ({} = any JSON object), checked and cached.
-
-        Raises UnsupportedRequest (naming response_format) when it cannot be compiled.
-        """
-        import llama_cpp
-        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-        model = self._ready_model()
-        key = json.dumps(schema, sort_keys=True)
-        grammar = self._grammars.get(key)
-        if grammar is not None:
-            return grammar
+    def _sampler(self, model: LlamaModel, params: SamplingParams) -> SlotSampler:
+        """The request's sampler chain; UnsupportedRequest for a schema that cannot be
+        compiled to a grammar."""
+        schema = params.json_schema
+        grammar = None if schema is None else self._grammars.compile(model, schema)
         try:
-            grammar = strict_json_strings(json_schema_to_gbnf(key)) if schema else JSON_GBNF
-        except Exception as exc:
-            raise UnsupportedRequest(
-                f"cannot constrain output to this JSON schema: {exc}", "response_format"
-            ) from exc
-        # Parsing needs only the vocabulary; a grammar llama.cpp refuses is a bad request.
-        parsed = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
-        if not parsed:
-            raise UnsupportedRequest(
-                "cannot constrain output to this JSON schema: llama.cpp rejects its grammar",
-                "response_format",
-            )
-        llama_cpp.llama_sampler_free(parsed)
-        if len(self._grammars) > 256:
-            self._grammars.clear()
-        self._grammars[key] = grammar
-        return grammar
+            return SlotSampler(model, params, grammar)
+        except ValueError as exc:
+            raise UnsupportedRequest(str(exc), "response_format") from exc
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        model = self._ready_model()
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
+        self._check_prompt(prompt)
+        # Compiling a grammar and parsing it into a sampler may take a while for a large
+        # schema: off the event loop, so other requests' deltas keep flowing.
+        sampler = await asyncio.to_thread(self._sampler, model, params)
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        request = Request(
+            prompt.tokens,
+            params,
+            sampler,
+            scheduler.outbox,
+            asyncio.get_running_loop(),
+            queue,
+        )
+        try:
+            if not scheduler.submit(request):
+                raise self._overloaded(self.settings.max_queue)
+        except EngineError:
+            request.sampler.close()
+            raise
+        released = False
+        try:
+            async for delta in _relay(queue):
+                yield delta
+            released = True
+        finally:
+            if not released:
+                scheduler.cancel(request)
 
     def _overloaded(self, waiting: int) -> EngineOverloaded:
         """The error for a request refused because ``waiting`` others are queued."""
@@ -283,23 +317,5 @@ class LlamaCppEngine(Backend, abc.ABC):
             self._check_prompt(prompt)
             if len(prompt.tokens) > EMBEDDING_CONTEXT:
                 raise PromptTooLong(len(prompt.tokens), EMBEDDING_CONTEXT)
-        return await self._in_worker(lambda: self._embed(inputs))
-
-    def _embed(self, inputs: Sequence[Prompt]) -> Embeddings:
-        import llama_cpp
-
-        if self._embedder is None:
-            size = min(self.settings.context_length, EMBEDDING_CONTEXT)
-            self._embedder = llama_cpp.Llama(
-                model_path=str(self.settings.path),
-                n_ctx=size,
-                n_batch=size,
-                n_ubatch=size,
-                n_threads=self.settings.threads,
-                n_threads_batch=self.settings.threads,
-                embedding=True,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                verbose=False,
-            )
-        vectors = embed_tokens(self._embedder, [p.tokens for p in inputs])
+        vectors = await self._in_worker(lambda: self._embedder.embed([p.tokens for p in inputs]))
         return Embeddings(vectors=vectors, prompt_tokens=sum(len(p.tokens) for p in inputs))

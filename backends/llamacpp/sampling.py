@@ -2,10 +2,10 @@
 
 The chain is the one llama-cpp-python's ``Llama.generate`` builds for the same values
 (the logit bias, penalties over the last 64 generated tokens, the grammar, then greedy at
-temperature 0, else top-k off, typical off, top-p, min-p off, temperature and a seeded draw), so a
-seeded request samples the same tokens on either engine. Building it reads only the
-vocabulary, so it happens on the event loop; the batching thread samples with it and
-frees it.
+temperature 0, else top-k off, typical off, top-p, min-p off, temperature and a seeded
+draw); it is the engine's only sampling path, whatever the number of slots. Building it
+reads only the vocabulary, so it happens off the scheduler's thread; the scheduler samples
+with it and frees it.
 """
 
 from __future__ import annotations

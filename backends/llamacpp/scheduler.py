@@ -3,13 +3,17 @@
 Each step of the loop:
 
 1. releases the slots whose clients went away, and admits waiting requests (FIFO) into
-   free slots, each into the free slot whose cache shares the longest prefix with it
-   (else the lowest free slot);
-2. decodes one token for every decoding slot in one batch and samples each with its own
+   idle slots, each into the idle slot whose cache shares the longest prefix with it
+   (else the lowest idle slot);
+2. decodes one token for every generating slot in one batch and samples each with its own
    sampler chain;
-3. evaluates prompt chunks of the prefilling slots, oldest first, up to ``batch_size``
-   tokens in the step, so a long prompt is spread over several steps while the other
-   streams keep going; a slot whose prompt is done samples its first token.
+3. evaluates prompt chunks of the slots processing their prompts, oldest first, up to
+   ``batch_size`` tokens in the step, so a long prompt is spread over several steps while
+   the other streams keep going; a slot whose prompt is done samples its first token and
+   starts generating.
+
+With one slot (``parallel: 1``) this serves one request at a time, the others waiting in
+the same FIFO queue.
 
 The context has one sequence per slot with its own ``context_length`` cells (llama.cpp's
 non-unified KV cache), and each prompt chunk is decoded alone, so a sequence's tokens do
@@ -30,7 +34,7 @@ import numpy as np
 
 from backends.base import EngineError, EngineUnavailable
 from backends.llamacpp.logprobs import token_logprob
-from backends.llamacpp.slots import Outbox, Request, Slot
+from backends.llamacpp.slots import Outbox, Request, Slot, SlotState
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -88,7 +92,7 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return sum(not slot.free for slot in self.slots)
+        return sum(slot.state is not SlotState.IDLE for slot in self.slots)
 
     def submit(self, request: Request) -> bool:
         """Queue a request; False when ``max_queue`` requests already wait."""
@@ -135,7 +139,7 @@ class Scheduler:
             self.outbox.flush()
         stopped = EngineUnavailable("the model was stopped")
         for slot in self.slots:
-            if not slot.free:
+            if slot.state is not SlotState.IDLE:
                 slot.vacate().release(stopped)
         with self._wake:
             while self.waiting:
@@ -148,13 +152,13 @@ class Scheduler:
                 self._vacate(slot)
 
     def _admit(self) -> None:
-        """Move waiting requests into free slots, preferring the slot with most reuse."""
+        """Move waiting requests into idle slots, preferring the slot with most reuse."""
         import llama_cpp
 
         while True:
-            free = [slot for slot in self.slots if slot.free]
+            idle = [slot for slot in self.slots if slot.state is SlotState.IDLE]
             with self._wake:
-                if not free or not self.waiting:
+                if not idle or not self.waiting:
                     return
                 request = self.waiting.popleft()
             if request.cancelled.is_set():
@@ -162,7 +166,7 @@ class Scheduler:
                 continue
             # Most reuse first; else the lowest slot. llama.cpp attends over the range of
             # sequences a batch touches, so slots packed low keep each step small.
-            slot = max(free, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
+            slot = max(idle, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
             reuse = slot.reusable(request.prompt, self._chunk)
             if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
                 # This memory cannot drop part of a sequence: start the sequence over.
@@ -173,22 +177,22 @@ class Scheduler:
             self.prompt_tokens_reused += reuse
 
     def _step(self) -> None:
-        """Decode one token for every decoding slot, then prompt chunks up to the budget."""
+        """Decode one token for every generating slot, then prompt chunks up to the budget."""
         budget = self._step_tokens
-        decoding = [s for s in self.slots if s.request is not None and not s.prefilling]
-        if decoding:
-            rows = [(slot, *slot.take(1)) for slot in decoding]
+        generating = [s for s in self.slots if s.state is SlotState.GENERATING]
+        if generating:
+            rows = [(slot, *slot.take(1)) for slot in generating]
             if not self._decode(rows):
                 return
-            for index, slot in enumerate(decoding):
+            for index, slot in enumerate(generating):
                 self._sample(slot, index)
-            budget -= len(decoding)
-        prefilling = [s for s in self.slots if s.request is not None and s.prefilling]
-        prefilling.sort(key=lambda s: s.request.started if s.request else 0.0)
+            budget -= len(generating)
+        prompting = [s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT]
+        prompting.sort(key=lambda s: s.request.started if s.request else 0.0)
         progressed = False
-        for slot in prefilling:
+        for slot in prompting:
             # Always move the oldest prompt on, even when decoding used the whole budget.
-            while slot.prefilling and (budget > 0 or not progressed):
+            while slot.state is SlotState.PROCESSING_PROMPT and (budget > 0 or not progressed):
                 start, chunk = slot.take_prompt_chunk(self._chunk)
                 if not self._decode([(slot, start, chunk)]):
                     return
@@ -258,7 +262,7 @@ class Scheduler:
         elif request.generated >= params.max_tokens or len(slot.cached) >= self._limit:
             request.finish("length")
         else:
-            slot.pending.append(token)
+            slot.continue_with(token)
             return
         self._vacate(slot)
 

@@ -1,5 +1,15 @@
 """Requests and the slots that decode them: one llama.cpp sequence per slot.
 
+A slot is in one of three states (llama.cpp's server names them ``slot_state``)::
+
+    IDLE --assign--> PROCESSING_PROMPT --first token--> GENERATING
+      ^                     |                               |
+      +------- vacate ------+----------- vacate ------------+
+
+An idle slot holds no request; while processing its prompt it is given prompt chunks;
+while generating it is given one token per decode step. Any state but IDLE ends in IDLE
+when the request finishes, is cancelled or fails.
+
 A slot remembers which tokens its sequence holds in the KV cache, also after its request
 ends, so that the next request sharing a prefix with them (a common system prompt, the
 earlier turns of a conversation) evaluates only the rest of its prompt.
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import threading
 import time
 from collections.abc import Sequence
@@ -89,6 +100,24 @@ class Request:
         self.post(RELEASED)
 
 
+class SlotState(enum.Enum):
+    IDLE = "idle"
+    PROCESSING_PROMPT = "processing_prompt"
+    GENERATING = "generating"
+
+
+# The moves a slot may make; anything else is a bug in the scheduler.
+_MOVES = {
+    SlotState.IDLE: frozenset({SlotState.PROCESSING_PROMPT}),
+    SlotState.PROCESSING_PROMPT: frozenset({SlotState.GENERATING, SlotState.IDLE}),
+    SlotState.GENERATING: frozenset({SlotState.IDLE}),
+}
+
+
+class SlotStateError(RuntimeError):
+    """The scheduler asked a slot for a move its state does not allow."""
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -107,14 +136,12 @@ class Slot:
     # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
     exact: int = 0
     request: Request | None = None
+    state: SlotState = SlotState.IDLE
 
-    @property
-    def free(self) -> bool:
-        return self.request is None
-
-    @property
-    def prefilling(self) -> bool:
-        return self.request is not None and self.request.generated == 0
+    def _move(self, to: SlotState) -> None:
+        if to not in _MOVES[self.state]:
+            raise SlotStateError(f"slot {self.seq_id}: {self.state.value} cannot become {to.value}")
+        self.state = to
 
     def reusable(self, prompt: Sequence[int], chunk: int) -> int:
         """How many prompt tokens this slot's cache holds exactly as a cold run would: whole
@@ -123,7 +150,8 @@ class Slot:
         return shared - shared % chunk
 
     def assign(self, request: Request, reuse: int) -> None:
-        """Give the slot to ``request``, keeping the first ``reuse`` cached tokens."""
+        """Give the idle slot to ``request``, keeping the first ``reuse`` cached tokens."""
+        self._move(SlotState.PROCESSING_PROMPT)
         del self.cached[reuse:]
         self.exact = min(self.exact, reuse)
         self.pending = list(request.prompt[reuse:])
@@ -145,6 +173,12 @@ class Slot:
             self.exact = len(self.cached)
         return start, chunk
 
+    def continue_with(self, token: int) -> None:
+        """Queue a sampled token for the next decode step (the slot is generating)."""
+        if self.state is SlotState.PROCESSING_PROMPT:
+            self._move(SlotState.GENERATING)
+        self.pending.append(token)
+
     def clear(self) -> None:
         """Forget the cache (its sequence was removed from the KV cache)."""
         self.cached.clear()
@@ -152,7 +186,10 @@ class Slot:
         self.exact = 0
 
     def vacate(self) -> Request:
+        """End the slot's request: the slot is idle, its cache kept for the next one."""
         request, self.request = self.request, None
-        assert request is not None
+        if request is None:
+            raise SlotStateError(f"slot {self.seq_id} has no request to end")
+        self._move(SlotState.IDLE)
         self.pending.clear()
         return request

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from backends.backoff import Backoff
 from backends.base import (
     Endpoint,
     EngineError,
@@ -29,6 +30,7 @@ from backends.base import (
     UpstreamError,
     UpstreamReply,
 )
+from backends.least_busy import LeastBusy
 from backends.openai.client import OpenAIServer, Unreachable, new_client
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,13 @@ class Replica:
     retry_at: float = 0.0  # when an ejected replica is probed again
     error: str | None = field(default=None)
 
-    def eject(self, reason: str, interval: float) -> None:
+    def eject(self, reason: str, backoff: Backoff) -> None:
         if self.healthy or self.error is None:
             log.warning("replica %s ejected: %s", self.url, reason)
         self.healthy = False
         self.failures += 1
         self.error = reason
-        self.retry_at = time.monotonic() + min(MAX_BACKOFF, interval * 2 ** (self.failures - 1))
+        self.retry_at = time.monotonic() + backoff.after(self.failures)
 
     def restore(self) -> None:
         if not self.healthy:
@@ -80,7 +82,9 @@ class ReplicaPool:
         self.settings = settings
         self._client: httpx.AsyncClient | None = None
         self.replicas: list[Replica] = []
-        self._next = 0
+        self._picker: LeastBusy[Replica] = LeastBusy()
+        # An ejected replica is probed again after one health interval, doubling.
+        self._backoff = Backoff(first=settings.health_interval, most=MAX_BACKOFF)
         self._health: asyncio.Task[None] | None = None
         self._users = 0
         self._started = asyncio.Lock()
@@ -137,43 +141,33 @@ class ReplicaPool:
         try:
             response = await replica.server.get("models", wait=self.settings.connect_timeout)
         except httpx.HTTPError as exc:
-            replica.eject(f"health check failed: {exc or type(exc).__name__}", self._interval)
+            replica.eject(f"health check failed: {exc or type(exc).__name__}", self._backoff)
         else:
             if response.status_code == 200:
                 replica.restore()
             else:
-                replica.eject(f"health check answered {response.status_code}", self._interval)
-
-    @property
-    def _interval(self) -> float:
-        return self.settings.health_interval
+                replica.eject(f"health check answered {response.status_code}", self._backoff)
 
     async def _check_health(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.settings.health_interval)
             now = time.monotonic()
             due = [r for r in self.replicas if r.healthy or r.retry_at <= now]
             await asyncio.gather(*(self._probe(r) for r in due))
 
-    def _pick(self, tried: set[int]) -> int | None:
+    def _pick(self, tried: list[Replica]) -> Replica | None:
         """The healthy replica with the fewest requests in flight, not tried yet."""
-        count = len(self.replicas)
-        order = [(self._next + i) % count for i in range(count)]
-        candidates = [i for i in order if self.replicas[i].healthy and i not in tried]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda i: self.replicas[i].in_flight)
-        self._next = (best + 1) % count
-        return best
+        return self._picker.pick(
+            self.replicas, lambda r: r.healthy and all(r is not t for t in tried)
+        )
 
     async def forward(
         self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
     ) -> UpstreamReply:
-        tried: set[int] = set()
+        tried: list[Replica] = []
         last: EngineError | None = None
-        while (index := self._pick(tried)) is not None:
-            tried.add(index)
-            replica = self.replicas[index]
+        while (replica := self._pick(tried)) is not None:
+            tried.append(replica)
             replica.in_flight += 1
             try:
                 reply = await replica.server.forward(
@@ -181,14 +175,14 @@ class ReplicaPool:
                 )
             except Unreachable as exc:
                 replica.in_flight -= 1
-                replica.eject(str(exc), self._interval)
+                replica.eject(str(exc), self._backoff)
                 last = exc
                 continue
             except UpstreamError as exc:
                 replica.in_flight -= 1
                 if exc.status not in _REPLICA_DOWN:
                     raise
-                replica.eject(f"answered {exc.status}: {exc}", self._interval)
+                replica.eject(f"answered {exc.status}: {exc}", self._backoff)
                 last = exc
                 continue
             except BaseException:
@@ -221,7 +215,7 @@ class ReplicaPool:
                 async for event in events:
                     yield event
             except EngineError as exc:
-                replica.eject(str(exc), self._interval)
+                replica.eject(str(exc), self._backoff)
                 raise
             finally:
                 await events.aclose()  # type: ignore[attr-defined]

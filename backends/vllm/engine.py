@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from backends.backoff import Backoff
 from backends.base import (
     Endpoint,
     EngineError,
@@ -42,7 +43,8 @@ from backends.vllm.process import ChildGroup, free_port
 
 log = logging.getLogger(__name__)
 ENTRY_POINT = "vllm.entrypoints.openai.api_server"
-MAX_BACKOFF = 60.0
+# Waits before restarting a dead server: 1 s, doubling while restarts fail, up to a minute.
+RESTART_BACKOFF = Backoff(first=1.0, most=60.0)
 
 
 @dataclass(frozen=True)
@@ -201,24 +203,25 @@ class VllmEngine(PassthroughBackend):
 
     async def _supervise(self) -> None:
         """Watch the ready server; restart it with backoff when it dies or turns unhealthy."""
-        backoff = 1.0
+        failures = 0  # in a row: the server's end, then each restart that failed too
         while not self._stopping:
             reason = await self._watch()
             if self._stopping:
                 return
+            failures += 1
+            wait = RESTART_BACKOFF.after(failures)
             self._status = EngineStatus.LOADING
-            self._error = f"{reason}; restarting in {backoff:.0f} s"
+            self._error = f"{reason}; restarting in {wait:.0f} s"
             log.warning("vLLM for %s: %s", self.settings.model_id, self._error)
             await self._child.stop(grace=10)
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(wait)
             self.restarts += 1
             try:
                 await self._launch()
-                backoff = 1.0
+                failures = 0
             except EngineError as exc:
                 log.error("vLLM for %s did not come back: %s", self.settings.model_id, exc)
                 await self._child.stop(grace=10)
-                backoff = min(MAX_BACKOFF, backoff * 2)
 
     async def _watch(self) -> str:
         """Wait until the process exits or its health check fails; say which."""

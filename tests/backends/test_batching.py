@@ -1,4 +1,4 @@
-"""The batching llama.cpp engine on real demo models: several streams in one context."""
+"""The llama.cpp engine on real demo models: several streams in one context, or one slot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from backends.base import Delta, EngineOverloaded, EngineUnavailable, Prompt, SamplingParams
-from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings, llamacpp_engine
+from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
 
 Start = Callable[..., Awaitable[LlamaCppEngine]]
 
@@ -47,7 +47,7 @@ async def start(models_dir: pathlib.Path) -> AsyncIterator[Start]:
 
     async def make(model: str = "tiny", **options: int) -> LlamaCppEngine:
         settings = {"context_length": 512, "parallel": 4, **options}
-        engine = llamacpp_engine(LlamaCppSettings(model, models_dir / f"{model}.gguf", **settings))
+        engine = LlamaCppEngine(LlamaCppSettings(model, models_dir / f"{model}.gguf", **settings))
         await engine.start()
         engines.append(engine)
         return engine
@@ -100,10 +100,10 @@ async def test_concurrent_streams_match_the_same_requests_one_by_one(start: Star
     assert engine.stats().extra["decode_steps"] - steps < sum(r.tokens for r in alone) * 0.6
 
 
-async def test_greedy_output_matches_the_serialized_engine_token_for_token(start: Start) -> None:
+async def test_greedy_output_matches_the_one_slot_engine_token_for_token(start: Start) -> None:
     batching = await start()
     serial = await start(parallel=1)
-    assert type(batching).__name__ == "BatchingEngine" and type(serial).__name__ == "SerialEngine"
+    assert batching.stats().extra["slots"] == 4 and serial.stats().extra["slots"] == 1
     greedy = SamplingParams(max_tokens=60, temperature=0, logprobs=True)
     prompts = [chat(batching, text) for text in ("Hello!", "Write a poem about tea.", "2+2?")]
     ours = await asyncio.gather(*[run(batching, prompt, greedy) for prompt in prompts])
@@ -301,3 +301,35 @@ async def test_full_queue_is_refused_and_stop_ends_streams(start: Start) -> None
             pass
     with pytest.raises(EngineUnavailable):
         await anext(engine.generate(prompt, forever))
+
+
+async def test_one_slot_samples_as_llama_cpp_python_s_own_generate(
+    start: Start, models_dir: pathlib.Path
+) -> None:
+    import llama_cpp
+
+    engine = await start(parallel=1)
+    cases = [
+        ("Write a poem about tea.", SamplingParams(max_tokens=40, temperature=0, logprobs=True)),
+        (
+            "Hello!",
+            SamplingParams(max_tokens=40, temperature=0.8, top_p=0.9, seed=7, logprobs=True),
+        ),
+        ("2+2?", SamplingParams(max_tokens=40, temperature=1.1, seed=3, logprobs=True)),
+    ]
+    for text, params in cases:
+        prompt = chat(engine, text)
+        ours = [lp.bytes for d in (await run(engine, prompt, params)).deltas for lp in d.logprobs]
+        llama = llama_cpp.Llama(
+            model_path=str(models_dir / "tiny.gguf"), n_ctx=512, n_threads=2, verbose=False
+        )
+        llama.set_seed(params.seed or 0)
+        theirs: list[tuple[int, ...]] = []
+        for token in llama.generate(
+            prompt.tokens, top_k=0, top_p=params.top_p, min_p=0.0, temp=params.temperature
+        ):
+            if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(theirs) == 40:
+                break
+            theirs.append(tuple(llama.detokenize([token], special=True)))
+        llama.close()
+        assert ours == theirs, text
