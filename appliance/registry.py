@@ -19,7 +19,8 @@ from typing import Any
 from appliance.config import LoadedConfig, ModelConfig, OpenAIBackend, VllmBackend
 from appliance.errors import ModelNotFound, ServiceUnavailable
 from appliance.hub.progress import DownloadProgress
-from backends.base import Backend, EngineError, EngineStatus
+from backends.base import Engine, EngineError, EngineStatus
+from backends.replicas import ReplicaSet
 
 UNAVAILABLE_RETRY_SECONDS = 30
 
@@ -32,7 +33,7 @@ class NoModelLoaded(EngineError):
 class ServedModel:
     config: ModelConfig
     backend_name: str
-    engine: Backend
+    engine: ReplicaSet[Engine] | Engine
     created: int = field(default_factory=lambda: int(time.time()))
     # The declared model a deployment of another name runs; None for the model itself.
     parent: str | None = None
@@ -65,7 +66,7 @@ def build_engine(
     *,
     slot: int = 0,
     gpus: tuple[int, ...] | None = None,
-) -> Backend:
+) -> Engine:
     """Make one replica's engine for the model's backend.
 
     `path` is a llamacpp model's GGUF file when it is not the config's own source (a file

@@ -1,17 +1,24 @@
-"""The contract every engine implements, and nothing else.
+"""The two contracts engines implement, and the types they share; nothing else.
 
-The serving layer (``appliance``) sees engines only through these types: it renders a
-request into a ``Prompt``, asks for a stream of ``Delta``s with ``SamplingParams``, and
-reads ``Capabilities`` to refuse what an engine cannot honour. This module imports no
-web framework and no engine library, so a CPU box never imports vLLM.
+An engine is one loaded model. Every engine has a lifecycle (``start``, ``stop``), a
+``status``, live figures (``stats``) and ``Capabilities``: that is ``Engine``. Beyond it,
+an engine is one of two kinds, and implements only the methods of its kind:
 
-Engines that put another OpenAI-compatible server behind Radiance (a supervised vLLM,
-remote replicas) cannot render prompts: the upstream applies its own chat template and
-counts its own tokens. They set ``Capabilities.passthrough`` and implement ``forward``,
-which takes the OpenAI request body (already validated, admitted and rewritten by the
-serving layer) and returns the upstream's ``UpstreamReply``: a whole JSON body, or its
-SSE events as they arrive. The serving layer reads the usage the upstream reports from
-the reply, so billing stays exact, and keeps keys, limits and the ledger as for any engine.
+- A ``TokenEngine`` (llama.cpp, in-process) renders and samples itself: the serving
+  layer (``appliance``) renders a request into a ``Prompt``, asks for a stream of
+  ``Delta``s with ``SamplingParams``, and computes embeddings of prompts.
+- A ``ProxyEngine`` (a supervised vLLM, remote replicas) puts another OpenAI-compatible
+  server behind Radiance. The upstream applies its own chat template and counts its own
+  tokens, so there is no prompt to render here: ``forward`` takes the OpenAI request body
+  (already validated, admitted and rewritten by the serving layer) and returns the
+  upstream's ``UpstreamReply``: a whole JSON body, or its SSE events as they arrive. The
+  serving layer reads the usage the upstream reports from the reply, so billing stays
+  exact, and keeps keys, limits and the ledger as for any engine.
+
+The serving layer picks how to serve a request from the contract the engine implements
+(``isinstance``), and reads ``Capabilities`` to refuse what an engine cannot honour. The
+replicas of a deployment (``backends.replicas``) hold engines of either kind. This module
+imports no web framework and no engine library, so a CPU box never imports vLLM.
 """
 
 from __future__ import annotations
@@ -115,8 +122,6 @@ class Capabilities:
     tools: bool = False
     # Sequences decoded at the same time by one model (1 = requests are queued).
     parallel: int = 1
-    # Requests are forwarded to an OpenAI-compatible server with `Backend.forward`.
-    passthrough: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,8 +217,8 @@ class EngineStats:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-class Backend(abc.ABC):
-    """One loaded model on one engine."""
+class Engine(abc.ABC):
+    """One loaded model: what every engine has, whichever kind it is."""
 
     # A class default; an engine whose abilities depend on its settings sets its own.
     capabilities: Capabilities = Capabilities()
@@ -233,6 +238,10 @@ class Backend(abc.ABC):
     async def stop(self) -> None:
         """Stop generating and free the model's memory."""
 
+
+class TokenEngine(Engine):
+    """An engine that renders prompts and samples their tokens itself."""
+
     @abc.abstractmethod
     def render_chat(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
@@ -249,7 +258,7 @@ class Backend(abc.ABC):
     @property
     def vocab_size(self) -> int | None:
         """How many token ids the model knows (valid ids are 0 <= id < vocab_size); None
-        when the engine does not know (a passthrough engine's upstream checks ids)."""
+        while the engine does not know (token ids are then not checked here)."""
         return None
 
     @abc.abstractmethod
@@ -260,43 +269,25 @@ class Backend(abc.ABC):
         """
 
     async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
+        """One vector per prompt, for an engine whose ``capabilities.embeddings`` is set."""
         raise EngineError("this engine does not compute embeddings")
 
+
+class ProxyEngine(Engine):
+    """An engine that forwards OpenAI requests to an upstream server, which renders,
+    samples and counts."""
+
+    capabilities = Capabilities(
+        embeddings=True, logprobs=True, json_schema=True, tools=True, parallel=64
+    )
+
+    @abc.abstractmethod
     async def forward(
         self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
     ) -> UpstreamReply:
-        """Send an OpenAI request body to the upstream (passthrough engines only).
+        """Send an OpenAI request body to the upstream.
 
         Raises EngineUnavailable when no upstream can take it (the caller answers 503 with
         Retry-After), UpstreamError for an error the upstream answered. Errors while
         reading ``events`` are EngineErrors too.
         """
-        raise EngineError("this engine renders prompts itself; it forwards nothing")
-
-
-class PassthroughBackend(Backend):
-    """Base of engines that forward requests: there is no prompt to render here."""
-
-    capabilities = Capabilities(
-        embeddings=True, logprobs=True, json_schema=True, tools=True, parallel=64, passthrough=True
-    )
-
-    def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
-    ) -> Prompt:
-        raise EngineError("a passthrough engine does not render prompts")
-
-    def render_text(self, text: str) -> Prompt:
-        raise EngineError("a passthrough engine does not tokenize")
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        raise EngineError("a passthrough engine does not detokenize")
-
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        raise EngineError("a passthrough engine forwards requests; it does not generate")
-        yield  # pragma: no cover  (makes this an async generator)
-
-    @abc.abstractmethod
-    async def forward(
-        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
-    ) -> UpstreamReply: ...

@@ -2,48 +2,40 @@
 
 A request takes a `Lease` on the ready replica with the fewest requests in flight (ties
 go round the list) and keeps it until it ends, so its prompt is rendered and generated on
-the same engine. Replicas join when they are ready and leave in two steps: `retire` takes
-one out of the choice at once, `drain` waits until its last lease is released and stops
-it, so scaling down or replacing replicas drops no request.
+the same engine (or its body forwarded by it). Replicas join when they are ready and leave
+in two steps: `retire` takes one out of the choice at once, `drain` waits until its last
+lease is released and stops it, so scaling down or replacing replicas drops no request.
 
-A `ReplicaSet` is itself a `Backend`, whose status and figures are those of its replicas;
-while it has no ready replica (the model is still downloading or loading, or it failed)
-its status is what its owner set with `hold`.
+A `ReplicaSet[E]` holds engines of one contract (`E`: a `TokenEngine`, a `ProxyEngine`,
+or `Engine` for a deployment whose replacement may change the kind); it serves nothing
+itself: the caller serves on its lease's engine. Its status and figures are those of its
+replicas; while it has no ready replica (the model is still downloading or loading, or it
+failed) its status is what its owner set with `hold`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
-from backends.base import (
-    Backend,
-    Capabilities,
-    Delta,
-    Embeddings,
-    Endpoint,
-    EngineStats,
-    EngineStatus,
-    EngineUnavailable,
-    Prompt,
-    SamplingParams,
-    UpstreamReply,
-)
+from backends.base import Capabilities, Engine, EngineStats, EngineStatus, EngineUnavailable
 from backends.least_busy import LeastBusy
 
 log = logging.getLogger(__name__)
 
+E = TypeVar("E", bound=Engine)
+
 
 @dataclass
-class Replica:
+class Replica(Generic[E]):
     """One engine of a deployment; `slot` numbers it (and picks its GPUs, for vLLM)."""
 
     id: str
     slot: int
-    engine: Backend
+    engine: E
     in_flight: int = 0
     served: int = 0
     retired: bool = False
@@ -71,12 +63,11 @@ class Replica:
         await self._idle.wait()
 
 
-class Lease(Backend):
-    """One request's hold on one replica; `release` ends it (once)."""
+class Lease(Generic[E]):
+    """One request's hold on one replica: serve on `engine`; `release` ends it (once)."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica[E]) -> None:
         self.replica = replica
-        self.capabilities = replica.engine.capabilities
         self._released = False
         replica.take()
 
@@ -84,56 +75,21 @@ class Lease(Backend):
     def id(self) -> str:
         return self.replica.id
 
+    @property
+    def engine(self) -> E:
+        return self.replica.engine
+
     def release(self) -> None:
         if not self._released:
             self._released = True
             self.replica.give_back()
 
-    @property
-    def status(self) -> EngineStatus:
-        return self.replica.engine.status
 
-    def stats(self) -> EngineStats:
-        return self.replica.engine.stats()
-
-    async def start(self) -> None:
-        """A lease is on a started engine; nothing to start."""
-
-    async def stop(self) -> None:
-        self.release()
-
-    def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
-    ) -> Prompt:
-        return self.replica.engine.render_chat(messages, tools)
-
-    def render_text(self, text: str) -> Prompt:
-        return self.replica.engine.render_text(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.replica.engine.detokenize(tokens)
-
-    @property
-    def vocab_size(self) -> int | None:
-        return self.replica.engine.vocab_size
-
-    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        return self.replica.engine.generate(prompt, params)
-
-    async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
-        return await self.replica.engine.embed(inputs)
-
-    async def forward(
-        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
-    ) -> UpstreamReply:
-        return await self.replica.engine.forward(endpoint, body, stream=stream)
-
-
-class ReplicaSet(Backend):
-    def __init__(self, name: str, replicas: Sequence[Replica] = ()) -> None:
+class ReplicaSet(Generic[E]):
+    def __init__(self, name: str, replicas: Sequence[Replica[E]] = ()) -> None:
         self.name = name
-        self.replicas: list[Replica] = list(replicas)
-        self._picker: LeastBusy[Replica] = LeastBusy()
+        self.replicas: list[Replica[E]] = list(replicas)
+        self._picker: LeastBusy[Replica[E]] = LeastBusy()
         self._held = EngineStatus.STOPPED
         self._held_error: str | None = None
         self._capabilities: Capabilities | None = None
@@ -141,7 +97,7 @@ class ReplicaSet(Backend):
     # -- the set ------------------------------------------------------------------------
 
     @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
         for replica in self.replicas:
             return replica.engine.capabilities
         return self._capabilities or Capabilities()
@@ -150,12 +106,12 @@ class ReplicaSet(Backend):
         """The status to report while no replica is ready (loading, failed, stopped)."""
         self._held, self._held_error = status, error
 
-    def add(self, replica: Replica) -> None:
+    def add(self, replica: Replica[E]) -> None:
         """Put a replica in the choice (it is chosen once its engine is ready)."""
         self._capabilities = replica.engine.capabilities
         self.replicas.append(replica)
 
-    def active(self) -> list[Replica]:
+    def active(self) -> list[Replica[E]]:
         return [r for r in self.replicas if not r.retired]
 
     def free_slot(self) -> int:
@@ -165,11 +121,11 @@ class ReplicaSet(Backend):
             slot += 1
         return slot
 
-    def retire(self, replica: Replica) -> None:
+    def retire(self, replica: Replica[E]) -> None:
         """Take a replica out of the choice; requests it holds go on."""
         replica.retired = True
 
-    async def drain(self, replica: Replica, wait: float | None = None) -> None:
+    async def drain(self, replica: Replica[E], wait: float | None = None) -> None:
         """Retire a replica, wait until its requests end (up to `wait` s), stop it."""
         self.retire(replica)
         if replica.in_flight:
@@ -190,14 +146,14 @@ class ReplicaSet(Backend):
                 self.replicas.remove(replica)
         log.info("replica %s stopped", replica.id)
 
-    def lease(self) -> Lease:
+    def lease(self) -> Lease[E]:
         """A hold on the ready replica with the fewest requests in flight."""
         best = self._picker.pick(self.replicas, lambda r: r.ready)
         if best is None:
             raise EngineUnavailable(f"no replica of `{self.name}` is ready")
         return Lease(best)
 
-    # -- the Backend contract -------------------------------------------------------------
+    # -- status and lifecycle, over the replicas -----------------------------------------
 
     @property
     def status(self) -> EngineStatus:
@@ -239,64 +195,3 @@ class ReplicaSet(Backend):
             except Exception:
                 log.exception("stopping replica %s failed", replica.id)
         self.replicas.clear()
-
-    def _any(self) -> Backend:
-        for replica in self.replicas:
-            if replica.ready:
-                return replica.engine
-        raise EngineUnavailable(f"no replica of `{self.name}` is ready")
-
-    def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
-    ) -> Prompt:
-        return self._any().render_chat(messages, tools)
-
-    def render_text(self, text: str) -> Prompt:
-        return self._any().render_text(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._any().detokenize(tokens)
-
-    @property
-    def vocab_size(self) -> int | None:
-        try:
-            return self._any().vocab_size
-        except EngineUnavailable:
-            return None
-
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
-        lease = self.lease()
-        try:
-            deltas = lease.generate(prompt, params)
-            try:
-                async for delta in deltas:
-                    yield delta
-            finally:
-                await deltas.aclose()  # type: ignore[attr-defined]
-        finally:
-            lease.release()
-
-    async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
-        lease = self.lease()
-        try:
-            return await lease.embed(inputs)
-        finally:
-            lease.release()
-
-    async def forward(
-        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
-    ) -> UpstreamReply:
-        lease = self.lease()
-        try:
-            reply = await lease.forward(endpoint, body, stream=stream)
-        except BaseException:
-            lease.release()
-            raise
-        inner = reply.close
-
-        async def close() -> None:
-            lease.release()
-            await inner()
-
-        reply.close = close
-        return reply

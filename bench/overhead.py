@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,12 +34,12 @@ import msgspec  # noqa: E402
 from litestar import Litestar, Request, Response, post  # noqa: E402
 
 from backends.base import (  # noqa: E402
-    Backend,
     Delta,
     EngineStats,
     EngineStatus,
     Prompt,
     SamplingParams,
+    TokenEngine,
 )
 
 KEY = "bench-user-key-0123456789"
@@ -57,7 +57,7 @@ keys:
 """
 
 
-class NoopEngine(Backend):
+class NoopEngine(TokenEngine):
     """Answers every request at once with `max_tokens` one-token pieces."""
 
     def __init__(self) -> None:
@@ -133,7 +133,8 @@ def _bare_app(registry: Any) -> Any:
         served = registry.resolve(body.model)
         ctx = RequestContext(meter, nobody, UNLIMITED, "chat")
         ctx.use_model(served)
-        answer = await complete_chat(await plan_chat(body, served, ctx), ctx)
+        engine = cast(TokenEngine, served.engine)  # the NoopEngine itself: no replica set here
+        answer = await complete_chat(await plan_chat(body, served, engine, ctx), ctx)
         return Response(msgspec.json.encode(answer), media_type="application/json")
 
     async def start(app: Litestar) -> None:

@@ -14,6 +14,7 @@ from appliance.deployments.autoscaler import Autoscaler
 from appliance.deployments.spec import Configuration, PricingBody, Scaling, scaling_of
 from appliance.hub.progress import DownloadProgress
 from appliance.registry import ServedModel
+from backends.base import Engine
 from backends.replicas import ReplicaSet
 
 # pending -> downloading -> loading -> ready; updating while a change rolls out (it still
@@ -47,7 +48,7 @@ class Deployment:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
-    def replicas(self) -> ReplicaSet:
+    def replicas(self) -> ReplicaSet[Engine]:
         engine = self.served.engine
         assert isinstance(engine, ReplicaSet)
         return engine

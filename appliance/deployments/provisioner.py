@@ -27,12 +27,12 @@ from appliance.hub.progress import DownloadProgress, ProgressLog
 from appliance.hub.repository import cached_repo, download_repo_async
 from appliance.hub.source import HubSource, is_hub_source
 from appliance.registry import build_engine
-from backends.base import Backend, EngineError
+from backends.base import Engine, EngineError, ProxyEngine
 from backends.replicas import Replica
 
 log = logging.getLogger("appliance.deployments.manager")
 # Makes the engine of one replica: (model, GGUF file if downloaded, slot, GPUs).
-EngineFactory = Callable[[ModelConfig, Path | None, int, tuple[int, ...] | None], Backend]
+EngineFactory = Callable[[ModelConfig, Path | None, int, tuple[int, ...] | None], Engine]
 
 
 class Provisioner:
@@ -46,7 +46,7 @@ class Provisioner:
 
     def _build(
         self, model: ModelConfig, path: Path | None, slot: int, gpus: tuple[int, ...] | None
-    ) -> Backend:
+    ) -> Engine:
         return build_engine(self.loaded, model, path, self._shared, slot=slot, gpus=gpus)
 
     async def fetch(
@@ -98,7 +98,7 @@ class Provisioner:
 
     async def start_replicas(
         self, dep: Deployment, model: ModelConfig, count: int, taken: set[int]
-    ) -> tuple[list[Replica], list[str]]:
+    ) -> tuple[list[Replica[Engine]], list[str]]:
         """Start `count` replicas on slots neither the set nor `taken` uses."""
         slots: list[int] = []
         used = {r.slot for r in dep.replicas.replicas} | taken
@@ -136,18 +136,18 @@ class Provisioner:
         return good, errors
 
     @staticmethod
-    async def start_engines(engines: list[Backend]) -> list[BaseException | None]:
+    async def start_engines(engines: list[Engine]) -> list[BaseException | None]:
         """Start engines: processes of their own (vLLM) side by side, in-process ones
         (llama.cpp, whose loading is not safe from two threads at once) one by one."""
 
-        async def start(engine: Backend) -> BaseException | None:
+        async def start(engine: Engine) -> BaseException | None:
             try:
                 await engine.start()
             except EngineError as exc:
                 return exc
             return None
 
-        if all(engine.capabilities.passthrough for engine in engines):
+        if all(isinstance(engine, ProxyEngine) for engine in engines):
             return list(await asyncio.gather(*(start(e) for e in engines)))
         return [await start(engine) for engine in engines]
 
@@ -199,7 +199,7 @@ class Provisioner:
         await asyncio.gather(*(dep.replicas.drain(r, self.drain_timeout) for r in replicas))
 
 
-async def _stop_quietly(engine: Backend) -> None:
+async def _stop_quietly(engine: Engine) -> None:
     try:
         await engine.stop()
     except Exception:

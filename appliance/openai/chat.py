@@ -23,7 +23,7 @@ from appliance.openai.sse import sse_event
 from appliance.openai.tool_calls import OPEN_TAG, ToolPlan, plan_tools
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
-from backends.base import Delta, EngineError, Prompt, SamplingParams
+from backends.base import Delta, EngineError, Prompt, SamplingParams, TokenEngine
 
 
 def _content_text(message: ChatMessage, index: int) -> str | None:
@@ -96,6 +96,7 @@ def _json_schema(body: ChatCompletionRequest, tools: ToolPlan) -> dict[str, Any]
 class ChatPlan:
     body: ChatCompletionRequest
     served: ServedModel
+    engine: TokenEngine  # the replica the request is served on
     prompt: Prompt
     tools: ToolPlan
     choices: list[SamplingParams]
@@ -103,10 +104,10 @@ class ChatPlan:
 
 
 async def plan_chat(
-    body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext
+    body: ChatCompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
 ) -> ChatPlan:
     """Validate and render everything before the first byte of the answer."""
-    check_declared(body, served)
+    check_declared(body, served, engine.capabilities, engine.vocab_size)
     if body.top_logprobs and not body.logprobs:
         raise InvalidRequest("`top_logprobs` needs `logprobs: true`", param="top_logprobs")
     tools = plan_tools(body)
@@ -117,7 +118,7 @@ async def plan_chat(
     messages = template_messages(body)
     try:
         # Rendering a template over long messages and tokenizing it takes a while.
-        prompt = await asyncio.to_thread(served.engine.render_chat, messages, listed)
+        prompt = await asyncio.to_thread(engine.render_chat, messages, listed)
     except EngineError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
     ctx.prompt_tokens = len(prompt.tokens)
@@ -134,11 +135,11 @@ async def plan_chat(
             logprobs=bool(body.logprobs),
             top_logprobs=body.top_logprobs or 0,
             json_schema=schema,
-            vocab_size=served.engine.vocab_size,
+            vocab_size=engine.vocab_size,
         )
         for i in range(body.n or 1)
     ]
-    return ChatPlan(body, served, prompt, tools, choices, int(time.time()))
+    return ChatPlan(body, served, engine, prompt, tools, choices, int(time.time()))
 
 
 def _chunk(plan: ChatPlan, ctx: RequestContext, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def _finish(tools: ToolPlan, reason: str, calls: list[dict[str, Any]]) -> str:
 async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
     choices = []
     for index, params in enumerate(plan.choices):
-        deltas = await first_delta(plan.served.engine, plan.prompt, params)
+        deltas = await first_delta(plan.engine, plan.prompt, params)
         text: list[str] = []
         entries: list[dict[str, Any]] = []
         reason = "length"
@@ -198,7 +199,7 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
 
 async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     """Start the first choice (so queue and engine errors surface as HTTP errors), then stream."""
-    first = await first_delta(plan.served.engine, plan.prompt, plan.choices[0])
+    first = await first_delta(plan.engine, plan.prompt, plan.choices[0])
     return ctx.stream(_stream_chat(plan, ctx, first), close=first.aclose)
 
 
@@ -206,7 +207,7 @@ async def _stream_chat(
     plan: ChatPlan, ctx: RequestContext, first: AsyncIterator[Delta]
 ) -> AsyncIterator[bytes]:
     for index, params in enumerate(plan.choices):
-        deltas = first if index == 0 else await first_delta(plan.served.engine, plan.prompt, params)
+        deltas = first if index == 0 else await first_delta(plan.engine, plan.prompt, params)
         async for chunk in _choice_chunks(plan, ctx, index, params, deltas):
             yield sse_event(chunk)
     if plan.body.stream_options and plan.body.stream_options.include_usage:

@@ -20,21 +20,22 @@ from appliance.openai.sampling import (
 from appliance.openai.sse import sse_event
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
-from backends.base import Delta, Prompt, SamplingParams
+from backends.base import Delta, Prompt, SamplingParams, TokenEngine
 
 
 @dataclass
 class CompletionPlan:
     body: CompletionRequest
     served: ServedModel
+    engine: TokenEngine  # the replica the request is served on
     runs: list[tuple[Prompt, SamplingParams]]
     created: int
 
 
 async def plan_completion(
-    body: CompletionRequest, served: ServedModel, ctx: RequestContext
+    body: CompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
 ) -> CompletionPlan:
-    check_declared(body, served)
+    check_declared(body, served, engine.capabilities, engine.vocab_size)
     if body.suffix:
         raise InvalidRequest("`suffix` (fill-in-the-middle) is not supported", param="suffix")
     if body.best_of is not None and body.best_of != (body.n or 1):
@@ -54,7 +55,7 @@ async def plan_completion(
             param="n",
         )
     runs = []
-    for prompt in await prompts.render(served.engine, found, "prompt"):
+    for prompt in await prompts.render(engine, found, "prompt"):
         ctx.prompt_tokens += len(prompt.tokens)
         max_tokens = resolve_max_tokens(
             body.max_tokens or 16, len(prompt.tokens), served, "max_tokens", ctx.policy.max_tokens
@@ -66,10 +67,10 @@ async def plan_completion(
                 choice=choice,
                 logprobs=logprobs,
                 top_logprobs=top,
-                vocab_size=served.engine.vocab_size,
+                vocab_size=engine.vocab_size,
             )
             runs.append((prompt, params))
-    return CompletionPlan(body, served, runs, int(time.time()))
+    return CompletionPlan(body, served, engine, runs, int(time.time()))
 
 
 def _logprobs(deltas: list[Delta], offset: int) -> dict[str, Any]:
@@ -123,7 +124,7 @@ async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, 
     for index, (prompt, params) in enumerate(plan.runs):
         collected: list[Delta] = []
         finish = "length"
-        async for delta in await first_delta(plan.served.engine, prompt, params):
+        async for delta in await first_delta(plan.engine, prompt, params):
             ctx.add_tokens(delta.tokens)
             collected.append(delta)
             finish = delta.finish_reason or finish
@@ -135,7 +136,7 @@ async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, 
 
 async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
     prompt, params = plan.runs[0]
-    first = await first_delta(plan.served.engine, prompt, params)
+    first = await first_delta(plan.engine, prompt, params)
     return ctx.stream(_stream_text(plan, ctx, first), close=first.aclose)
 
 
@@ -144,7 +145,7 @@ async def _stream_text(
 ) -> AsyncIterator[bytes]:
     include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
     for index, (prompt, params) in enumerate(plan.runs):
-        deltas = first if index == 0 else await first_delta(plan.served.engine, prompt, params)
+        deltas = first if index == 0 else await first_delta(plan.engine, prompt, params)
         offset = 0  # where the next token stands in the whole text (as text_offset says)
         if plan.body.echo:
             yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))

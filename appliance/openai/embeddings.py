@@ -13,16 +13,16 @@ from appliance.openai.engine_calls import api_error
 from appliance.openai.protocol import MAX_EMBEDDING_TOKENS, EmbeddingRequest
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
-from backends.base import EngineError, Prompt
+from backends.base import EngineError, Prompt, TokenEngine
 
 
-async def _inputs(body: EmbeddingRequest, served: ServedModel) -> list[Prompt]:
+async def _inputs(body: EmbeddingRequest, served: ServedModel, engine: TokenEngine) -> list[Prompt]:
     found = prompts.items(body.input, "input")
     for index, item in enumerate(found):
         if not item:
             what = "string" if isinstance(item, str) else "token list"
             raise InvalidRequest(f"an input {what} is empty", param=f"input[{index}]")
-    rendered = await prompts.render(served.engine, found, "input")
+    rendered = await prompts.render(engine, found, "input")
     total = sum(len(prompt.tokens) for prompt in rendered)
     if total > MAX_EMBEDDING_TOKENS:
         raise InvalidRequest(
@@ -41,9 +41,9 @@ async def _inputs(body: EmbeddingRequest, served: ServedModel) -> list[Prompt]:
 
 
 async def create_embeddings(
-    body: EmbeddingRequest, served: ServedModel, ctx: RequestContext
+    body: EmbeddingRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
 ) -> dict[str, Any]:
-    if not served.engine.capabilities.embeddings or not served.config.embeddings:
+    if not engine.capabilities.embeddings or not served.config.embeddings:
         raise InvalidRequest(
             f"the model `{served.id}` does not serve embeddings",
             param="model",
@@ -51,11 +51,11 @@ async def create_embeddings(
         )
     if body.dimensions is not None:
         raise InvalidRequest("`dimensions` is not supported", param="dimensions")
-    inputs = await _inputs(body, served)
+    inputs = await _inputs(body, served, engine)
     ctx.prompt_tokens = sum(len(p.tokens) for p in inputs)
     await ctx.admit(0)
     try:
-        result = await served.engine.embed(inputs)
+        result = await engine.embed(inputs)
     except EngineError as exc:
         raise api_error(exc) from exc
     data = []

@@ -13,7 +13,6 @@ from appliance.errors import (
     ServiceUnavailable,
 )
 from backends.base import (
-    Backend,
     Delta,
     EngineError,
     EngineOverloaded,
@@ -21,6 +20,7 @@ from backends.base import (
     Prompt,
     PromptTooLong,
     SamplingParams,
+    TokenEngine,
     TokenLogprob,
     UnknownToken,
     UnsupportedRequest,
@@ -71,7 +71,7 @@ class _Prefetched:
         await self._rest.aclose()  # type: ignore[attr-defined]
 
 
-async def first_delta(engine: Backend, prompt: Prompt, params: SamplingParams) -> _Prefetched:
+async def first_delta(engine: TokenEngine, prompt: Prompt, params: SamplingParams) -> _Prefetched:
     """Start a generation and wait for its first delta, so that a full queue, a bad
     grammar or a dead engine is reported before any response byte is sent."""
     deltas = engine.generate(prompt, params)

@@ -1,4 +1,4 @@
-"""Serving a request on a passthrough engine (vLLM, remote replicas): forward, relay, bill.
+"""Serving a request on a proxy engine (vLLM, remote replicas): forward, relay, bill.
 
 The upstream renders and counts; Radiance still decides. Before anything is sent, the
 request's declared parameters and the key's limits are checked and the request is
@@ -42,6 +42,7 @@ from backends.base import (
     EngineError,
     EngineOverloaded,
     EngineUnavailable,
+    ProxyEngine,
     UnsupportedRequest,
     UpstreamError,
     UpstreamReply,
@@ -124,6 +125,7 @@ async def forward(
     raw: bytes,
     body: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | Any,
     served: ServedModel,
+    engine: ProxyEngine,
     ctx: RequestContext,
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Check, admit and forward one request; a dict, or SSE bytes for a stream."""
@@ -140,7 +142,7 @@ async def forward(
         await ctx.admit(0)
         stream = False
     else:
-        check_declared(body, served)
+        check_declared(body, served, engine.capabilities, None)
         budget = _completion_budget(body, data, served, ctx, prompt)
         await ctx.admit((body.n or 1) * budget)
         stream = bool(body.stream)
@@ -152,7 +154,7 @@ async def forward(
         data["stream"] = True
         data["stream_options"] = {"include_usage": True}
     try:
-        reply = await served.engine.forward(_ENDPOINTS[endpoint], data, stream=stream or assemble)
+        reply = await engine.forward(_ENDPOINTS[endpoint], data, stream=stream or assemble)
     except EngineError as exc:
         raise upstream_api_error(exc) from exc
     ctx.replica = reply.deployment

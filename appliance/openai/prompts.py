@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from appliance.errors import InvalidRequest
 from appliance.openai.protocol import MAX_INPUTS, PromptItem
-from backends.base import Backend, Prompt, UnknownToken, check_tokens
+from backends.base import Prompt, TokenEngine, UnknownToken, check_tokens
 
 
 def items(raw: str | Sequence[PromptItem], param: str) -> list[str | list[int]]:
@@ -50,7 +50,7 @@ def check_ids(tokens: Sequence[int], vocab_size: int | None, param: str) -> None
         ) from None
 
 
-async def render(engine: Backend, found: list[str | list[int]], param: str) -> list[Prompt]:
+async def render(engine: TokenEngine, found: list[str | list[int]], param: str) -> list[Prompt]:
     """Each prompt with its tokens: text tokenized, ids checked (and their text decoded)."""
     vocab_size = engine.vocab_size
     for index, item in enumerate(found):

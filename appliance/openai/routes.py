@@ -35,7 +35,7 @@ from appliance.openapi_docs import body
 from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
 from appliance.state.keys import ApiKey
-from backends.base import EngineError
+from backends.base import Engine, EngineError, ProxyEngine, TokenEngine
 from backends.replicas import ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -59,18 +59,19 @@ class Inference:
     models: NamedDependency[ModelRegistry]
 
 
-def _on_replica(served: ServedModel, ctx: RequestContext) -> ServedModel:
-    """`served` bound to one of its replicas (the least busy) until the request ends."""
+def _on_replica(served: ServedModel, ctx: RequestContext) -> Engine:
+    """The engine of one of `served`'s replicas (the least busy), held until the request
+    ends."""
     replicas = served.engine
     if not isinstance(replicas, ReplicaSet):
-        return served
+        return replicas
     try:
         lease = replicas.lease()
     except EngineError as exc:
         raise api_error(exc) from exc
     ctx.releases.append(lease.release)
-    ctx.replica = lease.id  # a passthrough engine names the server that answers instead
-    return dataclasses.replace(served, engine=lease)
+    ctx.replica = lease.id  # a proxy engine names the server that answers instead
+    return lease.engine
 
 
 async def _infer(
@@ -78,7 +79,7 @@ async def _infer(
     inference: Inference,
     endpoint: str,
     kind: type[T],
-    serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
+    serve: Callable[[T, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]],
     deployment: str | None = None,
 ) -> Response[Any]:
     """Serve the request (its caller authenticated) inside its lifecycle: one ledger row
@@ -110,12 +111,13 @@ async def _body(request: AnyRequest) -> bytes:
 async def _serve(
     raw: bytes,
     kind: type[T],
-    serve: Callable[[T, ServedModel, RequestContext], Awaitable[Answer]],
+    serve: Callable[[T, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]],
     ctx: RequestContext,
     models: ModelRegistry,
     deployment: str | None,
 ) -> Answer:
-    """Decode, resolve the model and its replica, and serve on it."""
+    """Decode, resolve the model and its replica, and serve on it as its contract says:
+    a proxy engine forwards the body, a token engine is given prompts to sample."""
     if deployment is not None:
         raw = _with_model(raw, deployment)
     body, data = decode_request(raw, kind)
@@ -129,11 +131,13 @@ async def _serve(
         )
     ctx.use_model(served)
     served.require_ready()
-    served = _on_replica(served, ctx)
-    if served.engine.capabilities.passthrough:
-        return await forward(raw, body, served, ctx)
+    engine = _on_replica(served, ctx)
+    if isinstance(engine, ProxyEngine):
+        return await forward(raw, body, served, engine, ctx)
+    if not isinstance(engine, TokenEngine):
+        raise TypeError(f"{type(engine).__name__} implements no engine contract")
     refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
-    return await serve(body, served, ctx)
+    return await serve(body, served, engine, ctx)
 
 
 @contextlib.asynccontextmanager
@@ -182,14 +186,18 @@ class _ClosingResponse(ASGIResponse):
             await self._events.aclose()  # shielded
 
 
-async def _chat(body: ChatCompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
-    plan = await plan_chat(body, served, ctx)
+async def _chat(
+    body: ChatCompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
+) -> Answer:
+    plan = await plan_chat(body, served, engine, ctx)
     await ctx.admit(sum(choice.max_tokens for choice in plan.choices))
     return await (open_chat_stream(plan, ctx) if body.stream else complete_chat(plan, ctx))
 
 
-async def _completion(body: CompletionRequest, served: ServedModel, ctx: RequestContext) -> Answer:
-    plan = await plan_completion(body, served, ctx)
+async def _completion(
+    body: CompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
+) -> Answer:
+    plan = await plan_completion(body, served, engine, ctx)
     await ctx.admit(sum(params.max_tokens for _, params in plan.runs))
     return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
 

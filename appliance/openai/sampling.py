@@ -14,7 +14,7 @@ from appliance.config import SAMPLING_PARAMETERS
 from appliance.errors import ContextLengthExceeded, InvalidRequest
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from appliance.registry import ServedModel
-from backends.base import SamplingParams
+from backends.base import Capabilities, SamplingParams
 
 SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are 32-bit: any int seed maps onto one
 
@@ -40,7 +40,11 @@ def _is_default(name: str, value: Any) -> bool:
     return defaults[name](value)
 
 
-def check_declared(body: SamplingFields, served: ServedModel) -> None:
+def check_declared(
+    body: SamplingFields, served: ServedModel, caps: Capabilities, vocab_size: int | None
+) -> None:
+    """400 for a parameter the model does not declare or its engine cannot honour
+    (`vocab_size` None: `logit_bias` ids are not checked here)."""
     declared = set(served.config.parameters)
     values: dict[str, Any] = {name: getattr(body, name, None) for name in SAMPLING_PARAMETERS}
     if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
@@ -53,11 +57,10 @@ def check_declared(body: SamplingFields, served: ServedModel) -> None:
                 param=name,
                 code="unsupported_parameter",
             )
-    caps = served.engine.capabilities
     if values["logprobs"] not in (None, False, 0) and not caps.logprobs:
         raise InvalidRequest(f"the model `{served.id}` cannot return logprobs", param="logprobs")
     if body.logit_bias:
-        logit_bias(body.logit_bias, served.engine.vocab_size)
+        logit_bias(body.logit_bias, vocab_size)
 
 
 def logit_bias(

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.base import (
-    Backend,
     Capabilities,
     Delta,
     Embeddings,
@@ -38,6 +37,7 @@ from backends.base import (
     Prompt,
     PromptTooLong,
     SamplingParams,
+    TokenEngine,
     UnsupportedRequest,
     check_tokens,
 )
@@ -83,7 +83,7 @@ async def _relay(queue: asyncio.Queue[object]) -> AsyncIterator[Delta]:
         yield item
 
 
-class LlamaCppEngine(Backend):
+class LlamaCppEngine(TokenEngine):
     """One GGUF model: loading, prompts, grammars, generation in slots, embeddings."""
 
     def __init__(self, settings: LlamaCppSettings) -> None:

@@ -26,7 +26,7 @@ from backends.base import (
     EngineStats,
     EngineStatus,
     EngineUnavailable,
-    PassthroughBackend,
+    ProxyEngine,
     UpstreamError,
     UpstreamReply,
 )
@@ -226,7 +226,7 @@ class ReplicaPool:
         return reply
 
 
-class UpstreamBackend(PassthroughBackend):
+class UpstreamBackend(ProxyEngine):
     """One model served by a backend's replicas, under the name they know it by."""
 
     def __init__(self, pool: ReplicaPool, model_id: str, upstream_model: str) -> None:

@@ -33,7 +33,7 @@ from backends.base import (
     EngineStats,
     EngineStatus,
     EngineUnavailable,
-    PassthroughBackend,
+    ProxyEngine,
     UpstreamReply,
 )
 from backends.openai.client import OpenAIServer, Unreachable, new_client
@@ -103,7 +103,7 @@ def vllm_command(settings: VllmSettings, port: int) -> list[str]:
     return command + flag_args(settings.args)
 
 
-class VllmEngine(PassthroughBackend):
+class VllmEngine(ProxyEngine):
     def __init__(self, settings: VllmSettings) -> None:
         self.settings = settings
         self._status = EngineStatus.STOPPED

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from backends.base import (
-    Backend,
     Capabilities,
     Delta,
     EngineError,
@@ -14,10 +13,11 @@ from backends.base import (
     EngineStatus,
     Prompt,
     SamplingParams,
+    TokenEngine,
 )
 
 
-class ScriptedEngine(Backend):
+class ScriptedEngine(TokenEngine):
     """Answers every request with the same pieces of text, one token each."""
 
     capabilities = Capabilities(embeddings=False, logprobs=False, json_schema=True, tools=True)

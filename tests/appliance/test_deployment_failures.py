@@ -20,7 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from appliance.app import create_app
 from appliance.config import ModelConfig, parse_config_text
-from backends.base import Backend, EngineError
+from backends.base import Engine, EngineError
 
 ADMIN = {"Authorization": "Bearer unit-admin-key-0123"}
 USER = {"Authorization": "Bearer sk-unit-test-key-1"}
@@ -39,7 +39,7 @@ class WontStart(ScriptedEngine):
         raise EngineError("out of memory")
 
 
-def engines(model: ModelConfig, path: Any, slot: int, gpus: Any) -> Backend:
+def engines(model: ModelConfig, path: Any, slot: int, gpus: Any) -> Engine:
     """Scripted replicas; on backend `spare` they cannot start; `broken` is our own bug."""
     if model.id == "broken":
         raise RuntimeError("a bug in the factory")

@@ -13,8 +13,8 @@ from backends.base import EngineStatus, EngineUnavailable, SamplingParams
 from backends.replicas import Replica, ReplicaSet
 
 
-async def started(count: int) -> ReplicaSet:
-    replicas = ReplicaSet("m")
+async def started(count: int) -> ReplicaSet[ScriptedEngine]:
+    replicas: ReplicaSet[ScriptedEngine] = ReplicaSet("m")
     for slot in range(count):
         engine = ScriptedEngine(["a", "b", "c"])
         await engine.start()
@@ -35,7 +35,7 @@ async def test_a_lease_goes_to_the_ready_replica_with_the_fewest_in_flight() -> 
 
 
 async def test_with_no_ready_replica_the_held_status_is_reported() -> None:
-    replicas = ReplicaSet("m")
+    replicas: ReplicaSet[ScriptedEngine] = ReplicaSet("m")
     replicas.hold(EngineStatus.FAILED, "no file")
     assert replicas.status is EngineStatus.FAILED and replicas.stats().error == "no file"
     with pytest.raises(EngineUnavailable):
@@ -46,7 +46,7 @@ async def test_drain_waits_for_the_last_request_then_stops_the_engine() -> None:
     replicas = await started(2)
     lease = replicas.lease()
     victim = lease.replica
-    deltas = lease.generate(lease.render_text("hi"), SamplingParams(max_tokens=3))
+    deltas = lease.engine.generate(lease.engine.render_text("hi"), SamplingParams(max_tokens=3))
     draining = asyncio.create_task(replicas.drain(victim))
     await asyncio.sleep(0.01)
     assert not draining.done() and victim.retired
