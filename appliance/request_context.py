@@ -72,7 +72,7 @@ class RequestContext:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # The most prompt tokens the request may turn out to have, when `prompt_tokens` is an
-    # estimate (a passthrough upstream counts them): the budget reserves for this many.
+    # estimate (a proxy engine's upstream counts them): the budget reserves for this many.
     prompt_bound: int | None = None
     admission: Admission | None = None
     admitted: bool = False

@@ -1,6 +1,6 @@
 """A whole OpenAI answer assembled from the chunks of its stream.
 
-Radiance asks a passthrough upstream for a stream even when the client wants one JSON
+Radiance asks a proxy engine's upstream for a stream even when the client wants one JSON
 body: the chunks say how many tokens were made as they arrive, so a request abandoned by
 its client is billed for what the upstream generated until then, and the upstream is
 stopped at once. The chunks are merged the way the official SDK accumulates them: text

@@ -6,7 +6,7 @@ Every field is honoured or refused, never silently dropped:
   accepted on every engine;
 - on an engine that renders prompts itself (llama.cpp) any other field Radiance does not
   read would change the output in a way it cannot honour, so it is a 400 naming it;
-- a passthrough engine (vLLM, an upstream server) gets the body as the client sent it,
+- a proxy engine (vLLM, an upstream server) gets the body as the client sent it,
   so engine-specific fields (vLLM's ``top_k``, ``min_p``, ...) reach it and it decides.
 
 A field sent as ``null`` is a field not sent.
