@@ -1,7 +1,7 @@
 """radiance.yaml: its schema, and `load_config`, which reads it strictly."""
 
-from appliance.config.checks import ConfigError, ConfigProblem
 from appliance.config.loader import LoadedConfig, load_config, parse_config_text
+from appliance.config.problems import ConfigError, ConfigProblem
 from appliance.config.schema import (
     SAMPLING_PARAMETERS,
     AutoscalingConfig,

@@ -12,14 +12,11 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from appliance.config.checks import ConfigProblem, check_gguf, child_path, resolve_path
+from appliance.config.checks import check_gguf
+from appliance.config.problems import ConfigProblem, SourceMap, child_path, resolve_path
 from appliance.config.schema import BackendConfig, Config, VllmBackend
 from appliance.hub.source import HubRepo, is_hub_source
-
-if TYPE_CHECKING:
-    from appliance.config.loader import SourceMap
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Fields of a model that only some engines use.

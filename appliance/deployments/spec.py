@@ -23,7 +23,7 @@ from msgspec import Meta
 from appliance.config import AutoscalingConfig, LoadedConfig, ModelConfig, Pricing, VllmBackend
 from appliance.config.checks import check_config
 from appliance.config.engine_checks import check_engines, engine_of
-from appliance.config.loader import SourceMap
+from appliance.config.problems import SourceMap
 from appliance.config.schema import Name, Usd
 
 # A deployment's name is one path segment: /v1/models/{name}/completions.
