@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.config import LoadedConfig, VllmBackend
-from appliance.config.engine_checks import vllm_repo
+from appliance.config import LoadedConfig
+from appliance.config.engine_checks import hub_item
 from appliance.hub.download import DownloadError, download
 from appliance.hub.repository import download_repo
 from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
+from backends.engines import plugin_of
 
 LoadConfig = Callable[[str], LoadedConfig | None]
 
@@ -65,17 +66,15 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
 
 
 def _config_sources(loaded: LoadedConfig) -> list[HubSource | HubRepo]:
-    """The hub sources of the config's models: GGUF files, and vllm models' repositories."""
+    """The hub sources of the config's models: files or repositories, as each engine loads."""
     found: list[HubSource | HubRepo] = []
     for model in loaded.config.models:
-        if model.source is None:
+        backend = loaded.config.backends.get(model.backend)
+        if model.source is None or backend is None:
             continue
-        if isinstance(loaded.config.backends.get(model.backend), VllmBackend):
-            repo = vllm_repo(model.source, loaded.base_dir)
-            if repo is not None:
-                found.append(repo)
-        elif is_hub_source(model.source):
-            found.append(HubSource.parse(model.source))
+        item = hub_item(plugin_of(backend), model.source, loaded.base_dir)
+        if item is not None:
+            found.append(item)
     return found
 
 

@@ -1,8 +1,7 @@
 """The cross checks of radiance.yaml: what no single value can say.
 
 `check_config` checks that names refer to declared things, that names are unique and
-that files exist; `check_gguf` that a llamacpp source is a GGUF file or an hf:// source.
-No message ever contains a secret's value.
+that files exist. No message ever contains a secret's value.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from appliance.config.problems import ConfigProblem, SourceMap, child_path, resolve_path, suggest
 from appliance.config.schema import Config
-from appliance.hub.source import SHAPE, BadHubSource, HubSource, is_hub_source
 
 
 def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[ConfigProblem]:
@@ -97,34 +95,6 @@ def _undeclared(
 ) -> ConfigProblem:
     hint = suggest(name, declared) or f"declare it under `{what}s:`"
     return where.problem(path, f"{what} `{name}` is not declared under `{what}s`", hint)
-
-
-def check_gguf(source: str, path: str, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:
-    """A llamacpp model's source must be a readable GGUF file or an hf:// source."""
-    if is_hub_source(source):
-        try:
-            HubSource.parse(source)
-        except BadHubSource as error:
-            yield where.problem(path, str(error), SHAPE)
-        return
-    file = resolve_path(base_dir, source)
-    if file.is_dir():
-        yield where.problem(path, f"source `{file}` is a folder, not a GGUF file")
-        return
-    try:
-        with file.open("rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        demo = f"create a demo model with `radiance demo-model {source}` or point"
-        hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
-        yield where.problem(path, f"source `{file}` does not exist", hint)
-        return
-    except OSError as error:
-        yield where.problem(path, f"source `{file}` cannot be read: {error.strerror}")
-        return
-    if magic != b"GGUF":
-        hint = "a GGUF file starts with the bytes `GGUF`"
-        yield where.problem(path, f"source `{file}` is not a GGUF file", hint)
 
 
 def _check_database(config: Config, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:

@@ -18,7 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from appliance.config.checks import check_config
-from appliance.config.engine_checks import check_engines, vllm_source
+from appliance.config.engine_checks import check_engines
 from appliance.config.problems import (
     ConfigError,
     ConfigProblem,
@@ -60,10 +60,6 @@ class LoadedConfig:
     def model_path(self, model: ModelConfig) -> Path:
         """The GGUF file of a model whose source is a local file (not an hf:// source)."""
         return self.resolve(model.source or "")
-
-    def vllm_model(self, model: ModelConfig) -> str:
-        """What a vllm `model` loads: a local folder as an absolute path, or a hub id."""
-        return vllm_source(model.source or "", self.base_dir)
 
 
 def load_config(
