@@ -25,8 +25,10 @@ Seconds = Annotated[float, Meta(gt=0)]
 HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
 
 
-class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """A backend of radiance.yaml: one engine's settings; subclasses set `tag`."""
+class EngineConfig(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, tag_field="engine"
+):
+    """A backend of radiance.yaml: one engine's settings; `engine:` is the subclass's `tag`."""
 
 
 class ModelFields(Protocol):

@@ -19,7 +19,7 @@ from backends.plugin import (
 )
 
 
-class LlamaCppBackend(EngineConfig, frozen=True, tag_field="engine", tag="llamacpp"):
+class LlamaCppBackend(EngineConfig, frozen=True, tag="llamacpp"):
     threads: PositiveInt = 2
     max_queue: PositiveInt = 64
     batch_size: PositiveInt = 512

@@ -19,7 +19,7 @@ from backends.plugin import (
 )
 
 
-class OpenAIBackend(EngineConfig, frozen=True, tag_field="engine", tag="openai"):
+class OpenAIBackend(EngineConfig, frozen=True, tag="openai"):
     """OpenAI-compatible servers used as replicas: the least busy healthy one serves."""
 
     urls: Annotated[list[HttpUrl], Meta(min_length=1)]

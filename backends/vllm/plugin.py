@@ -21,7 +21,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 ArgValue = str | int | float | bool | list[str | int | float] | dict[str, Any]
 
 
-class VllmBackend(EngineConfig, frozen=True, tag_field="engine", tag="vllm"):
+class VllmBackend(EngineConfig, frozen=True, tag="vllm"):
     """One supervised `vllm serve` process group per model, on 127.0.0.1 and a free port."""
 
     # The interpreter of a venv that has vllm; never Radiance's own.
