@@ -16,8 +16,8 @@ from appliance.config import LoadedConfig
 from appliance.config.engine_checks import hub_item
 from appliance.hub.download import DownloadError, download
 from appliance.hub.repository import download_repo
-from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
-from backends.engines import plugin_of
+from appliance.hub.source import BadHubSource, HubRepo, HubSource, is_hub_source, shape
+from backends.engines import PLUGINS, plugin_of
 
 LoadConfig = Callable[[str], LoadedConfig | None]
 
@@ -39,12 +39,15 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
         models_dir = loaded.models_dir
     wanted: list[HubSource | HubRepo] = []
     if args.sources:
+        files = [p.source_suffix for p in PLUGINS if p.hub_source == "file" and p.source_suffix]
+        folders = " or ".join(p.label for p in PLUGINS if p.hub_source == "repository")
         for name in args.sources:
             repo = HubRepo.parse(name) if is_hub_source(name) else None
+            suffix = next((s for s in files if name.endswith(s)), files[0])
             try:
-                wanted.append(repo or HubSource.parse(name))
+                wanted.append(repo or HubSource.parse(name, suffix))
             except BadHubSource as exc:
-                return _fail(f"{exc} ({SHAPE}, or hf://OWNER/REPO for a vLLM model)")
+                return _fail(f"{exc} ({shape(suffix)}, or hf://OWNER/REPO for a {folders} model)")
     else:
         assert loaded is not None
         wanted = _config_sources(loaded)

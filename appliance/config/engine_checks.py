@@ -13,7 +13,7 @@ from pathlib import Path
 
 from appliance.config.problems import ConfigProblem, SourceMap, child_path
 from appliance.config.schema import Config, ModelConfig
-from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
+from appliance.hub.source import BadHubSource, HubRepo, HubSource, is_hub_source, shape
 from backends.engines import PLUGINS, plugin_of
 from backends.plugin import EnginePlugin, Issue
 
@@ -72,10 +72,11 @@ def check_source(
         for issue in plugin.check_local_source(source, base_dir):
             yield where.problem(path, issue.message, issue.hint)
     elif plugin.hub_source == "file":
+        suffix = plugin.source_suffix or ""
         try:
-            HubSource.parse(source)
+            HubSource.parse(source, suffix)
         except BadHubSource as error:
-            yield where.problem(path, str(error), SHAPE)
+            yield where.problem(path, str(error), shape(suffix))
     elif HubRepo.parse(source) is None:
         hint = f"a hub repository for {plugin.label} is hf://OWNER/REPO or hf://OWNER/REPO@REVISION"
         yield where.problem(path, f"source `{source}` is not a hub repository", hint)
@@ -88,7 +89,7 @@ def hub_item(plugin: EnginePlugin, source: str, base_dir: Path) -> HubSource | H
         return None
     if plugin.hub_source == "repository":
         return HubRepo.parse(source)
-    return HubSource.parse(source)
+    return HubSource.parse(source, plugin.source_suffix or "")
 
 
 def _located(where: SourceMap, base: str, issue: Issue) -> ConfigProblem:
