@@ -11,8 +11,9 @@ import ssl
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from appliance.config.problems import ConfigProblem, SourceMap, child_path, resolve_path, suggest
+from appliance.config.problems import ConfigProblem, SourceMap, child_path, suggest
 from appliance.config.schema import Config
+from backends.plugin import resolve_path
 
 
 def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[ConfigProblem]:

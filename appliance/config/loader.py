@@ -24,10 +24,10 @@ from appliance.config.problems import (
     ConfigProblem,
     SourceMap,
     child_path,
-    resolve_path,
 )
 from appliance.config.schema import Config, ModelConfig
 from appliance.config.structure import decode_config
+from backends.plugin import resolve_path
 
 _TAG = "tag:yaml.org,2002:"
 # `$${` (a literal `${`), `${NAME}`, `${NAME:-default}`, or a bare `${` that is malformed.

@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -57,12 +56,6 @@ def suggest(word: str, options: Iterable[str]) -> str | None:
     if close:
         return f"did you mean `{close[0]}`?"
     return "expected one of: " + ", ".join(f"`{c}`" for c in choices) if choices else None
-
-
-def resolve_path(base_dir: Path, name: str) -> Path:
-    """`name` as an absolute path; a relative one is taken from `base_dir`."""
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 @dataclass(frozen=True)
