@@ -58,7 +58,7 @@ class LoadedConfig:
         return self.resolve(self.config.server.models_dir)
 
     def model_path(self, model: ModelConfig) -> Path:
-        """The GGUF file of a model whose source is a local file (not an hf:// source)."""
+        """The local file a model's source names (a path, not an hf:// source)."""
         return self.resolve(model.source or "")
 
 

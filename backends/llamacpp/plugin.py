@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 from msgspec import Meta
 
 from backends.base import Backend
@@ -69,11 +70,8 @@ class LlamaCppPlugin(EnginePlugin):
                 model_id=model.id,
                 path=plan.fetched or resolve_path(plan.base_dir, model.source or ""),
                 context_length=model.context_length,
-                threads=backend.threads,
-                batch_size=backend.batch_size,
-                max_queue=backend.max_queue,
                 embeddings=model.embeddings,
-                gpu_layers=backend.gpu_layers,
-                parallel=backend.parallel,
+                # threads, batch_size, max_queue, gpu_layers, parallel: as the backend says
+                **msgspec.structs.asdict(backend),
             )
         )

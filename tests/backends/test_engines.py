@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from typing import get_args
@@ -20,3 +21,11 @@ def test_the_registry_imports_no_engine_library() -> None:
     code = "import sys, backends.engines; print(sorted({'llama_cpp', 'httpx'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_llamacpp_backends_settings_are_its_engines_settings() -> None:
+    from backends.llamacpp.engine import LlamaCppSettings
+    from backends.llamacpp.plugin import LlamaCppBackend
+
+    settings = {field.name for field in dataclasses.fields(LlamaCppSettings)}
+    assert set(LlamaCppBackend.__struct_fields__) <= settings
