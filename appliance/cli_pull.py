@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.config import LoadedConfig, VllmBackend
-from appliance.config.engine_checks import vllm_repo
+from appliance.config import LoadedConfig
+from appliance.config.engine_checks import hub_item
 from appliance.hub.download import DownloadError, download
 from appliance.hub.repository import download_repo
-from appliance.hub.source import SHAPE, BadHubSource, HubRepo, HubSource, is_hub_source
+from appliance.hub.source import BadHubSource, HubRepo, HubSource, is_hub_source, shape
+from backends.engines import PLUGINS, plugin_of
 
 LoadConfig = Callable[[str], LoadedConfig | None]
 
@@ -38,12 +39,15 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
         models_dir = loaded.models_dir
     wanted: list[HubSource | HubRepo] = []
     if args.sources:
+        files = [p.source_suffix for p in PLUGINS if p.hub_source == "file" and p.source_suffix]
+        folders = " or ".join(p.label for p in PLUGINS if p.hub_source == "repository")
         for name in args.sources:
             repo = HubRepo.parse(name) if is_hub_source(name) else None
+            suffix = next((s for s in files if name.endswith(s)), files[0])
             try:
-                wanted.append(repo or HubSource.parse(name))
+                wanted.append(repo or HubSource.parse(name, suffix))
             except BadHubSource as exc:
-                return _fail(f"{exc} ({SHAPE}, or hf://OWNER/REPO for a vLLM model)")
+                return _fail(f"{exc} ({shape(suffix)}, or hf://OWNER/REPO for a {folders} model)")
     else:
         assert loaded is not None
         wanted = _config_sources(loaded)
@@ -65,17 +69,15 @@ def run(args: argparse.Namespace, load: LoadConfig) -> int:
 
 
 def _config_sources(loaded: LoadedConfig) -> list[HubSource | HubRepo]:
-    """The hub sources of the config's models: GGUF files, and vllm models' repositories."""
+    """The hub sources of the config's models: files or repositories, as each engine loads."""
     found: list[HubSource | HubRepo] = []
     for model in loaded.config.models:
-        if model.source is None:
+        backend = loaded.config.backends.get(model.backend)
+        if model.source is None or backend is None:
             continue
-        if isinstance(loaded.config.backends.get(model.backend), VllmBackend):
-            repo = vllm_repo(model.source, loaded.base_dir)
-            if repo is not None:
-                found.append(repo)
-        elif is_hub_source(model.source):
-            found.append(HubSource.parse(model.source))
+        item = hub_item(plugin_of(backend), model.source, loaded.base_dir)
+        if item is not None:
+            found.append(item)
     return found
 
 

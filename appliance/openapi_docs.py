@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
-from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, Reference, RequestBody
 
 REF = "#/components/schemas/{name}"
@@ -25,8 +24,7 @@ def add_body_schemas(app: Litestar, kinds: list[type[msgspec.Struct]]) -> None:
     ours join after that build (at startup, once every route is known).
     """
     _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
-    openapi = app.plugins.get(OpenAPIPlugin).provide_openapi()
-    components = openapi.components
+    components = app.openapi_schema.components
     assert isinstance(components, Components)
     found: dict[str, Any] = components.schemas
     found.update(schemas)

@@ -3,23 +3,24 @@
 Every model of radiance.yaml is a deployment of its own, and the API adds more at run
 time (`appliance.deployments`); each routes by its id (and a declared model's aliases)
 to a `ServedModel` whose engine is the deployment's replica set. `build_engine` makes one
-replica's engine; engine modules are imported only there.
+replica's engine through its engine's plugin, which imports the engine's modules.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.config import LoadedConfig, ModelConfig, OpenAIBackend, VllmBackend
+from appliance.config import LoadedConfig, ModelConfig
 from appliance.errors import ModelNotFound, ServiceUnavailable
 from appliance.hub.progress import DownloadProgress
 from backends.base import Engine, EngineError, EngineStatus
+from backends.engines import plugin_of
+from backends.plugin import ReplicaPlan
 from backends.replicas import ReplicaSet
 
 UNAVAILABLE_RETRY_SECONDS = 30
@@ -67,68 +68,24 @@ def build_engine(
     slot: int = 0,
     gpus: tuple[int, ...] | None = None,
 ) -> Engine:
-    """Make one replica's engine for the model's backend.
+    """Make one replica's engine for the model's backend, by its engine's plugin.
 
-    `path` is a llamacpp model's GGUF file when it is not the config's own source (a file
-    fetched from the hub); `shared` keeps what the models of one backend share (an openai
-    backend's replicas); `slot` numbers the replica and `gpus` are its GPUs (vllm).
+    `path` is the local copy of a model's hub source (once downloaded); `shared` keeps
+    what the models of one backend share (an upstream pool); `slot` numbers the replica
+    and `gpus` are its GPUs.
     """
     backend = loaded.config.backends[model.backend]
-    shared = {} if shared is None else shared
-    if isinstance(backend, OpenAIBackend):
-        from backends.openai.engine import PoolSettings, ReplicaPool, UpstreamBackend
-
-        if model.backend not in shared:
-            shared[model.backend] = ReplicaPool(
-                PoolSettings(
-                    name=model.backend,
-                    urls=tuple(backend.urls),
-                    api_key=backend.api_key,
-                    health_interval=backend.health_interval,
-                    connect_timeout=backend.connect_timeout,
-                    timeout=backend.timeout,
-                )
-            )
-        pool = shared[model.backend]
-        return UpstreamBackend(pool, model.id, model.upstream_model or model.id)
-    if isinstance(backend, VllmBackend):
-        from backends.vllm.engine import VllmEngine, VllmSettings
-
-        safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", model.id) + (f"-{slot}" if slot else "")
-        return VllmEngine(
-            VllmSettings(
-                model_id=model.id,
-                python=str(loaded.resolve(backend.python)),
-                model=str(path) if path is not None else loaded.vllm_model(model),
-                context_length=model.context_length,
-                log_path=loaded.database_path.parent / "logs" / f"vllm-{safe_id}.log",
-                args=dict(backend.args),
-                gpus=gpus
-                if gpus is not None
-                else None
-                if backend.gpus is None
-                else tuple(backend.gpus),
-                env=dict(backend.env),
-                tool_parser=model.tool_parser,
-                startup_timeout=backend.startup_timeout,
-                timeout=backend.timeout,
-            )
-        )
-    from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
-
-    return LlamaCppEngine(
-        LlamaCppSettings(
-            model_id=model.id,
-            path=path or loaded.model_path(model),
-            context_length=model.context_length,
-            threads=backend.threads,
-            batch_size=backend.batch_size,
-            max_queue=backend.max_queue,
-            embeddings=model.embeddings,
-            gpu_layers=backend.gpu_layers,
-            parallel=backend.parallel,
-        )
+    plan = ReplicaPlan(
+        backend_name=model.backend,
+        model=model,
+        base_dir=loaded.base_dir,
+        log_dir=loaded.database_path.parent / "logs",
+        fetched=path,
+        slot=slot,
+        gpus=gpus,
+        shared={} if shared is None else shared,
     )
+    return plugin_of(backend).build(backend, plan)
 
 
 class ModelRegistry:

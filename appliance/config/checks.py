@@ -1,203 +1,19 @@
-"""Problems in radiance.yaml: where they are, what msgspec said, and the cross checks.
+"""The cross checks of radiance.yaml: what no single value can say.
 
-`decode_problem` turns a msgspec error into a located problem with a hint; `check_config`
-checks what no single value can say: that names refer to declared things, that names are
-unique, that files exist. No message ever contains a secret's value.
+`check_config` checks that names refer to declared things, that names are unique and
+that files exist. No message ever contains a secret's value.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-import re
 import ssl
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
 
-import msgspec
-import msgspec.inspect as mi
-
-from appliance.config.schema import Config, Name
-from appliance.hub.source import SHAPE, BadHubSource, HubSource, is_hub_source
-
-if TYPE_CHECKING:
-    from appliance.config.loader import SourceMap
-
-_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_ERROR_AT = re.compile(r"^(.*?) - at (`key` in )?`(\$[^`]*)`$", re.DOTALL)
-_SEGMENT = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.*)`$", re.DOTALL)
-_NOT_TEXT = re.compile(r"^Expected `str`, got `(int|float|bool)`$")
-_NAME_PATTERN: str = get_args(Name)[1].pattern
-_NAME_HINT = "use up to 128 letters, digits and `._:/-`, starting with a letter or digit"
-
-
-@dataclass(frozen=True)
-class ConfigProblem:
-    """One thing wrong with the config, and where (1-based line and column)."""
-
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-    hint: str | None = None
-
-    def render(self) -> str:
-        """`file:line:column: $.path: message (hint)`; line 0 means the whole file."""
-        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        text = f"{where}: {self.path}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
-
-
-class ConfigError(Exception):
-    """The config cannot be used; `problems` says why, sorted by line."""
-
-    def __init__(self, problems: Iterable[ConfigProblem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
-        super().__init__("\n".join(problem.render() for problem in self.problems))
-
-
-def child_path(path: str, key: object) -> str:
-    """The path of `key` under `path`: `$.models[0]`, `$.server.port`, `$.tiers["a.b"]`."""
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    text = str(key)
-    return f"{path}.{text}" if _SIMPLE_KEY.match(text) else f"{path}[{json.dumps(text)}]"
-
-
-def suggest(word: str, options: Iterable[str]) -> str | None:
-    """`did you mean `x`?` for a close option, else the options (None if none)."""
-    choices = sorted(set(options))
-    close = difflib.get_close_matches(word, choices, n=1)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    return "expected one of: " + ", ".join(f"`{c}`" for c in choices) if choices else None
-
-
-def resolve_path(base_dir: Path, name: str) -> Path:
-    """`name` as an absolute path; a relative one is taken from `base_dir`."""
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def decode_problem(error: msgspec.ValidationError, data: object, where: SourceMap) -> ConfigProblem:
-    """msgspec's error at the line of the value (or key) it names, with a hint."""
-    text = str(error)
-    match = _ERROR_AT.match(text)
-    message = match[1] if match else text
-    walk = _Walk(data, text)
-    for name, index in _SEGMENT.findall(match[3] if match else "$"):
-        if not walk.step(name or (None if index == "..." else int(index))):
-            break
-    key = walk.failing_key() if match and match[2] else None
-    if key is not None:
-        message, hint = _explain(message, key)
-        return where.problem(child_path(walk.path, key), message, hint, key=True)
-    kind = _unwrap(walk.type, walk.value)
-    unknown = _UNKNOWN_FIELD.match(message)
-    if unknown and isinstance(kind, mi.StructType):
-        fields = [f.encode_name for f in kind.fields] + [kind.tag_field or ""]
-        path, hint = child_path(walk.path, unknown[1]), suggest(unknown[1], filter(None, fields))
-        return where.problem(path, f"unknown field `{unknown[1]}`", hint, key=True)
-    tags = [str(s.tag) for s in _structs(walk.parent) if s.tag_field == walk.segment]
-    if message.startswith("Invalid value") and tags:
-        hint = suggest(str(walk.value), tags)
-        return where.problem(walk.path, f"unknown {walk.segment} `{walk.value}`", hint)
-    if isinstance(kind, mi.LiteralType):
-        hint = suggest(str(walk.value), map(str, kind.values))
-        return where.problem(walk.path, message, hint)
-    return where.problem(walk.path, *_explain(message, walk.value))
-
-
-def _explain(message: str, value: object) -> tuple[str, str | None]:
-    if _NAME_PATTERN in message and isinstance(value, str):
-        return f"`{value}` is not a valid name", _NAME_HINT
-    if _NOT_TEXT.match(message):
-        return message, "put the value in quotes to keep it as text"
-    return message, None
-
-
-class _Walk:
-    """Follows a msgspec error path through data and schema, naming `[...]` keys."""
-
-    def __init__(self, root: object, error_text: str) -> None:
-        self.root, self.error_text = root, error_text
-        self.value, self.path, self.trail = root, "$", list[object]()
-        self.type: mi.Type | None = mi.type_info(Config)
-        self.parent: mi.Type | None = None
-        self.segment: object = None
-
-    def step(self, segment: object) -> bool:
-        """Go one level down; `None` is a dict key that msgspec writes as `[...]`."""
-        if segment is None and (segment := self.failing_key()) is None:
-            return False
-        self.parent, self.segment = self.type, segment
-        self.type = _child_type(_unwrap(self.type, self.value), segment)
-        try:
-            self.value = self.value[segment]  # type: ignore[index]
-        except (KeyError, IndexError, TypeError):
-            self.value = None
-        self.path = child_path(self.path, segment)
-        self.trail.append(segment)
-        return True
-
-    def failing_key(self) -> object:
-        """The first key of the dict here whose entry alone gives the same error."""
-        for key, value in self.value.items() if isinstance(self.value, dict) else ():
-            try:
-                msgspec.convert(_replace(self.root, self.trail, {key: value}), Config)
-            except msgspec.ValidationError as error:
-                if str(error) == self.error_text:
-                    return key
-        return None
-
-
-def _replace(node: object, trail: list[object], new: object) -> object:
-    """A copy of `node` with the value at `trail` replaced by `new`."""
-    if not trail:
-        return new
-    head, rest = trail[0], trail[1:]
-    if isinstance(node, dict):
-        return {**node, head: _replace(node.get(head), rest, new)}
-    if isinstance(node, list):
-        return [_replace(v, rest, new) if i == head else v for i, v in enumerate(node)]
-    return node
-
-
-def _unwrap(kind: mi.Type | None, value: object) -> mi.Type | None:
-    """The schema type of `value`: metadata dropped, a union resolved by its tag."""
-    while isinstance(kind, (mi.Metadata, mi.UnionType)):
-        if isinstance(kind, mi.Metadata):
-            kind = kind.type
-            continue
-        options = [t for t in kind.types if not isinstance(t, mi.NoneType)]
-        if isinstance(value, dict):
-            structs = _structs(kind)
-            tagged = [s for s in structs if s.tag_field and value.get(s.tag_field) == s.tag]
-            options = [*tagged, *structs, *options]
-        kind = options[0] if options else None
-    return kind
-
-
-def _structs(kind: mi.Type | None) -> list[mi.StructType]:
-    """Every Struct type that `kind` may be."""
-    if isinstance(kind, mi.Metadata):
-        return _structs(kind.type)
-    if isinstance(kind, mi.UnionType):
-        return [s for option in kind.types for s in _structs(option)]
-    return [kind] if isinstance(kind, mi.StructType) else []
-
-
-def _child_type(kind: mi.Type | None, segment: object) -> mi.Type | None:
-    if isinstance(kind, mi.StructType):
-        return next((f.type for f in kind.fields if f.encode_name == segment), None)
-    if isinstance(kind, mi.DictType):
-        return kind.value_type
-    return kind.item_type if isinstance(kind, (mi.ListType, mi.VarTupleType)) else None
+from appliance.config.problems import ConfigProblem, SourceMap, child_path, suggest
+from appliance.config.schema import Config
+from backends.plugin import resolve_path
 
 
 def check_config(config: Config, where: SourceMap, base_dir: Path) -> list[ConfigProblem]:
@@ -280,34 +96,6 @@ def _undeclared(
 ) -> ConfigProblem:
     hint = suggest(name, declared) or f"declare it under `{what}s:`"
     return where.problem(path, f"{what} `{name}` is not declared under `{what}s`", hint)
-
-
-def check_gguf(source: str, path: str, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:
-    """A llamacpp model's source must be a readable GGUF file or an hf:// source."""
-    if is_hub_source(source):
-        try:
-            HubSource.parse(source)
-        except BadHubSource as error:
-            yield where.problem(path, str(error), SHAPE)
-        return
-    file = resolve_path(base_dir, source)
-    if file.is_dir():
-        yield where.problem(path, f"source `{file}` is a folder, not a GGUF file")
-        return
-    try:
-        with file.open("rb") as handle:
-            magic = handle.read(4)
-    except FileNotFoundError:
-        demo = f"create a demo model with `radiance demo-model {source}` or point"
-        hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
-        yield where.problem(path, f"source `{file}` does not exist", hint)
-        return
-    except OSError as error:
-        yield where.problem(path, f"source `{file}` cannot be read: {error.strerror}")
-        return
-    if magic != b"GGUF":
-        hint = "a GGUF file starts with the bytes `GGUF`"
-        yield where.problem(path, f"source `{file}` is not a GGUF file", hint)
 
 
 def _check_database(config: Config, where: SourceMap, base_dir: Path) -> Iterator[ConfigProblem]:

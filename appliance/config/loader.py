@@ -12,22 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from appliance.config.checks import (
+from appliance.config.checks import check_config
+from appliance.config.engine_checks import check_engines
+from appliance.config.problems import (
     ConfigError,
     ConfigProblem,
-    check_config,
+    SourceMap,
     child_path,
-    decode_problem,
-    resolve_path,
 )
-from appliance.config.engine_checks import check_engines, vllm_source
 from appliance.config.schema import Config, ModelConfig
+from appliance.config.structure import decode_config
+from backends.plugin import resolve_path
 
 _TAG = "tag:yaml.org,2002:"
 # `$${` (a literal `${`), `${NAME}`, `${NAME:-default}`, or a bare `${` that is malformed.
@@ -58,12 +58,8 @@ class LoadedConfig:
         return self.resolve(self.config.server.models_dir)
 
     def model_path(self, model: ModelConfig) -> Path:
-        """The GGUF file of a model whose source is a local file (not an hf:// source)."""
+        """The local file a model's source names (a path, not an hf:// source)."""
         return self.resolve(model.source or "")
-
-    def vllm_model(self, model: ModelConfig) -> str:
-        """What a vllm `model` loads: a local folder as an absolute path, or a hub id."""
-        return vllm_source(model.source or "", self.base_dir)
 
 
 def load_config(
@@ -101,10 +97,7 @@ def parse_config_text(
     if builder.problems:
         raise ConfigError(builder.problems)
     where = SourceMap(file, builder.values, builder.keys)
-    try:
-        config = msgspec.convert(data, Config)
-    except msgspec.ValidationError as error:
-        raise ConfigError([decode_problem(error, data, where)]) from None
+    config = decode_config(data, where)
     problems = check_config(config, where, base) + list(check_engines(config, where, base))
     if problems:
         raise ConfigError(problems)
@@ -130,31 +123,6 @@ def _compose(text: str, file: str) -> Node:
         hint = "start from the example radiance.yaml"
         raise ConfigError([ConfigProblem(file, 1, 1, "$", "the config is empty", hint)])
     return root
-
-
-@dataclass(frozen=True)
-class SourceMap:
-    """Where each `$.path` of the YAML document starts, for values and for keys."""
-
-    file: str
-    values: Mapping[str, tuple[int, int]]
-    keys: Mapping[str, tuple[int, int]]
-
-    def locate(self, path: str, *, key: bool = False) -> tuple[int, int]:
-        """Line and column of `path` (of its key if `key`), else of its nearest parent."""
-        if key and path in self.keys:
-            return self.keys[path]
-        if path in self.values:
-            return self.values[path]
-        parents = [p for p in self.values if path.startswith(p) and path[len(p)] in ".["]
-        return self.values[max(parents, key=len)] if parents else (1, 1)
-
-    def problem(
-        self, path: str, message: str, hint: str | None = None, *, key: bool = False
-    ) -> ConfigProblem:
-        """A problem located at `path`."""
-        line, column = self.locate(path, key=key)
-        return ConfigProblem(self.file, line, column, path, message, hint)
 
 
 def _position(node: Node) -> tuple[int, int]:

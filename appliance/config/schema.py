@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
+
+from backends.engines import BackendConfig
+from backends.plugin import PositiveInt, Seconds
 
 # Every OpenAI sampling parameter a model may declare in `parameters:`.
 SamplingParameter = Literal[
@@ -36,12 +39,6 @@ SAMPLING_PARAMETERS: tuple[SamplingParameter, ...] = get_args(SamplingParameter)
 
 Name = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 Port = Annotated[int, Meta(ge=0, le=65535)]
-PositiveInt = Annotated[int, Meta(ge=1)]
-Seconds = Annotated[float, Meta(gt=0)]
-HttpUrl = Annotated[str, Meta(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
-# A value of vLLM's command line: `--name value`; true is `--name`, false `--no-name`,
-# a list gives the flag several values, a mapping is passed as JSON.
-ArgValue = str | int | float | bool | list[str | int | float] | dict[str, Any]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -81,50 +78,6 @@ class ServerConfig(Base, frozen=True):
     # Seconds a stopping server lets requests under way finish; those still running
     # then are cancelled, each settled with its ledger row.
     shutdown_grace_seconds: PositiveInt = 10
-
-
-class LlamaCppBackend(Base, frozen=True, tag_field="engine", tag="llamacpp"):
-    threads: PositiveInt = 2
-    max_queue: PositiveInt = 64
-    batch_size: PositiveInt = 512
-    # Requests decoded together per model (continuous batching); 1 = one at a time.
-    # Each slot holds its own context_length of KV cache.
-    parallel: PositiveInt = 4
-    # Layers offloaded to a GPU when llama-cpp-python is built with CUDA or Metal
-    # (-1 = all); 0 keeps everything on the CPU.
-    gpu_layers: Annotated[int, Meta(ge=-1)] = 0
-
-
-class VllmBackend(Base, frozen=True, tag_field="engine", tag="vllm"):
-    """One supervised `vllm serve` process group per model, on 127.0.0.1 and a free port."""
-
-    # The interpreter of a venv that has vllm; never Radiance's own.
-    python: str
-    # GPU indices for CUDA_VISIBLE_DEVICES; none set leaves the variable as it is.
-    gpus: list[Annotated[int, Meta(ge=0)]] | None = None
-    # vLLM's own flags, without the dashes: {gpu_memory_utilization: 0.9, max_num_seqs: 256}.
-    args: dict[str, ArgValue] = msgspec.field(default_factory=dict)
-    # Extra environment of the vLLM process (HF_HOME, VLLM_CPU_KVCACHE_SPACE, ...).
-    env: dict[str, str] = msgspec.field(default_factory=dict)
-    # Seconds a start may take before the model is marked failed (and the start retried).
-    startup_timeout: Seconds = 1800.0
-    # Seconds a request may take, first byte to last.
-    timeout: Seconds = 600.0
-
-
-class OpenAIBackend(Base, frozen=True, tag_field="engine", tag="openai"):
-    """OpenAI-compatible servers used as replicas: the least busy healthy one serves."""
-
-    urls: Annotated[list[HttpUrl], Meta(min_length=1)]
-    api_key: str | None = None
-    # Seconds between health checks of each replica (GET {url}/models).
-    health_interval: Seconds = 5.0
-    connect_timeout: Seconds = 5.0
-    timeout: Seconds = 600.0
-
-
-BackendConfig = LlamaCppBackend | VllmBackend | OpenAIBackend
-ENGINES: tuple[str, ...] = ("llamacpp", "vllm", "openai")
 
 
 def _decimal_ok(text: str) -> bool:
@@ -231,6 +184,7 @@ class WebhooksConfig(Base, frozen=True):
 
 class Config(Base, frozen=True):
     server: ServerConfig = ServerConfig()
+    # The engines' own Structs (`backends.engines`), told apart by `engine:`.
     backends: dict[Name, BackendConfig] = msgspec.field(default_factory=dict)
     models: list[ModelConfig] = msgspec.field(default_factory=list)
     tiers: dict[Name, TierConfig] = msgspec.field(default_factory=dict)

@@ -18,16 +18,17 @@ from typing import Any
 
 import msgspec
 
-from appliance.config import LoadedConfig, ModelConfig, VllmBackend
-from appliance.config.engine_checks import vllm_repo
+from appliance.config import LoadedConfig, ModelConfig
+from appliance.config.engine_checks import hub_item
 from appliance.deployments.deployment import Deployment
 from appliance.deployments.spec import gpu_slice, scaling_of
 from appliance.hub.download import cached_file, download_async
 from appliance.hub.progress import DownloadProgress, ProgressLog
 from appliance.hub.repository import cached_repo, download_repo_async
-from appliance.hub.source import HubSource, is_hub_source
+from appliance.hub.source import HubRepo
 from appliance.registry import build_engine
 from backends.base import Engine, EngineError, ProxyEngine
+from backends.engines import plugin_of
 from backends.replicas import Replica
 
 log = logging.getLogger("appliance.deployments.manager")
@@ -52,29 +53,24 @@ class Provisioner:
     async def fetch(
         self, dep: Deployment, model: ModelConfig, downloading: Callable[[], Awaitable[None]]
     ) -> Path | None:
-        """The local copy of a model on the hub (an hf:// GGUF file for llama.cpp, a
-        repository for vLLM), downloaded into the models folder if need be (`downloading`
-        is awaited first); None for a model whose source is local."""
+        """The local copy of a model on the hub (a file or a repository, as its engine
+        loads), downloaded into the models folder if need be (`downloading` is awaited
+        first); None for a model whose source is local."""
         source = model.source
         if source is None:
             return None
         models_dir = self.loaded.models_dir
-        repo = (
-            vllm_repo(source, self.loaded.base_dir)
-            if isinstance(self.loaded.config.backends[model.backend], VllmBackend)
-            else None
-        )
-        if repo is not None:
-            found = cached_repo(repo, models_dir)
-            fetch = functools.partial(download_repo_async, repo, models_dir)
-            name = str(repo)
-        elif is_hub_source(source):
-            file = HubSource.parse(source)
-            found = cached_file(file, models_dir)
-            fetch = functools.partial(download_async, file, models_dir)
-            name = str(file)
+        plugin = plugin_of(self.loaded.config.backends[model.backend])
+        item = hub_item(plugin, source, self.loaded.base_dir)
+        if isinstance(item, HubRepo):
+            found = cached_repo(item, models_dir)
+            fetch = functools.partial(download_repo_async, item, models_dir)
+        elif item is not None:
+            found = cached_file(item, models_dir)
+            fetch = functools.partial(download_async, item, models_dir)
         else:
             return None
+        name = str(item)
         if found is not None:
             log.info("%s: using %s from the models folder", dep.id, found)
             return found
@@ -108,7 +104,7 @@ class Provisioner:
                 slots.append(slot)
             slot += 1
         backend = self.loaded.config.backends[model.backend]
-        gpu_list = backend.gpus if isinstance(backend, VllmBackend) else None
+        gpu_list = plugin_of(backend).gpus(backend)
         most = scaling_of(model).most
         replicas = [
             Replica(

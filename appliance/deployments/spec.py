@@ -20,11 +20,12 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from appliance.config import AutoscalingConfig, LoadedConfig, ModelConfig, Pricing, VllmBackend
+from appliance.config import AutoscalingConfig, LoadedConfig, ModelConfig, Pricing
 from appliance.config.checks import check_config
-from appliance.config.engine_checks import check_engines, engine_of
-from appliance.config.loader import SourceMap
+from appliance.config.engine_checks import check_engines
+from appliance.config.problems import SourceMap
 from appliance.config.schema import Name, Usd
+from backends.engines import engine_of, plugin_of
 
 # A deployment's name is one path segment: /v1/models/{name}/completions.
 DeploymentName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
@@ -267,15 +268,17 @@ def _check_against_config(loaded: LoadedConfig, model: ModelConfig) -> None:
 
 def _check_gpus(loaded: LoadedConfig, model: ModelConfig) -> None:
     backend = loaded.config.backends[model.backend]
-    if not isinstance(backend, VllmBackend) or not backend.gpus:
+    plugin = plugin_of(backend)
+    gpus = plugin.gpus(backend)
+    if not gpus:
         return
     most = scaling_of(model).most
-    if len(backend.gpus) % most:
+    if len(gpus) % most:
         raise DeploymentInvalid(
-            f"backend `{model.backend}` has {len(backend.gpus)} GPUs, which {most} replicas "
+            f"backend `{model.backend}` has {len(gpus)} GPUs, which {most} replicas "
             "cannot share evenly",
             "configuration.replicas",
-            "each vLLM replica gets an equal slice of the backend's gpus",
+            f"each {plugin.label} replica gets an equal slice of the backend's gpus",
         )
 
 

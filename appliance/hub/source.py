@@ -1,6 +1,7 @@
-"""`hf://OWNER/REPO[@REVISION]/PATH.gguf`: a GGUF file in a hub repository.
+"""`hf://OWNER/REPO[@REVISION]/PATH`: a model file in a hub repository, and whole repositories.
 
-REVISION is a branch, tag or commit hash without `/` (default `main`).
+REVISION is a branch, tag or commit hash without `/` (default `main`). PATH ends as the files
+of the model's engine do (`.gguf` for llama.cpp): the caller says which ending.
 
 Parsing knows nothing of the network or the cache, so the config checks can use it.
 """
@@ -16,15 +17,19 @@ _SOURCE = re.compile(
     rf"^hf://(?P<owner>{_PART})/(?P<repo>{_PART})(?:@(?P<revision>[A-Za-z0-9._-]{{1,128}}))?"
     r"/(?P<path>[^@]+)$"
 )
-SHAPE = "write hf://OWNER/REPO/PATH.gguf, or hf://OWNER/REPO@REVISION/PATH.gguf"
 
 
 class BadHubSource(ValueError):
-    """A source that starts with hf:// but is not OWNER/REPO/PATH.gguf."""
+    """A source that starts with hf:// but is not OWNER/REPO/PATH with the right ending."""
 
 
 def is_hub_source(source: str) -> bool:
     return source.startswith(SCHEME)
+
+
+def shape(suffix: str) -> str:
+    """How a hub file source whose files end with `suffix` is written."""
+    return f"write hf://OWNER/REPO/PATH{suffix}, or hf://OWNER/REPO@REVISION/PATH{suffix}"
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,9 @@ class HubSource:
     revision: str = "main"  # a branch, a tag or a commit hash
 
     @classmethod
-    def parse(cls, source: str) -> HubSource:
-        """The parts of an hf:// source; BadHubSource says what is wrong."""
+    def parse(cls, source: str, suffix: str) -> HubSource:
+        """The parts of an hf:// source of a file ending with `suffix`; BadHubSource says
+        what is wrong."""
         match = _SOURCE.match(source)
         if match is None:
             raise BadHubSource(f"`{source}` is not a hub source")
@@ -43,8 +49,8 @@ class HubSource:
         parts = path.split("/")
         if any(part in ("", ".", "..") for part in parts) or "\\" in path:
             raise BadHubSource(f"`{source}` has an empty, `.` or `..` part in its file path")
-        if not path.endswith(".gguf"):
-            raise BadHubSource(f"`{source}` does not name a .gguf file")
+        if not path.endswith(suffix):
+            raise BadHubSource(f"`{source}` does not name a {suffix} file")
         return cls(f"{match['owner']}/{match['repo']}", path, match["revision"] or "main")
 
     def __str__(self) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, TypeVar
 
 import msgspec
 
+from appliance.conversion import ConversionFailed, Failure, Step, convert
 from appliance.errors import InvalidRequest
 from appliance.openai.fields import shown, unknown_fields
 
@@ -15,8 +15,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=msgspec.Struct)
 
-# msgspec ends a validation message with " - at `$.path`"; the path is all it gives.
-_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _LOGGED_FIELDS = 5
 _MESSAGE_CHARS = 200
 
@@ -45,9 +43,9 @@ def decode_request(raw: bytes, kind: type[T]) -> tuple[T, dict[str, Any]]:
         more = f" and {len(unknown) - _LOGGED_FIELDS} more" if len(unknown) > _LOGGED_FIELDS else ""
         log.debug("fields %s does not read: %s%s", kind.__name__, names, more)
     try:
-        return msgspec.convert(data, kind), data
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
+        return convert(data, kind), data
+    except ConversionFailed as failed:
+        raise invalid_value(failed.failure) from None
     except RecursionError:
         raise _too_deep() from None
 
@@ -56,18 +54,21 @@ def _too_deep() -> InvalidRequest:
     return InvalidRequest("the request body is nested too deeply", code="invalid_json")
 
 
-def validation_error(exc: msgspec.ValidationError) -> InvalidRequest:
-    message = str(exc)
-    match = _AT_PATH.search(message)
-    param = match.group("path") if match else None
-    text = message[: match.start()] if match else message
+def invalid_value(failure: Failure) -> InvalidRequest:
+    """A 400 naming the parameter at fault as msgspec writes paths: `messages[0].role`."""
+    trail = failure.trail[:-1] if failure.reason == "key" else failure.trail
+    param = shown("".join(map(_written, trail)).removeprefix(".")) or None
+    text = failure.message
     if len(text) > _MESSAGE_CHARS:  # msgspec may quote the client's value
         text = text[:_MESSAGE_CHARS] + "…"
-    if param is not None:
-        param = shown(param)
-    if text.startswith("Object missing required field"):
-        field = text.split("`")[1]
+    if failure.reason == "missing_field":
+        field = failure.names[0]
         param = f"{param}.{field}" if param else field
         return InvalidRequest(f"missing required parameter `{param}`", param=param)
     where = f" for `{param}`" if param else ""
     return InvalidRequest(f"invalid value{where}: {text}", param=param)
+
+
+def _written(step: Step) -> str:
+    """A step as msgspec writes it: `.field`, `[index]`, and `[...]` for a mapping's entry."""
+    return {"field": f".{step.key}", "index": f"[{step.key}]"}.get(step.kind, "[...]")

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from test_config import errors, load
 
-from appliance.config import OpenAIBackend, VllmBackend
+from appliance.config import LoadedConfig, ModelConfig
+from backends.openai.plugin import OpenAIBackend
+from backends.vllm.engine import VllmEngine
+from backends.vllm.plugin import VllmBackend
 
 
 @pytest.fixture
@@ -59,6 +62,15 @@ def edit(old: str, new: str, text: str = CONFIG) -> str:
     return text.replace(old, new)
 
 
+def vllm_model(loaded: LoadedConfig, model: ModelConfig) -> str:
+    """What vLLM's `--model` gets for a model: a local folder made absolute, or a hub id."""
+    from appliance.registry import build_engine
+
+    engine = build_engine(loaded, model)
+    assert isinstance(engine, VllmEngine)
+    return engine.settings.model
+
+
 def test_vllm_and_openai_backends_load(home: Path) -> None:
     loaded = load(home, CONFIG, {})
     h100 = loaded.config.backends["h100"]
@@ -69,8 +81,8 @@ def test_vllm_and_openai_backends_load(home: Path) -> None:
     assert isinstance(edge, OpenAIBackend)
     assert edge.urls == ["http://10.0.0.5:8000/v1", "http://10.0.0.6:8000/v1"]
     models = {m.id: m for m in loaded.config.models}
-    assert loaded.vllm_model(models["llama"]) == "meta-llama/Llama-3.3-70B-Instruct"
-    assert loaded.vllm_model(models["local"]) == str(home / "models" / "llama")
+    assert vllm_model(loaded, models["llama"]) == "meta-llama/Llama-3.3-70B-Instruct"
+    assert vllm_model(loaded, models["local"]) == str(home / "models" / "llama")
     assert models["qwen"].source is None
     assert models["qwen"].upstream_model == "Qwen2.5-72B-Instruct"
 

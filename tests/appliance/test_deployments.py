@@ -134,12 +134,12 @@ def test_an_api_deployment_serves_on_its_replicas_and_comes_back_after_a_restart
         # The seed's inference path: the SDK with base_url on the deployment.
         on_deployment = sdk(server, f"{server.base_url}/models/tiny-pair")
         raw_completion = on_deployment.completions.with_raw_response.create(
-            model="tiny-pair", prompt="Once upon a time", max_tokens=5
+            model="tiny-pair", prompt="Once upon a time", max_tokens=5, temperature=0
         )
         completion = raw_completion.parse()
         assert raw_completion.headers["x-deployment-id"] == "tiny-pair"
         assert completion.object == "text_completion" and completion.usage is not None
-        assert 1 <= completion.usage.completion_tokens <= 5  # tiny may stop by itself
+        assert 1 <= completion.usage.completion_tokens <= 5  # greedy: never ends at once
         plain = httpx.post(
             f"{server.base_url}/models/tiny-pair/completions",
             json={"prompt": "Hi", "max_tokens": 2},

@@ -34,7 +34,7 @@ def test_an_interrupted_download_resumes_and_is_verified(
 ) -> None:
     # Small chunks, so the bytes before the cut reach the file and the retry asks for the rest.
     monkeypatch.setattr("huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE", 64 * 1024)
-    source = HubSource.parse("hf://acme/tiny/tiny.gguf")
+    source = HubSource.parse("hf://acme/tiny/tiny.gguf", ".gguf")
     content = hub.files["acme/tiny/tiny.gguf"]
     hub.cut_after = 400_000
     seen: list[tuple[str, int]] = []
@@ -59,7 +59,7 @@ def test_an_interrupted_download_resumes_and_is_verified(
 
 
 def test_a_corrupt_download_is_rejected_and_not_kept(hub: FakeHub, tmp_path: pathlib.Path) -> None:
-    source = HubSource.parse("hf://acme/tiny/tiny.gguf")
+    source = HubSource.parse("hf://acme/tiny/tiny.gguf", ".gguf")
     hub.corrupt = True
     with pytest.raises(DownloadError, match="sha256") as info:
         download(source, tmp_path, endpoint=hub.url)
@@ -75,7 +75,7 @@ def test_a_corrupt_download_is_rejected_and_not_kept(hub: FakeHub, tmp_path: pat
 
 def test_a_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: pathlib.Path) -> None:
     with pytest.raises(DownloadError, match=r"no file `nope\.gguf` in acme/tiny"):
-        download(HubSource.parse("hf://acme/tiny/nope.gguf"), tmp_path, endpoint=hub.url)
+        download(HubSource.parse("hf://acme/tiny/nope.gguf", ".gguf"), tmp_path, endpoint=hub.url)
 
 
 def test_config_accepts_hub_sources_and_points_at_malformed_ones(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,77 @@
+"""The llama.cpp engine as the server sees it: a GGUF file run in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from backends.base import Engine
+from backends.plugin import (
+    EngineConfig,
+    EnginePlugin,
+    Issue,
+    PositiveInt,
+    ReplicaPlan,
+    resolve_path,
+)
+
+
+class LlamaCppBackend(EngineConfig, frozen=True, tag="llamacpp"):
+    threads: PositiveInt = 2
+    max_queue: PositiveInt = 64
+    batch_size: PositiveInt = 512
+    # Requests decoded together per model (continuous batching); 1 = one at a time.
+    # Each slot holds its own context_length of KV cache.
+    parallel: PositiveInt = 4
+    # Layers offloaded to a GPU when llama-cpp-python is built with CUDA or Metal
+    # (-1 = all); 0 keeps everything on the CPU.
+    gpu_layers: Annotated[int, Meta(ge=-1)] = 0
+
+
+class LlamaCppPlugin(EnginePlugin):
+    name = "llamacpp"
+    label = "llama.cpp"
+    config = LlamaCppBackend
+    source_kind = "a GGUF file"
+    hub_source = "file"
+    source_suffix = ".gguf"
+
+    def check_local_source(self, source: str, base_dir: Path) -> Iterator[Issue]:
+        """A readable file that starts with the bytes `GGUF`."""
+        file = resolve_path(base_dir, source)
+        if file.is_dir():
+            yield Issue("source", f"source `{file}` is a folder, not a GGUF file")
+            return
+        try:
+            with file.open("rb") as handle:
+                magic = handle.read(4)
+        except FileNotFoundError:
+            demo = f"create a demo model with `radiance demo-model {source}` or point"
+            hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
+            yield Issue("source", f"source `{file}` does not exist", hint)
+            return
+        except OSError as error:
+            yield Issue("source", f"source `{file}` cannot be read: {error.strerror}")
+            return
+        if magic != b"GGUF":
+            hint = "a GGUF file starts with the bytes `GGUF`"
+            yield Issue("source", f"source `{file}` is not a GGUF file", hint)
+
+    def build(self, backend: Any, plan: ReplicaPlan) -> Engine:
+        from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings
+
+        model = plan.model
+        return LlamaCppEngine(
+            LlamaCppSettings(
+                model_id=model.id,
+                path=plan.fetched or resolve_path(plan.base_dir, model.source or ""),
+                context_length=model.context_length,
+                embeddings=model.embeddings,
+                # threads, batch_size, max_queue, gpu_layers, parallel: as the backend says
+                **msgspec.structs.asdict(backend),
+            )
+        )
