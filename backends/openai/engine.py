@@ -226,7 +226,7 @@ class ReplicaPool:
         return reply
 
 
-class UpstreamBackend(ProxyEngine):
+class UpstreamEngine(ProxyEngine):
     """One model served by a backend's replicas, under the name they know it by."""
 
     def __init__(self, pool: ReplicaPool, model_id: str, upstream_model: str) -> None:

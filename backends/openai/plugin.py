@@ -48,7 +48,7 @@ class OpenAIPlugin(EnginePlugin):
             yield Issue("source", message, hint, key=True)
 
     def build(self, backend: Any, plan: ReplicaPlan) -> Engine:
-        from backends.openai.engine import PoolSettings, ReplicaPool, UpstreamBackend
+        from backends.openai.engine import PoolSettings, ReplicaPool, UpstreamEngine
 
         if plan.backend_name not in plan.shared:
             plan.shared[plan.backend_name] = ReplicaPool(
@@ -62,6 +62,6 @@ class OpenAIPlugin(EnginePlugin):
                 )
             )
         model = plan.model
-        return UpstreamBackend(
+        return UpstreamEngine(
             plan.shared[plan.backend_name], model.id, model.upstream_model or model.id
         )
