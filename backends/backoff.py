@@ -1,8 +1,9 @@
 """Exponential backoff: how long to wait after the n-th failure in a row.
 
 One rule for everything Radiance retries: the next probe of an ejected upstream replica,
-the restart of a dead vLLM server, the next attempt of a webhook delivery. It imports
-nothing, so any layer may use it.
+the restart of a dead vLLM server, the next attempt of a webhook delivery, the console's
+next poll of a server that did not answer. It imports nothing, so any layer (the console
+too, by an explicit exception to its import contract) may use it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import time
 from textual.app import App
 from textual.binding import Binding
 
+from backends.backoff import Backoff
 from tui.client import RadianceClient, ServerError
 from tui.dashboard import DashboardScreen
 from tui.dialogs import ConfirmDialog, CreateKeyDialog, SecretDialog, TierDialog
@@ -18,7 +19,7 @@ from tui.requests_screen import RequestsScreen
 from tui.state import ConsoleState
 from tui.widgets import ConsoleScreen
 
-MAX_BACKOFF = 30.0
+RETRY = Backoff(first=1.0, most=30.0)  # between polls of a server that does not answer
 
 
 class ConsoleApp(App[None]):
@@ -86,7 +87,7 @@ class ConsoleApp(App[None]):
             await self._fetch_listing(self.current_mode)
         except ServerError as exc:
             self._failures += 1
-            delay = min(MAX_BACKOFF, 2.0 ** (self._failures - 1))
+            delay = RETRY.after(self._failures)
             self._retry_at = time.monotonic() + delay
             self.state.problem = exc
             self.state.retry_in = delay
