@@ -9,10 +9,16 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from appliance.analytics.performance import ModelPerformance, performance
-from appliance.analytics.usage import CostRow, Filters, UsageRow, totals
-from appliance.analytics.window import Window
+from appliance.analytics.usage import (
+    CostRow,
+    FilterKeyNotFound,
+    Filters,
+    Totals,
+    UsageRow,
+    totals,
+)
+from appliance.analytics.window import Timeframe, Window
 from appliance.auth import ADMIN_KEY_ID
-from appliance.management.errors import ManagementError
 from appliance.management.query_params import (
     GroupByParam,
     KeyParam,
@@ -25,8 +31,14 @@ from appliance.management.typed_envelope import ADMIN_ERRORS, NOT_FOUND, Item, P
 from appliance.registry import ModelRegistry
 from appliance.runtime import model_id
 from appliance.state.keys import KeyNotFound, KeyStore
+from appliance.state.usage_totals import GroupBy
 
 ERRORS = {**ADMIN_ERRORS, 404: NOT_FOUND}
+
+
+def model_filter(models: ModelRegistry, model: str | None) -> str | None:
+    """`model` by id or alias; a name no model has is kept, and matches no row."""
+    return None if model is None else model_id(models, model) or model
 
 
 async def filters_for(
@@ -35,18 +47,23 @@ async def filters_for(
     key: str | None,
     model: str | None,
 ) -> Filters:
-    """`key` by name or id (404 if unknown); `model` by id or alias."""
+    """`key` by name or id (FilterKeyNotFound if unknown); `model` by id or alias."""
     key_id = None
     if key is not None:
         try:
             key_id = (await keys.get(key)).id
         except KeyNotFound:
             if key != ADMIN_KEY_ID:
-                raise ManagementError(
-                    404, "KEY_NOT_FOUND", f"No API key has the name or id {key!r}.", {"key": key}
-                ) from None
+                raise FilterKeyNotFound(key) from None
             key_id = ADMIN_KEY_ID
-    return Filters(key_id, None if model is None else model_id(models, model) or model)
+    return Filters(key_id, model_filter(models, model))
+
+
+async def recent_totals(
+    reader: aiosqlite.Connection, timeframe: Timeframe, group_by: GroupBy, filters: Filters
+) -> list[Totals]:
+    """Totals per group over the timeframe that ends now."""
+    return await totals(reader, Window.last(timeframe, time.time()), group_by, filters)
 
 
 class AnalyticsController(Controller):
@@ -70,8 +87,9 @@ class AnalyticsController(Controller):
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[UsageRow]:
-        filters = await filters_for(keys, models, key, model)
-        found = await totals(reader, Window.last(timeframe, time.time()), group_by, filters)
+        found = await recent_totals(
+            reader, timeframe, group_by, await filters_for(keys, models, key, model)
+        )
         return Page.of([t.usage(group_by) for t in found], limit, offset, f"Usage over {timeframe}")
 
     @get("/costs", summary="Cost in USD over a timeframe, per key, model or day", responses=ERRORS)
@@ -87,8 +105,9 @@ class AnalyticsController(Controller):
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[CostRow]:
-        filters = await filters_for(keys, models, key, model)
-        found = await totals(reader, Window.last(timeframe, time.time()), group_by, filters)
+        found = await recent_totals(
+            reader, timeframe, group_by, await filters_for(keys, models, key, model)
+        )
         return Page.of([t.cost(group_by) for t in found], limit, offset, f"Costs over {timeframe}")
 
     @get(
