@@ -8,6 +8,7 @@ exact and consistent. Costs are summed as integer picodollars and rendered once,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import aiosqlite
 import msgspec
@@ -37,6 +38,15 @@ class _GroupRow(msgspec.Struct, kw_only=True):
     key: str | None = None
     model: str | None = None
     day: str | None = None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _GroupFields(TypedDict):
+    key: str | None
+    model: str | None
+    day: str | None
     requests: int
     prompt_tokens: int
     completion_tokens: int
@@ -72,37 +82,23 @@ class Totals:
             found.cost_pusd,
         )
 
-    def labels(self, group_by: GroupBy) -> tuple[str | None, str | None, str | None]:
-        """(key, model, day) with only the grouped one set."""
-        return (
-            self.group if group_by == "key" else None,
-            self.group if group_by == "model" else None,
-            self.group if group_by == "day" else None,
+    def fields(self, group_by: GroupBy) -> _GroupFields:
+        """What a usage and a cost row share; only the grouped label is set."""
+        return _GroupFields(
+            key=self.group if group_by == "key" else None,
+            model=self.group if group_by == "model" else None,
+            day=self.group if group_by == "day" else None,
+            requests=self.requests,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
         )
 
     def usage(self, group_by: GroupBy) -> UsageRow:
-        key, model, day = self.labels(group_by)
-        return UsageRow(
-            key=key,
-            model=model,
-            day=day,
-            requests=self.requests,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.prompt_tokens + self.completion_tokens,
-        )
+        total_tokens = self.prompt_tokens + self.completion_tokens
+        return UsageRow(**self.fields(group_by), total_tokens=total_tokens)
 
     def cost(self, group_by: GroupBy) -> CostRow:
-        key, model, day = self.labels(group_by)
-        return CostRow(
-            key=key,
-            model=model,
-            day=day,
-            requests=self.requests,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost=usd(self.cost_pusd),
-        )
+        return CostRow(**self.fields(group_by), cost=usd(self.cost_pusd))
 
 
 async def totals(

@@ -6,7 +6,7 @@ import time
 
 import aiosqlite
 from litestar import Controller, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 
 from appliance.analytics.performance import ModelPerformance, performance
 from appliance.analytics.usage import (
@@ -42,12 +42,13 @@ def model_filter(models: ModelRegistry, model: str | None) -> str | None:
 
 
 async def filters_for(
-    keys: KeyStore,
-    models: ModelRegistry,
-    key: str | None,
-    model: str | None,
+    keys: NamedDependency[KeyStore],
+    models: NamedDependency[ModelRegistry],
+    key: KeyParam = None,
+    model: ModelParam = None,
 ) -> Filters:
-    """`key` by name or id (FilterKeyNotFound if unknown); `model` by id or alias."""
+    """The `filters` of every view here, from the `key` and `model` query parameters: `key`
+    by name or id (FilterKeyNotFound if unknown), `model` by id or alias."""
     key_id = None
     if key is not None:
         try:
@@ -69,6 +70,8 @@ async def recent_totals(
 class AnalyticsController(Controller):
     path = "/analytics"
     tags = ("analytics",)
+    # Litestar reads it as a class attribute.
+    dependencies = {"filters": Provide(filters_for)}  # noqa: RUF012
 
     @get(
         "/usage",
@@ -77,37 +80,27 @@ class AnalyticsController(Controller):
     )
     async def usage(
         self,
-        keys: NamedDependency[KeyStore],
-        models: NamedDependency[ModelRegistry],
         reader: NamedDependency[aiosqlite.Connection],
+        filters: NamedDependency[Filters],
         timeframe: TimeframeParam = "24h",
         group_by: GroupByParam = "model",
-        key: KeyParam = None,
-        model: ModelParam = None,
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[UsageRow]:
-        found = await recent_totals(
-            reader, timeframe, group_by, await filters_for(keys, models, key, model)
-        )
+        found = await recent_totals(reader, timeframe, group_by, filters)
         return Page.of([t.usage(group_by) for t in found], limit, offset, f"Usage over {timeframe}")
 
     @get("/costs", summary="Cost in USD over a timeframe, per key, model or day", responses=ERRORS)
     async def costs(
         self,
-        keys: NamedDependency[KeyStore],
-        models: NamedDependency[ModelRegistry],
         reader: NamedDependency[aiosqlite.Connection],
+        filters: NamedDependency[Filters],
         timeframe: TimeframeParam = "24h",
         group_by: GroupByParam = "model",
-        key: KeyParam = None,
-        model: ModelParam = None,
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[CostRow]:
-        found = await recent_totals(
-            reader, timeframe, group_by, await filters_for(keys, models, key, model)
-        )
+        found = await recent_totals(reader, timeframe, group_by, filters)
         return Page.of([t.cost(group_by) for t in found], limit, offset, f"Costs over {timeframe}")
 
     @get(
@@ -117,14 +110,10 @@ class AnalyticsController(Controller):
     )
     async def performance(
         self,
-        keys: NamedDependency[KeyStore],
-        models: NamedDependency[ModelRegistry],
         reader: NamedDependency[aiosqlite.Connection],
+        filters: NamedDependency[Filters],
         timeframe: TimeframeParam = "24h",
-        key: KeyParam = None,
-        model: ModelParam = None,
     ) -> Item[list[ModelPerformance]]:
-        filters = await filters_for(keys, models, key, model)
         window = Window.last(timeframe, time.time())
         found = await performance(reader, window, filters)
         return Item(found, f"Performance over {timeframe}")
