@@ -13,12 +13,12 @@ import datetime
 import re
 from dataclasses import dataclass
 
-import aiosqlite
 import msgspec
 
 from appliance.accounting.money import picodollars, price_micros, usd
 from appliance.accounting.spending import period_end, period_start
 from appliance.analytics.window import HOUR, iso
+from appliance.state.database import Reader
 from appliance.state.key_usage import KeyTotals, priced_usage, totals_since
 from appliance.state.keys import ApiKey
 
@@ -118,9 +118,7 @@ def _budget(budget_usd: str, period: str, spent: int, now: float) -> BudgetStatu
     )
 
 
-async def current_period(
-    conn: aiosqlite.Connection, keys: list[ApiKey], now: float
-) -> list[KeyBilling]:
+async def current_period(conn: Reader, keys: list[ApiKey], now: float) -> list[KeyBilling]:
     """Every active key, and any other (revoked, admin) that used the server this month."""
     month = Month.containing(now)
     totals = await totals_since(conn, month.first_hour, month.end_hour)
@@ -159,7 +157,7 @@ class _Statement:
     total_pusd: int = 0
 
 
-async def invoices(conn: aiosqlite.Connection, month: Month) -> list[Invoice]:
+async def invoices(conn: Reader, month: Month) -> list[Invoice]:
     """One statement per key that was billed tokens in the month, ordered by key name."""
     statements: dict[str, _Statement] = {}
     for used in await priced_usage(conn, month.first_hour, month.end_hour):

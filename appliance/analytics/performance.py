@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import aiosqlite
 import msgspec
 
 from appliance.analytics.usage import NO_FILTERS, Filters
 from appliance.analytics.window import Span, Window
+from appliance.state.database import Reader
 from appliance.state.ledger import bucket_value
 from appliance.state.model_performance import Histograms, ModelCounts, histograms, model_counts
 
@@ -77,7 +77,7 @@ def _figures(counts: ModelCounts, buckets: Histograms) -> ModelPerformance:
 
 
 async def performance(
-    conn: aiosqlite.Connection, window: Window, filters: Filters = NO_FILTERS
+    conn: Reader, window: Window, filters: Filters = NO_FILTERS
 ) -> list[ModelPerformance]:
     """One entry per model that had requests in the window, ordered by model id."""
     key_id, model = filters.key_id, filters.model

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
-import aiosqlite
 import msgspec
 
 from appliance.accounting.money import usd
 from appliance.analytics.window import Window, utc_date
+from appliance.state.database import Reader
 from appliance.state.keys import KeyNotFound
 from appliance.state.usage_totals import GroupBy, GroupTotals, raw_window_totals, window_totals
 
@@ -102,7 +102,7 @@ class Totals:
 
 
 async def totals(
-    conn: aiosqlite.Connection, window: Window, group_by: GroupBy, filters: Filters = NO_FILTERS
+    conn: Reader, window: Window, group_by: GroupBy, filters: Filters = NO_FILTERS
 ) -> list[Totals]:
     """Totals per group over the window, ordered by group (days oldest first)."""
     found = await window_totals(
@@ -117,7 +117,7 @@ async def totals(
 
 
 async def raw_totals(
-    conn: aiosqlite.Connection, window: Window, group_by: GroupBy, filters: Filters = NO_FILTERS
+    conn: Reader, window: Window, group_by: GroupBy, filters: Filters = NO_FILTERS
 ) -> list[Totals]:
     """The same as `totals`, from the raw rows only: a reference for tests and the benchmark."""
     span = (window.start, window.end)
