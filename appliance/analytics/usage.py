@@ -132,9 +132,9 @@ def _ordered(group_by: GroupBy, found: list[GroupTotals]) -> list[Totals]:
     return sorted(labelled, key=lambda t: (t.group is None, t.group or ""))
 
 
-def _label(group_by: GroupBy, value: object, key_name: object) -> str | None:
+def _label(group_by: GroupBy, value: str | int, key_name: str | None) -> str | None:
     if group_by == "day":
-        return utc_date(int(str(value)))
+        return utc_date(int(value))
     if value == "":
         return None  # a request that failed before it had a key or a model
     return str(key_name) if group_by == "key" else str(value)
