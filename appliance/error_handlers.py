@@ -19,6 +19,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
+from appliance.analytics.usage import FilterKeyNotFound
 from appliance.deployments.manager import DeploymentDeclared, DeploymentExists, DeploymentNotFound
 from appliance.deployments.spec import DeploymentInvalid
 from appliance.errors import (
@@ -143,6 +144,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_exception,
     ManagementError: _management_error,
     KeyNotFound: _refusal(404, "KEY_NOT_FOUND", "no API key `{}`", "id"),
+    FilterKeyNotFound: _refusal(404, "KEY_NOT_FOUND", "No API key has the name or id {!r}.", "key"),
     KeyNameTaken: _refusal(409, "KEY_NAME_TAKEN", "a key named `{}` exists", "name"),
     KeyDeclared: _refusal(
         409,

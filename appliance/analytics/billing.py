@@ -1,9 +1,10 @@
 """Billing: what each key owes for the current calendar month (UTC), and monthly statements.
 
-Months start on a UTC hour, so both read only the hourly rollups and are exact: a
-statement line is one (model, prompt price, completion price), and its amounts are the
-token counts times the unit prices, in integer picodollars, so anyone can check them by
-multiplication. No payment methods: the appliance bills internally.
+Months start on a UTC hour, so both read only the hourly rollups (through
+``appliance.state.key_usage``) and are exact: a statement line is one (model, prompt price,
+completion price), and its amounts are the token counts times the unit prices, in integer
+picodollars, so anyone can check them by multiplication. No payment methods: the appliance
+bills internally.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import datetime
 import re
 from dataclasses import dataclass
 
-import aiosqlite
 import msgspec
 
 from appliance.accounting.money import picodollars, price_micros, usd
 from appliance.accounting.spending import period_end, period_start
 from appliance.analytics.window import HOUR, iso
+from appliance.state.database import Reader
+from appliance.state.key_usage import KeyTotals, priced_usage, totals_since
 from appliance.state.keys import ApiKey
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -105,29 +107,6 @@ class Invoice(msgspec.Struct, kw_only=True):
     total: str
 
 
-@dataclass(frozen=True)
-class _KeyTotals:
-    name: str
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_pusd: int = 0
-
-
-async def _per_key(conn: aiosqlite.Connection, first: int, end: int) -> dict[str, _KeyTotals]:
-    """Totals per key id over the hours ``[first, end)``."""
-    query = (
-        "SELECT key_id, MAX(key_name), SUM(requests), SUM(prompt_tokens), "
-        "SUM(completion_tokens), SUM(cost_pusd) FROM usage_hourly "
-        "WHERE hour >= ? AND hour < ? GROUP BY key_id"
-    )
-    async with conn.execute(query, (first, end)) as cursor:
-        return {
-            key_id: _KeyTotals(name, n, prompt, completion, cost)
-            async for key_id, name, n, prompt, completion, cost in cursor
-        }
-
-
 def _budget(budget_usd: str, period: str, spent: int, now: float) -> BudgetStatus:
     cap = picodollars(budget_usd)
     return BudgetStatus(
@@ -139,23 +118,21 @@ def _budget(budget_usd: str, period: str, spent: int, now: float) -> BudgetStatu
     )
 
 
-async def current_period(
-    conn: aiosqlite.Connection, keys: list[ApiKey], now: float
-) -> list[KeyBilling]:
+async def current_period(conn: Reader, keys: list[ApiKey], now: float) -> list[KeyBilling]:
     """Every active key, and any other (revoked, admin) that used the server this month."""
     month = Month.containing(now)
-    totals = await _per_key(conn, month.first_hour, month.end_hour)
+    totals = await totals_since(conn, month.first_hour, month.end_hour)
     day = period_start("day", now)
-    today = await _per_key(conn, day, day + 24)
+    today = await totals_since(conn, day, day + 24)
     known = {key.id: key for key in keys}
     result = []
     for key_id in {key.id for key in keys if key.revoked_at is None} | set(totals):
         key = known.get(key_id)
-        spent = totals.get(key_id) or _KeyTotals(key.name if key else key_id)
+        spent = totals.get(key_id) or KeyTotals(name=key.name if key else key_id)
         budget = None
         if key is not None and key.budget_usd is not None:
             period = key.budget_period or "month"
-            in_period = today.get(key_id, _KeyTotals("")) if period == "day" else spent
+            in_period = today.get(key_id, KeyTotals()) if period == "day" else spent
             budget = _budget(key.budget_usd, period, in_period.cost_pusd, now)
         result.append(
             KeyBilling(
@@ -180,35 +157,27 @@ class _Statement:
     total_pusd: int = 0
 
 
-async def invoices(conn: aiosqlite.Connection, month: Month) -> list[Invoice]:
+async def invoices(conn: Reader, month: Month) -> list[Invoice]:
     """One statement per key that was billed tokens in the month, ordered by key name."""
-    query = (
-        "SELECT key_id, MAX(key_name), model, prompt_price, completion_price, SUM(requests), "
-        "SUM(prompt_tokens), SUM(completion_tokens) FROM usage_hourly "
-        "WHERE hour >= ? AND hour < ? GROUP BY key_id, model, prompt_price, completion_price "
-        "HAVING SUM(prompt_tokens) + SUM(completion_tokens) > 0 "
-        "ORDER BY key_id, model, prompt_price, completion_price"
-    )
     statements: dict[str, _Statement] = {}
-    async with conn.execute(query, (month.first_hour, month.end_hour)) as cursor:
-        async for key_id, key_name, model, p_price, c_price, n, prompt, completion in cursor:
-            prompt_amount = prompt * price_micros(p_price)
-            completion_amount = completion * price_micros(c_price)
-            statement = statements.setdefault(key_id, _Statement(key_name, []))
-            statement.lines.append(
-                InvoiceLine(
-                    model=model,
-                    requests=n,
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    prompt_price=p_price,
-                    completion_price=c_price,
-                    prompt_amount=usd(prompt_amount),
-                    completion_amount=usd(completion_amount),
-                    amount=usd(prompt_amount + completion_amount),
-                )
+    for used in await priced_usage(conn, month.first_hour, month.end_hour):
+        prompt_amount = used.prompt_tokens * price_micros(used.prompt_price)
+        completion_amount = used.completion_tokens * price_micros(used.completion_price)
+        statement = statements.setdefault(used.key_id, _Statement(used.key_name, []))
+        statement.lines.append(
+            InvoiceLine(
+                model=used.model,
+                requests=used.requests,
+                prompt_tokens=used.prompt_tokens,
+                completion_tokens=used.completion_tokens,
+                prompt_price=used.prompt_price,
+                completion_price=used.completion_price,
+                prompt_amount=usd(prompt_amount),
+                completion_amount=usd(completion_amount),
+                amount=usd(prompt_amount + completion_amount),
             )
-            statement.total_pusd += prompt_amount + completion_amount
+        )
+        statement.total_pusd += prompt_amount + completion_amount
     result = [
         Invoice(
             key_id=key_id,

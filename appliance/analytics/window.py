@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 HOUR = 3600
 DAY = 86400
@@ -21,8 +21,7 @@ Timeframe = Literal["1h", "24h", "7d", "30d"]
 TIMEFRAME_SECONDS: dict[str, int] = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """Seconds since the epoch, ``[start, end)``; empty when start >= end."""
 
     start: float

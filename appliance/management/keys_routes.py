@@ -107,7 +107,7 @@ class ApiKeysController(Controller):
         month = await totals_since(reader, period_start("month", now))
         items = []
         for key in found[offset : offset + limit]:
-            spent = month.get(key.id, KeyTotals(0, 0))
+            spent = month.get(key.id, KeyTotals())
             this_month = {"requests": spent.requests, "cost": usd(spent.cost_pusd)}
             shown = key_json(key, await last_used(reader, key.id))
             items.append({**shown, "this_month": this_month})

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import aiosqlite
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from appliance.analytics.usage import Filters, UsageRow, totals
-from appliance.analytics.window import Window
+from appliance.analytics.usage import Filters, UsageRow
+from appliance.management.analytics_routes import model_filter, recent_totals
 from appliance.management.query_params import (
     GroupByParam,
     LimitParam,
@@ -19,7 +17,6 @@ from appliance.management.query_params import (
 )
 from appliance.management.typed_envelope import USER_ERRORS, Page
 from appliance.registry import ModelRegistry
-from appliance.runtime import model_id
 from appliance.state.keys import ApiKey
 
 
@@ -39,9 +36,8 @@ class OwnUsageController(Controller):
         limit: LimitParam = None,
         offset: OffsetParam = None,
     ) -> Page[UsageRow]:
-        model_named = None if model is None else model_id(models, model) or model
-        window = Window.last(timeframe, time.time())
-        found = await totals(reader, window, group_by, Filters(caller.id, model_named))
+        filters = Filters(caller.id, model_filter(models, model))
+        found = await recent_totals(reader, timeframe, group_by, filters)
         return Page.of(
             [t.usage(group_by) for t in found], limit, offset, f"Your usage over {timeframe}"
         )

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from litestar.params import QueryParameter
 
-from appliance.analytics.usage import GroupBy
 from appliance.analytics.window import Timeframe
+from appliance.state.usage_totals import GroupBy
 
 TimeframeParam = Annotated[
     Timeframe, QueryParameter(description="The window that ends now: 1h, 24h, 7d or 30d")

@@ -13,10 +13,15 @@ import pathlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import aiosqlite
 
 log = logging.getLogger(__name__)
+
+# The connection the state layer's read queries take (`Database.reader`); the layers that
+# shape what they return name it so, and import no database driver.
+Reader: TypeAlias = aiosqlite.Connection
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What the ledger says about each key: its requests and cost since a moment, its last use."""
+"""What the ledger says about each key: its requests, tokens and cost over a span of hours,
+what it used at each price, its last use."""
 
 from __future__ import annotations
 
@@ -10,19 +11,58 @@ import aiosqlite
 
 @dataclass(frozen=True)
 class KeyTotals:
+    name: str = ""  # the key's name as its latest rows recorded it
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_pusd: int = 0  # picodollars
+
+
+@dataclass(frozen=True)
+class PricedUsage:
+    """One key's use of one model at one pair of prices (USD per 1M tokens)."""
+
+    key_id: str
+    key_name: str
+    model: str
+    prompt_price: str
+    completion_price: str
     requests: int
-    cost_pusd: int  # picodollars
+    prompt_tokens: int
+    completion_tokens: int
 
 
-async def totals_since(reader: aiosqlite.Connection, start: float) -> dict[str, KeyTotals]:
-    """Requests and cost of every key from `start` on, from the hourly rollups."""
-    async with reader.execute(
-        "SELECT key_id, SUM(requests), SUM(cost_pusd) FROM usage_hourly "
-        "WHERE hour >= ? GROUP BY key_id",
-        (start,),
-    ) as cursor:
-        rows = await cursor.fetchall()
-    return {row[0]: KeyTotals(row[1], row[2]) for row in rows}
+async def totals_since(
+    reader: aiosqlite.Connection, first_hour: int, end_hour: int | None = None
+) -> dict[str, KeyTotals]:
+    """Totals of every key over the hours ``[first_hour, end_hour)`` (epoch hours; no end:
+    up to now), from the hourly rollups."""
+    query = (
+        "SELECT key_id, MAX(key_name), SUM(requests), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(cost_pusd) FROM usage_hourly WHERE hour >= ?"
+    )
+    args = [first_hour]
+    if end_hour is not None:
+        query += " AND hour < ?"
+        args.append(end_hour)
+    async with reader.execute(f"{query} GROUP BY key_id", args) as cursor:
+        return {key_id: KeyTotals(*totals) async for key_id, *totals in cursor}
+
+
+async def priced_usage(
+    reader: aiosqlite.Connection, first_hour: int, end_hour: int
+) -> list[PricedUsage]:
+    """What each key was billed tokens for over the hours ``[first_hour, end_hour)``, per
+    model and pair of prices, ordered by key id, model and prices."""
+    query = (
+        "SELECT key_id, MAX(key_name), model, prompt_price, completion_price, SUM(requests), "
+        "SUM(prompt_tokens), SUM(completion_tokens) FROM usage_hourly "
+        "WHERE hour >= ? AND hour < ? GROUP BY key_id, model, prompt_price, completion_price "
+        "HAVING SUM(prompt_tokens) + SUM(completion_tokens) > 0 "
+        "ORDER BY key_id, model, prompt_price, completion_price"
+    )
+    async with reader.execute(query, (first_hour, end_hour)) as cursor:
+        return [PricedUsage(*row) async for row in cursor]
 
 
 async def last_used(reader: aiosqlite.Connection, key_id: str) -> float | None:
