@@ -17,7 +17,12 @@ from typing import TypeAlias
 
 import aiosqlite
 
+from backends.backoff import Backoff
+
 log = logging.getLogger(__name__)
+# A transaction SQLite refuses at once as busy is started again, this often and this soon.
+_BEGIN_TRIES = 10
+_BEGIN_RETRY = Backoff(first=0.01, most=0.5)
 
 # The connection the state layer's read queries take (`Database.reader`); the layers that
 # shape what they return name it so, and import no database driver.
@@ -208,13 +213,32 @@ class Database:
     @contextlib.asynccontextmanager
     async def locked_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A transaction for a caller that already holds ``lock``."""
-        await self.conn.execute("BEGIN IMMEDIATE")
+        await self._begin()
         try:
             yield self.conn
         except BaseException:
             await self.conn.execute("ROLLBACK")
             raise
         await self.conn.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, tried again while SQLite answers busy at once. The busy timeout
+        covers a writer that holds the lock; under a stream of ledger commits SQLite can
+        also refuse without waiting (the writer's snapshot is older than the last commit),
+        and a fresh try succeeds."""
+        for attempt in range(1, _BEGIN_TRIES + 1):
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or attempt == _BEGIN_TRIES:
+                    raise
+                log.debug(
+                    "the state file is busy (%s); starting the transaction again",
+                    exc.sqlite_errorname,
+                )
+                await asyncio.sleep(_BEGIN_RETRY.after(attempt))
 
     async def data_version(self) -> int:
         """Changes when another connection (another process) commits to the file."""

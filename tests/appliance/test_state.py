@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import sqlite3
 
@@ -68,3 +69,35 @@ async def test_keys_reload_on_key_writes_only(tmp_path: pathlib.Path) -> None:
     assert keys.authenticate("alice-secret-1") is None
     assert await keys.refresh() is False
     await db.close()
+
+
+async def test_a_write_waits_out_a_read_left_open_while_another_process_commits(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A read on the writer connection pins an old snapshot; once another connection (the
+    ledger's) commits, SQLite refuses BEGIN IMMEDIATE at once as busy. The transaction is
+    started again when the read ends, instead of failing the change it was for."""
+    path = tmp_path / "state.db"
+    db = await open_database(path)
+    try:
+        async with db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO key_changes (n) VALUES (?)", [(n,) for n in range(1000, 1010)]
+            )
+        reading = await db.conn.execute("SELECT n FROM key_changes")
+        assert await reading.fetchone() is not None  # the read is under way
+        with sqlite3.connect(path) as other:
+            other.execute("UPDATE key_changes SET n = n + 1")
+
+        async def finish_reading() -> None:
+            await asyncio.sleep(0.05)
+            await reading.close()
+
+        ending = asyncio.create_task(finish_reading())
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE key_changes SET n = 0")
+        await ending
+        async with db.conn.execute("SELECT SUM(n) FROM key_changes") as cursor:
+            assert tuple(await cursor.fetchone() or ()) == (0,)
+    finally:
+        await db.close()
