@@ -36,7 +36,7 @@ log = logging.getLogger("radiance.requests")
 FREE = UnitPrices("0", "0")
 DONE = b"data: [DONE]\n\n"
 # How long closing an upstream or an engine's generator may hold up a settled request.
-_CLOSE_SECONDS = 5.0
+CLOSE_SECONDS = 5.0
 
 
 _LOGGED_MESSAGE = 300  # characters of an error message in the request's log line
@@ -342,7 +342,7 @@ class SettledStream:
         if self._closed:
             return
         self._closed = True
-        with anyio.move_on_after(_CLOSE_SECONDS):
+        with anyio.move_on_after(CLOSE_SECONDS):
             try:
                 closer = getattr(self._events, "aclose", None)
                 if closer is not None:

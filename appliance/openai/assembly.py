@@ -31,7 +31,8 @@ class Assembly:
             self.head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
                 continue
             index = choice.get("index", 0)

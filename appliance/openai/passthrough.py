@@ -36,7 +36,7 @@ from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, 
 from appliance.openai.sampling import check_declared
 from appliance.openai.sse import sse_event
 from appliance.registry import ServedModel
-from appliance.request_context import RequestContext
+from appliance.request_context import CLOSE_SECONDS, RequestContext
 from backends.base import (
     Endpoint,
     EngineError,
@@ -54,8 +54,6 @@ _ENDPOINTS: dict[str, Endpoint] = {
     "embeddings": "embeddings",
 }
 _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
-# How long closing the upstream may hold up an answer, or a request's end.
-_CLOSE_SECONDS = 5.0
 # Tokens of chat-template framing counted per message on top of its text.
 _MESSAGE_OVERHEAD = 4
 
@@ -162,7 +160,7 @@ async def forward(
         try:
             return await _assembled(reply, served, ctx)
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_SECONDS):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
                 await reply.close()
     if reply.events is None:
         try:

@@ -51,6 +51,7 @@ def test_chat_chunks_with_tool_call_fragments_reasoning_and_two_choices() -> Non
         chunk([delta(0, tool_calls=rest)]),
         chunk([delta(0, tool_calls=other_call)]),
         chunk([{**delta(0), **ended("tool_calls", 7)}]),
+        {**chunk([]), "choices": 5},  # a malformed chunk adds nothing
         chunk([], usage={"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}),
     ]:
         assembly.add(event)

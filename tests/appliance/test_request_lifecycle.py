@@ -198,7 +198,7 @@ def test_stopping_the_server_settles_every_request_under_way(launch) -> None:  #
             streaming = asyncio.create_task(stream(client, generating))
             await asyncio.wait_for(generating.wait(), 30)
             waiting = asyncio.create_task(queued(client))
-            await asyncio.sleep(0.5)  # admitted, waiting for the slot
+            await asyncio.sleep(0.2)  # admitted, waiting for the slot
             server.process.send_signal(signal.SIGTERM)
             await asyncio.gather(streaming, waiting)
 
@@ -206,9 +206,13 @@ def test_stopping_the_server_settles_every_request_under_way(launch) -> None:  #
     asyncio.run(scenario())
     # uvicorn re-raises SIGTERM once its shutdown is complete.
     assert server.process.wait(timeout=30) == -signal.SIGTERM
-    error_line, done = seen["stream_end"]
+    last, done = seen["stream_end"]
     assert done == "data: [DONE]"
-    assert json.loads(error_line.removeprefix("data: "))["error"]["code"] == "server_stopping"
+    # The stream is cut short when the grace period ends, unless a fast CPU made its 480
+    # tokens by then; the request queued behind it is cut short either way.
+    cut = "error" in json.loads(last.removeprefix("data: "))
+    if cut:
+        assert json.loads(last.removeprefix("data: "))["error"]["code"] == "server_stopping"
     refused: httpx.Response = seen["queued"]
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "server_stopping"
@@ -217,10 +221,12 @@ def test_stopping_the_server_settles_every_request_under_way(launch) -> None:  #
     assert len(found) == 2, [dict(r) for r in found]  # one row each, nothing lost
     by_id = {row["id"]: row for row in found}
     streamed = by_id[seen["stream"]]
-    assert (streamed["status"], streamed["http_status"]) == ("cancelled", 503)
-    # Billed for what it made: at least what the client saw, never the whole 480.
-    assert seen["tokens"] <= streamed["completion_tokens"] < 480
     assert streamed["prompt_tokens"] > 0
+    if cut:  # billed for what it made: at least what the client saw, never the whole 480
+        assert (streamed["status"], streamed["http_status"]) == ("cancelled", 503)
+        assert seen["tokens"] <= streamed["completion_tokens"] < 480
+    else:
+        assert (streamed["status"], streamed["completion_tokens"]) == ("ok", 480)
     waited = by_id[refused.headers["x-request-id"]]
     assert (waited["status"], waited["http_status"]) == ("cancelled", 503)
     log = server.log()
