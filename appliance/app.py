@@ -36,6 +36,8 @@ from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openai.responses_protocol import ResponsesRequest
+from appliance.openai.responses_routes import ResponsesController
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
 from appliance.registry import ModelRegistry
@@ -44,6 +46,7 @@ from appliance.state.database import open_database
 from appliance.state.deployments import DeploymentStore
 from appliance.state.keys import KeyStore, hash_secret
 from appliance.state.ledger import Ledger
+from appliance.state.responses import ResponseStore
 from appliance.state.webhooks import WebhookStore
 from appliance.webhooks.events import EventBus
 from appliance.webhooks.sender import RetryPolicy, WebhookSender
@@ -89,6 +92,7 @@ BODIES: list[type[msgspec.Struct]] = [
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    ResponsesRequest,
     CreateKeyBody,
     UpdateKeyBody,
     CreateWebhookBody,
@@ -142,6 +146,7 @@ def create_app(
                 events=events,
                 webhooks=WebhookStore(db),
                 deployments=deployments,
+                responses=ResponseStore(db, config.server.responses_retention_days * 86400.0),
             )
             meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
@@ -175,8 +180,8 @@ def create_app(
     )
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController, management]),
-            Router(path="/", route_handlers=[OpenAIController]),
+            Router(path="/v1", route_handlers=[OpenAIController, ResponsesController, management]),
+            Router(path="/", route_handlers=[OpenAIController, ResponsesController]),
             metrics,
         ],
         lifespan=[lifespan],

@@ -57,6 +57,7 @@ DEPENDENCIES: dict[str, Provide] = {
     "events": _part(lambda runtime: runtime.events),
     "webhooks": _part(lambda runtime: runtime.webhooks),
     "deployments": _part(lambda runtime: runtime.deployments),
+    "responses": _part(lambda runtime: runtime.responses),
     "caller": Provide(_caller, sync_to_thread=False),
     "policy": Provide(_policy, sync_to_thread=False),
 }

@@ -17,6 +17,7 @@ from appliance.registry import ModelRegistry
 from appliance.state.database import Database
 from appliance.state.keys import ApiKey, KeyStore
 from appliance.state.ledger import Ledger
+from appliance.state.responses import ResponseStore
 from appliance.state.webhooks import WebhookStore
 from appliance.webhooks.events import EventBus
 
@@ -42,6 +43,7 @@ class Runtime:
     events: EventBus
     webhooks: WebhookStore
     deployments: DeploymentManager
+    responses: ResponseStore  # stored /v1/responses
 
     def model_id(self, name: str) -> str | None:
         return model_id(self.models, name)

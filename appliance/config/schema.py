@@ -78,6 +78,8 @@ class ServerConfig(Base, frozen=True):
     # Seconds a stopping server lets requests under way finish; those still running
     # then are cancelled, each settled with its ledger row.
     shutdown_grace_seconds: PositiveInt = 10
+    # Days a stored /v1/responses answer is kept (for retrieval and previous_response_id).
+    responses_retention_days: PositiveInt = 30
 
 
 def _decimal_ok(text: str) -> bool:

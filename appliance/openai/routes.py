@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import msgspec
@@ -21,7 +21,7 @@ from litestar.types import Receive, Scope, Send
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter
 from appliance.error_handlers import api_error_response, from_http_exception
-from appliance.errors import InvalidRequest, ModelNotFound, NotFound
+from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_request
@@ -33,17 +33,30 @@ from appliance.openai.passthrough import forward
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openapi_docs import body
 from appliance.registry import ModelRegistry, ServedModel
-from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
+from appliance.request_context import REQUEST_ID, RequestContext
 from appliance.state.keys import ApiKey
 from backends.base import Engine, EngineError, ProxyEngine, TokenEngine
 from backends.replicas import ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
-Answer = dict[str, Any] | AsyncIterator[bytes]
+Answer = dict[str, Any] | msgspec.Struct | AsyncIterator[bytes]
 
 
-def _json(payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response[bytes]:
+class Translation(Protocol):
+    """An API served on another endpoint's path (/v1/responses on chat): the request
+    body is turned into that endpoint's, and its answer and errors back."""
+
+    async def request(self, raw: bytes, ctx: RequestContext) -> bytes: ...
+
+    async def answer(self, answer: Answer, ctx: RequestContext) -> Answer: ...
+
+    def error(self, error: ApiError) -> ApiError: ...
+
+
+def _json(
+    payload: dict[str, Any] | msgspec.Struct, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     return Response(
         msgspec.json.encode(payload), media_type="application/json", headers=headers or {}
     )
@@ -81,21 +94,32 @@ async def _infer(
     kind: type[T],
     serve: Callable[[T, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]],
     deployment: str | None = None,
+    translation: Translation | None = None,
 ) -> Response[Any]:
     """Serve the request (its caller authenticated) inside its lifecycle: one ledger row
     and one log line whatever happens; a client that goes away cancels the work.
 
-    `deployment` (from the path) names the model when the body does not."""
+    `deployment` (from the path) names the model when the body does not; `translation`
+    serves another API's request on this endpoint."""
     ctx = RequestContext(inference.meter, inference.caller, inference.policy, endpoint)
     request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
     answer: Answer = {}
     async with ctx:
         raw = await _body(request)
+        if translation is not None:
+            raw = await translation.request(raw, ctx)
         async with _until_disconnected(request, ctx):
-            answer = await _serve(raw, kind, serve, ctx, inference.models, deployment)
+            try:
+                answer = await _serve(raw, kind, serve, ctx, inference.models, deployment)
+                if translation is not None:
+                    answer = await translation.answer(answer, ctx)
+            except ApiError as exc:
+                if translation is None:
+                    raise
+                raise translation.error(exc) from None
     if ctx.error is not None:
         return api_error_response(ctx.error, ctx.headers())
-    if isinstance(answer, dict):
+    if isinstance(answer, dict | msgspec.Struct):
         return _json(answer, ctx.headers())
     headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
     return EventStream(answer, media_type="text/event-stream", headers=headers)
@@ -168,13 +192,21 @@ class EventStream(Stream):
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
         response = super().to_asgi_response(*args, **kwargs)
-        if isinstance(self.iterator, SettledStream):
+        if isinstance(self.iterator, Settling):
             return _ClosingResponse(response, self.iterator)
         return response
 
 
+@runtime_checkable
+class Settling(Protocol):
+    """Events whose closing settles their request: a `SettledStream`, or events made
+    from one."""
+
+    async def aclose(self) -> None: ...
+
+
 class _ClosingResponse(ASGIResponse):
-    def __init__(self, response: ASGIResponse, events: SettledStream) -> None:
+    def __init__(self, response: ASGIResponse, events: Settling) -> None:
         super().__init__()
         self._response = response
         self._events = events

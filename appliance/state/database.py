@@ -187,6 +187,23 @@ MIGRATIONS: Sequence[Migration] = (
             BEGIN UPDATE key_changes SET n = n + 1; END;
         """,
     ),
+    Migration(
+        # /v1/responses kept for `previous_response_id` and retrieval, per key, until
+        # `expires_at` (server.responses_retention_days after creation).
+        "0006_responses",
+        """
+        CREATE TABLE responses (
+            id                   TEXT PRIMARY KEY,
+            key_id               TEXT NOT NULL,
+            previous_response_id TEXT,
+            created_at           REAL NOT NULL,
+            expires_at           REAL NOT NULL,
+            input_items          TEXT NOT NULL,
+            response             TEXT NOT NULL
+        );
+        CREATE INDEX responses_expires_at ON responses (expires_at);
+        """,
+    ),
 )
 
 
