@@ -128,7 +128,14 @@ async def forward(
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     """Check, admit and forward one request; a dict, or SSE bytes for a stream."""
     data: dict[str, Any] = msgspec.json.decode(raw)
-    endpoint = ctx.endpoint
+    # The upstream endpoint the body is for (/v1/responses comes here as a chat request).
+    endpoint = (
+        "chat"
+        if isinstance(body, ChatCompletionRequest)
+        else "completions"
+        if isinstance(body, CompletionRequest)
+        else ctx.endpoint
+    )
     prompt = _prompt_estimate(endpoint, data)
     ctx.prompt_tokens = prompt
     ctx.prompt_bound = _prompt_estimate(endpoint, data, bytes_per_token=1)  # for the budget
@@ -158,7 +165,7 @@ async def forward(
     ctx.replica = reply.deployment
     if assemble:
         try:
-            return await _assembled(reply, served, ctx)
+            return await _assembled(reply, served, ctx, endpoint)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
                 await reply.close()
@@ -185,10 +192,10 @@ def _streamable(data: dict[str, Any]) -> bool:
 
 
 async def _assembled(
-    reply: UpstreamReply, served: ServedModel, ctx: RequestContext
+    reply: UpstreamReply, served: ServedModel, ctx: RequestContext, endpoint: str
 ) -> dict[str, Any]:
     """One answer made of the upstream's chunks."""
-    assembly = Assembly(ctx.endpoint)
+    assembly = Assembly(endpoint)
     async with contextlib.aclosing(_counted(reply, ctx)) as events:
         async for event in events:
             assembly.add(event)

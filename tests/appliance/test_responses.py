@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import httpx
 import openai
@@ -285,3 +286,36 @@ def test_retrieving_and_listing_need_a_key_and_bounds(server: RunningServer) -> 
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     bad = httpx.get(f"{url}/input_items?limit=0", headers=headers)
     assert bad.status_code == 400
+
+
+def test_leaving_a_stream_settles_it_cancelled_and_billed(server: RunningServer) -> None:
+    with (
+        httpx.Client(base_url=server.base_url, timeout=60) as http,
+        http.stream(
+            "POST",
+            "/responses",
+            headers={"Authorization": f"Bearer {ALICE}"},
+            json={"model": "endless", "input": "go", "max_output_tokens": 400, "stream": True},
+        ) as stream,
+    ):
+        deltas = 0
+        for line in stream.iter_lines():
+            if line.startswith("data: ") and '"response.output_text.delta"' in line:
+                deltas += 1
+                if deltas == 3:
+                    break
+        request_id = stream.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(server.database) as db:
+            row = db.execute(
+                "SELECT status, http_status, completion_tokens FROM requests WHERE id = ?",
+                (request_id,),
+            ).fetchone()
+        if row is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert row is not None
+    status, http_status, tokens = row
+    assert (status, http_status) == ("cancelled", 499)
+    assert 3 <= tokens < 400

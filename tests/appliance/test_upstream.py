@@ -516,3 +516,53 @@ def test_a_whole_answer_through_the_front_is_the_replicas_own(
     assert mine_text.object == "text_completion"
     assert [c.model_dump() for c in mine_text.choices] == [c.model_dump() for c in own_text.choices]
     assert mine_text.usage == own_text.usage
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 12}},
+        "required": ["city"],
+    },
+}
+
+
+def test_responses_through_the_front_are_billed_as_the_replica_counted(
+    front: RunningServer,
+) -> None:
+    sdk = client(front)
+    raw = sdk.responses.with_raw_response.create(
+        model="spark", input="Hello there", max_output_tokens=12, temperature=0.7
+    )
+    response = raw.parse()
+    assert response.model == "small" and response.output[0].type == "message"
+    assert response.usage is not None and response.usage.output_tokens >= 1
+    row = row_of(front, raw.headers["x-request-id"])
+    assert row["endpoint"] == "responses" and row["backend"] == "edge"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        response.usage.input_tokens,
+        response.usage.output_tokens,
+    )
+    forced = sdk.responses.create(
+        model="small",
+        input="Weather?",
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=40,
+        previous_response_id=response.id,
+    )
+    [call] = forced.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    json.loads(call.arguments)
+    events = list(sdk.responses.create(model="small", input="Hi", max_output_tokens=8, stream=True))
+    final = events[-1]
+    assert final.type in ("response.completed", "response.incomplete")
+    usage = final.response.usage  # type: ignore[union-attr]
+    assert usage is not None
+    streamed = row_of(front, final.response.id.removeprefix("resp_"))  # type: ignore[union-attr]
+    assert streamed["completion_tokens"] == usage.output_tokens
+    assert sdk.responses.retrieve(final.response.id).output_text == (  # type: ignore[union-attr]
+        "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    )
