@@ -74,7 +74,13 @@ CHAT: dict[str, Any] = {
 }
 COMPLETION: dict[str, Any] = {"model": "tiny", "prompt": "hi", "max_tokens": 4}
 EMBEDDING: dict[str, Any] = {"model": "tiny", "input": "hi"}
-BODIES = {"/chat/completions": CHAT, "/completions": COMPLETION, "/embeddings": EMBEDDING}
+RESPONSE: dict[str, Any] = {"model": "tiny", "input": "hi", "max_output_tokens": 4}
+BODIES = {
+    "/chat/completions": CHAT,
+    "/completions": COMPLETION,
+    "/embeddings": EMBEDDING,
+    "/responses": RESPONSE,
+}
 
 # Values of the wrong type or out of range for (nearly) every field.
 WRONG = [None, True, -1, 2**70, 1e308, "", "x" * 300, [], [1, "a"], {"a": 1}, "NaN"]
@@ -121,11 +127,29 @@ FIELDS = {
         "stream_options",
     ],
     "/embeddings": ["model", "input", "encoding_format", "dimensions", "user"],
+    "/responses": [
+        "model",
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "text",
+        "metadata",
+        "store",
+        "previous_response_id",
+        "stream",
+        "seed",
+    ],
 }
 REQUIRED = {
     "/chat/completions": ["model", "messages"],
     "/completions": ["model", "prompt"],
     "/embeddings": ["model", "input"],
+    "/responses": ["model", "input"],
 }
 
 
@@ -209,3 +233,25 @@ def cases() -> Iterator[Case]:
         ([[1, 2], "x"], None),
     ):
         yield embeddings, _with(embeddings, input=value), param
+    responses = "/responses"
+    function = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    for fields, param in (
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
+        ({"input": [{"type": 5}]}, "input[0].type"),
+        ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
+        ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, None),
+        ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, None),
+        ({"input": [{"role": "user", "content": "x"}] * 5000}, None),
+        ({"tools": [function] * 10_000}, None),
+        ({"tools": [{"type": "function"}]}, "tools[0].name"),
+        ({"tools": [{"type": "mcp", "server_url": "http://x"}]}, "tools[0].type"),
+        ({"tool_choice": {"type": "function", "name": "g"}, "tools": [function]}, None),
+        ({"text": {"format": {"type": "xml"}}}, None),
+        ({"text": {"format": {"type": "json_schema", "schema": {"type": 5}}}}, None),
+        ({"metadata": {str(i): "v" for i in range(100)}}, "metadata"),
+        ({"previous_response_id": "x" * 5000}, "previous_response_id"),
+        ({"truncation": "auto"}, "truncation"),
+        ({"include": ["message.output_text.logprobs"]}, "include"),
+        ({"conversation": "conv_1"}, "conversation"),
+    ):
+        yield responses, _with(responses, **fields), param
