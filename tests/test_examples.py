@@ -59,6 +59,7 @@ def test_example_configs_check_clean(layout: pathlib.Path, name: str) -> None:
         ("chat.py", "streamed"),
         ("structured.py", "tool call: get_weather"),
         ("embeddings.py", "usage:"),
+        ("responses.py", "function call: get_weather"),
         ("curl.sh", '"pricing"'),
         ("curl.sh", "[DONE]"),
         ("deployments.py", "replicas: ['tiny-example-0', 'tiny-example-1']"),
