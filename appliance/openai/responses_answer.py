@@ -12,7 +12,7 @@ output item `response.output_item.added`, its content or arguments deltas and th
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -155,7 +155,7 @@ class ResponseEvents:
 
     async def aclose(self) -> None:
         try:
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()
         finally:
             closer = getattr(self._chunks, "aclose", None)
             if closer is not None:
@@ -167,7 +167,7 @@ class ResponseEvents:
         data = msgspec.json.encode(payload)
         return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
-    async def _run(self) -> AsyncIterator[bytes]:
+    async def _run(self) -> AsyncGenerator[bytes, None]:
         shell = self._shell
         started = shell.response("in_progress", [])
         yield self._event("response.created", response=started)

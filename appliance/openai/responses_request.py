@@ -149,8 +149,11 @@ def responses_request(raw: bytes) -> ResponsePlan:
     """Decode and check a request: 400 naming the field for anything it cannot serve."""
     request, data = decode_request(raw, ResponsesRequest)
     for name in unknown_fields(data, ResponsesRequest.__struct_fields__):
-        if name in _NO_EFFECT or data.get(name) in _HARMLESS.get(name, ()):
+        value = data.get(name)
+        if name in _NO_EFFECT or value in _HARMLESS.get(name, ()):
             continue
+        if name == "reasoning" and isinstance(value, dict) and not any(value.values()):
+            continue  # {"effort": null, "summary": null}: no reasoning asked for
         raise InvalidRequest(
             f"the parameter `{shown(name)}` is not supported on /v1/responses; leave it out",
             param=shown(name),
@@ -172,6 +175,13 @@ def responses_request(raw: bytes) -> ResponsePlan:
         raise InvalidRequest(
             "tool_choice must be none, auto, required or {type: function, name}",
             param="tool_choice",
+        )
+    verbosity = request.text.verbosity if request.text else None
+    if verbosity not in (None, "medium"):
+        raise InvalidRequest(
+            "text.verbosity other than `medium` is not supported; leave it out",
+            param="text.verbosity",
+            code="unsupported_parameter",
         )
     fmt = request.text.format if request.text else None
     if fmt is not None and fmt.type == "json_schema" and fmt.schema is None:

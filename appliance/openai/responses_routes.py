@@ -7,6 +7,7 @@ do to chat. Stored responses are per key: another key's id reads as absent.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,7 @@ from appliance.state.responses import ConversationTooLong, ResponseStore
 
 from .routes import Answer, AnyRequest, Inference, _chat, _infer
 
+log = logging.getLogger(__name__)
 MAX_ITEMS_PAGE = 100
 
 
@@ -76,8 +78,13 @@ class _OnChat:
         return ResponseEvents(shell, answer, self._keep)
 
     async def _keep(self, response: ResponseObject) -> None:
-        if self.plan is not None and self.plan.store:
+        """Store the response if asked; the answer goes out even if storing fails."""
+        if self.plan is None or not self.plan.store:
+            return
+        try:
             await self.store.add(self.caller.id, response, self.plan.stored_items)
+        except Exception:
+            log.exception("could not store response %s", response.id)
 
     def error(self, error: ApiError) -> ApiError:
         return responses_error(error)
