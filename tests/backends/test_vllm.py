@@ -217,6 +217,41 @@ def test_json_schema_constrains_the_output(vllm_server: RunningServer) -> None:
     assert isinstance(json.loads(choice.message.content or "")["ok"], bool)
 
 
+def test_responses_on_vllm_stream_and_structured_output(vllm_server: RunningServer) -> None:
+    """/v1/responses on a vLLM model: served on its chat endpoint, billed as vLLM counted."""
+    client = sdk(vllm_server)
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    structured = client.responses.create(
+        model="tiny-hf",
+        input="Hello",
+        max_output_tokens=60,
+        text={"format": {"type": "json_schema", "name": "r", "schema": schema}},
+    )
+    assert structured.status == "completed", structured.output_text
+    assert isinstance(json.loads(structured.output_text)["ok"], bool)
+    events = list(
+        client.responses.create(model="tiny-hf", input="Hello", max_output_tokens=8, stream=True)
+    )
+    final = events[-1]
+    assert final.type in ("response.completed", "response.incomplete")
+    usage = final.response.usage  # type: ignore[union-attr]
+    assert usage is not None and 1 <= usage.output_tokens <= 8
+    if final.type == "response.incomplete":
+        assert usage.output_tokens == 8
+    request_id = final.response.id.removeprefix("resp_")  # type: ignore[union-attr]
+    with sqlite3.connect(vllm_server.database) as db:
+        row = db.execute(
+            "SELECT endpoint, prompt_tokens, completion_tokens FROM requests WHERE id = ?",
+            (request_id,),
+        ).fetchone()
+    assert row == ("responses", usage.input_tokens, usage.output_tokens)
+
+
 def test_vllm_errors_pass_through(vllm_server: RunningServer) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         sdk(vllm_server).chat.completions.create(model="tiny-hf", messages=HELLO, max_tokens=4000)
