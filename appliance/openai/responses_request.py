@@ -218,6 +218,7 @@ def input_item(data: dict[str, Any], index: int) -> InputItem:
 
 
 def _text(item: MessageItem | FunctionCallOutputItem, index: int) -> str:
+    field = "content" if isinstance(item, MessageItem) else "output"
     content = item.content if isinstance(item, MessageItem) else item.output
     if isinstance(content, str):
         return content
@@ -227,7 +228,7 @@ def _text(item: MessageItem | FunctionCallOutputItem, index: int) -> str:
         if text is None:
             raise InvalidRequest(
                 f"a `{part.type}` part needs its text",
-                param=f"input[{index}].content[{number}].text",
+                param=f"input[{index}].{field}[{number}].text",
             )
         texts.append(text)
     return "".join(texts)

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import openai
+import pydantic
 import pytest
 from conftest import ALICE, BOB, RunningServer
 
@@ -28,6 +29,11 @@ WEATHER = {
     },
     "strict": True,
 }
+
+
+class Reply(pydantic.BaseModel):
+    ok: bool
+    n: int
 
 
 @pytest.fixture
@@ -146,6 +152,10 @@ def test_structured_output_parses(client: openai.OpenAI) -> None:
     assert response.text.format.type == "json_schema"
     data = json.loads(response.output_text)
     assert set(data) == {"answer", "n"} and isinstance(data["n"], int)
+    parsed = client.responses.parse(
+        model="tiny", input="Reply.", text_format=Reply, max_output_tokens=60, temperature=0
+    )
+    assert isinstance(parsed.output_parsed, Reply)
     loose = client.responses.create(
         model="tiny",
         input="Any JSON.",
