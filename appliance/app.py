@@ -36,6 +36,7 @@ from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openai.routes import ANSWERS as OPENAI_ANSWERS
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
 from appliance.registry import ModelRegistry
@@ -84,7 +85,7 @@ ADMIN_ONLY = [
     TiersController,
     DeploymentsController,
 ]
-# Bodies the handlers decode themselves, documented in the OpenAPI components.
+# Bodies the handlers decode or encode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [
     ChatCompletionRequest,
     CompletionRequest,
@@ -94,6 +95,7 @@ BODIES: list[type[msgspec.Struct]] = [
     CreateWebhookBody,
     CreateDeploymentBody,
     UpdateDeploymentBody,
+    *OPENAI_ANSWERS,  # and the OpenAI answers
 ]
 
 
