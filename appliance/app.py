@@ -35,8 +35,8 @@ from appliance.management.own_usage_routes import OwnUsageController
 from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
+from appliance.openai.answers import DOCUMENTED as OPENAI_ANSWERS
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from appliance.openai.routes import ANSWERS as OPENAI_ANSWERS
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
 from appliance.registry import ModelRegistry

@@ -21,21 +21,21 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 
-class Answer(msgspec.Struct, kw_only=True):
+class ResponseBody(msgspec.Struct, kw_only=True):
     """Base of response bodies: every field is sent, but those left `UNSET`."""
 
 
 # -- errors ---------------------------------------------------------------------------
 
 
-class OpenAIError(Answer, kw_only=True):
+class OpenAIError(ResponseBody, kw_only=True):
     message: str
     type: str
     param: str | None
     code: str | None
 
 
-class ErrorResponse(Answer, kw_only=True):
+class ErrorResponse(ResponseBody, kw_only=True):
     """Every OpenAI API error (4xx, 5xx), and an error event inside a stream."""
 
     error: OpenAIError
@@ -44,58 +44,58 @@ class ErrorResponse(Answer, kw_only=True):
 # -- usage and log-probabilities ------------------------------------------------------
 
 
-class CompletionUsage(Answer, kw_only=True):
+class CompletionUsage(ResponseBody, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class TopLogprob(Answer, kw_only=True):
+class TopLogprob(ResponseBody, kw_only=True):
     token: str
     logprob: float
     bytes: list[int] | None
 
 
-class ChatCompletionTokenLogprob(Answer, kw_only=True):
+class ChatCompletionTokenLogprob(ResponseBody, kw_only=True):
     token: str
     logprob: float
     bytes: list[int] | None
     top_logprobs: list[TopLogprob]
 
 
-class ChatChoiceLogprobs(Answer, kw_only=True):
+class ChatChoiceLogprobs(ResponseBody, kw_only=True):
     content: list[ChatCompletionTokenLogprob] | None
 
 
 # -- chat completions -----------------------------------------------------------------
 
 
-class FunctionCallOut(Answer, kw_only=True):
+class FunctionCallOut(ResponseBody, kw_only=True):
     name: str
     arguments: str  # a JSON text
 
 
-class ChatCompletionMessageToolCall(Answer, kw_only=True):
+class ChatCompletionMessageToolCall(ResponseBody, kw_only=True):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCallOut
 
 
-class ChatCompletionResponseMessage(Answer, kw_only=True):
+class ChatCompletionResponseMessage(ResponseBody, kw_only=True):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None  # Radiance's models never refuse through this field
     tool_calls: list[ChatCompletionMessageToolCall] | UnsetType = UNSET
 
 
-class ChatChoice(Answer, kw_only=True):
+class ChatChoice(ResponseBody, kw_only=True):
     index: int
     message: ChatCompletionResponseMessage
     logprobs: ChatChoiceLogprobs | None
     finish_reason: str  # stop, length, tool_calls, content_filter
 
 
-class CreateChatCompletionResponse(Answer, kw_only=True):
+class CreateChatCompletionResponse(ResponseBody, kw_only=True):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -104,27 +104,27 @@ class CreateChatCompletionResponse(Answer, kw_only=True):
     usage: CompletionUsage
 
 
-class ChatCompletionMessageToolCallChunk(Answer, kw_only=True):
+class ChatCompletionMessageToolCallChunk(ResponseBody, kw_only=True):
     index: int
     id: str | UnsetType = UNSET
     type: Literal["function"] | UnsetType = UNSET
     function: FunctionCallOut | UnsetType = UNSET
 
 
-class ChatCompletionStreamResponseDelta(Answer, kw_only=True):
+class ChatCompletionStreamResponseDelta(ResponseBody, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType | None = UNSET
     tool_calls: list[ChatCompletionMessageToolCallChunk] | UnsetType = UNSET
 
 
-class ChatStreamChoice(Answer, kw_only=True):
+class ChatStreamChoice(ResponseBody, kw_only=True):
     index: int
     delta: ChatCompletionStreamResponseDelta
     logprobs: ChatChoiceLogprobs | None
     finish_reason: str | None  # null until the choice's last chunk
 
 
-class ChatCompletionStreamResponse(Answer, kw_only=True):
+class ChatCompletionStreamResponse(ResponseBody, kw_only=True):
     """One chunk of a streamed chat completion: each `data:` line of the event stream is
     one (then `data: [DONE]`). With `stream_options.include_usage`, every chunk has
     `usage: null` but the last, which has no choices and the usage."""
@@ -140,21 +140,21 @@ class ChatCompletionStreamResponse(Answer, kw_only=True):
 # -- legacy completions ---------------------------------------------------------------
 
 
-class CompletionLogprobs(Answer, kw_only=True):
+class CompletionLogprobs(ResponseBody, kw_only=True):
     tokens: list[str]
     token_logprobs: list[float]
     top_logprobs: list[dict[str, float]]
     text_offset: list[int]
 
 
-class CompletionChoice(Answer, kw_only=True):
+class CompletionChoice(ResponseBody, kw_only=True):
     index: int
     text: str
     logprobs: CompletionLogprobs | None
     finish_reason: str | None  # stop or length; null in a stream until the last chunk
 
 
-class CreateCompletionResponse(Answer, kw_only=True):
+class CreateCompletionResponse(ResponseBody, kw_only=True):
     """A text completion, and (with `stream`) each chunk of one: each `data:` line of the
     event stream is one, with `usage` as in a chat stream."""
 
@@ -169,18 +169,18 @@ class CreateCompletionResponse(Answer, kw_only=True):
 # -- embeddings -----------------------------------------------------------------------
 
 
-class Embedding(Answer, kw_only=True):
+class Embedding(ResponseBody, kw_only=True):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str  # a string: base64 of little-endian float32
 
 
-class EmbeddingUsage(Answer, kw_only=True):
+class EmbeddingUsage(ResponseBody, kw_only=True):
     prompt_tokens: int
     total_tokens: int
 
 
-class CreateEmbeddingResponse(Answer, kw_only=True):
+class CreateEmbeddingResponse(ResponseBody, kw_only=True):
     object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
@@ -190,14 +190,14 @@ class CreateEmbeddingResponse(Answer, kw_only=True):
 # -- models ---------------------------------------------------------------------------
 
 
-class ModelPricing(Answer, kw_only=True):
+class ModelPricing(ResponseBody, kw_only=True):
     """USD per million tokens, as decimal strings."""
 
     prompt: str
     completion: str
 
 
-class DownloadProgress(Answer, kw_only=True):
+class DownloadProgress(ResponseBody, kw_only=True):
     source: str
     state: str
     bytes: int
@@ -206,7 +206,7 @@ class DownloadProgress(Answer, kw_only=True):
     error: str | None
 
 
-class Model(Answer, kw_only=True):
+class Model(ResponseBody, kw_only=True):
     """OpenAI's model object, Radiance's description of it, and (for the admin key
     only) the engine's state and load."""
 
@@ -232,7 +232,7 @@ class Model(Answer, kw_only=True):
     download: DownloadProgress | UnsetType = UNSET
 
 
-class ListModelsResponse(Answer, kw_only=True):
+class ListModelsResponse(ResponseBody, kw_only=True):
     object: Literal["list"] = "list"
     data: list[Model]
 

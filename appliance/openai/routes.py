@@ -23,7 +23,6 @@ from appliance.accounting.meter import Meter
 from appliance.error_handlers import api_error_response, from_http_exception
 from appliance.errors import InternalError, InvalidRequest, NotFound
 from appliance.openai.answers import (
-    DOCUMENTED,
     ChatCompletionStreamResponse,
     CreateChatCompletionResponse,
     CreateCompletionResponse,
@@ -41,7 +40,14 @@ from appliance.openai.engine_calls import api_error
 from appliance.openai.fields import refuse_unhonoured, unknown_fields
 from appliance.openai.models import Audience, find_model, list_models
 from appliance.openai.passthrough import forward
-from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openai.protocol import (
+    CHAT_EXAMPLES,
+    COMPLETION_EXAMPLES,
+    EMBEDDING_EXAMPLES,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
 from appliance.openapi_docs import documented
 from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import REQUEST_ID, RequestContext, SettledStream
@@ -54,8 +60,6 @@ AnyRequest = Request[Any, Any, Any]
 # What serving a request gives back: a whole answer (a Struct of answers.py, or an
 # upstream's JSON body of that shape), or the SSE events of a stream (`data: {chunk}\n\n`).
 Answer = WholeAnswer | AsyncIterator[bytes]
-# Every type the OpenAI operations document (their components join the OpenAPI document).
-ANSWERS = DOCUMENTED
 
 
 def _json(
@@ -253,6 +257,7 @@ def _with_model(raw: bytes, deployment: str) -> bytes:
 
 _COMPLETIONS = documented(
     body=CompletionRequest,
+    examples=COMPLETION_EXAMPLES,
     answer=CreateCompletionResponse,
     answer_description="The text completion",
     stream=CreateCompletionResponse,
@@ -309,6 +314,7 @@ class OpenAIController(Controller):
         summary="Chat completion, optionally streamed",
         operation_class=documented(
             body=ChatCompletionRequest,
+            examples=CHAT_EXAMPLES,
             answer=CreateChatCompletionResponse,
             answer_description="The chat completion",
             stream=ChatCompletionStreamResponse,
@@ -360,6 +366,7 @@ class OpenAIController(Controller):
         summary="Embeddings as floats or base64",
         operation_class=documented(
             body=EmbeddingRequest,
+            examples=EMBEDDING_EXAMPLES,
             answer=CreateEmbeddingResponse,
             answer_description="The embeddings",
             errors=_INFERENCE_ERRORS,

@@ -74,7 +74,11 @@ def test_openai_operations_document_their_answers(server: RunningServer) -> None
         if chunk is None:
             assert "text/event-stream" not in content, path
         else:
-            assert content["text/event-stream"]["schema"] == ref(chunk), path
+            # Each event's `data` is one chunk (or an error) as JSON, or `[DONE]`.
+            data = content["text/event-stream"]["schema"]["properties"]["data"]["anyOf"]
+            assert data[0]["const"] == "[DONE]"
+            assert data[1]["contentMediaType"] == "application/json"
+            assert data[1]["contentSchema"]["anyOf"] == [ref(chunk), ref("ErrorResponse")], path
             assert "data:" in responses["200"]["description"]
         errors = [status for status in responses if status != "200"]
         assert "401" in errors, path
