@@ -65,6 +65,7 @@ class ChatCompletionTokenLogprob(ResponseBody, kw_only=True):
 
 class ChatChoiceLogprobs(ResponseBody, kw_only=True):
     content: list[ChatCompletionTokenLogprob] | None
+    refusal: list[ChatCompletionTokenLogprob] | None = None  # as OpenAI sends it: null
 
 
 # -- chat completions -----------------------------------------------------------------
