@@ -52,28 +52,31 @@ def test_no_key_finds_public_models_only(listed: RunningServer) -> None:
         assert error["message"] == f"The model `{name}` does not exist on this server."
 
 
+def sdk(server: RunningServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+
+
 def test_a_key_lists_what_it_may_use(listed: RunningServer) -> None:
-    carol = openai.OpenAI(base_url=listed.base_url, api_key=CAROL, max_retries=0)
-    assert [m.id for m in carol.models.list()] == ["tiny"]
-    with pytest.raises(openai.NotFoundError):
-        carol.models.retrieve("plain")
-    bob = openai.OpenAI(base_url=listed.base_url, api_key=BOB, max_retries=0)
-    assert {m.id for m in bob.models.list()} == {"tiny", "endless", "plain"}
-    assert bob.models.retrieve("plain").id == "plain"  # private hides from no-key callers only
+    with sdk(listed, CAROL) as carol:
+        assert [m.id for m in carol.models.list()] == ["tiny"]
+        with pytest.raises(openai.NotFoundError):
+            carol.models.retrieve("plain")
+    with sdk(listed, BOB) as bob:
+        assert {m.id for m in bob.models.list()} == {"tiny", "endless", "plain"}
+        assert bob.models.retrieve("plain").id == "plain"  # hidden from no-key callers only
 
 
 def test_the_admin_sees_every_model_with_its_state(listed: RunningServer) -> None:
-    admin = openai.OpenAI(base_url=listed.base_url, api_key=ADMIN, max_retries=0)
-    models = {m.id: m.model_dump() for m in admin.models.list()}
+    with sdk(listed, ADMIN) as admin:
+        models = {m.id: m.model_dump() for m in admin.models.list()}
+        assert admin.models.retrieve("tiny").model_dump()["requests_running"] == 0
     assert set(models) == {"tiny", "endless", "plain"}
     assert models["plain"]["status"] == "ready" and models["plain"]["backend"] == "cpu"
-    assert admin.models.retrieve("tiny").model_dump()["requests_running"] == 0
 
 
 def test_a_bad_key_is_refused_not_treated_as_none(listed: RunningServer) -> None:
-    sdk = openai.OpenAI(base_url=listed.base_url, api_key="none", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
-        sdk.models.list()
+    with sdk(listed, "none") as client, pytest.raises(openai.AuthenticationError):
+        client.models.list()
     for header in ("Bearer wrong", "", "Basic abc"):
         for path in ("/models", "/models/tiny"):
             reply = httpx.get(f"{listed.base_url}{path}", headers={"Authorization": header})
