@@ -35,6 +35,7 @@ from appliance.management.own_usage_routes import OwnUsageController
 from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
+from appliance.openai.answers import DOCUMENTED as OPENAI_ANSWERS
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_protocol import ResponsesRequest
 from appliance.openai.responses_routes import ResponsesController
@@ -87,7 +88,7 @@ ADMIN_ONLY = [
     TiersController,
     DeploymentsController,
 ]
-# Bodies the handlers decode themselves, documented in the OpenAPI components.
+# Bodies the handlers decode or encode themselves, documented in the OpenAPI components.
 BODIES: list[type[msgspec.Struct]] = [
     ChatCompletionRequest,
     CompletionRequest,
@@ -98,6 +99,7 @@ BODIES: list[type[msgspec.Struct]] = [
     CreateWebhookBody,
     CreateDeploymentBody,
     UpdateDeploymentBody,
+    *OPENAI_ANSWERS,  # and the OpenAI answers
 ]
 
 

@@ -20,6 +20,7 @@ from litestar.handlers import BaseRouteHandler
 from appliance.accounting.limits import Policy
 from appliance.auth import Authenticator
 from appliance.management.errors import ManagementError
+from appliance.openai.models import Audience
 from appliance.runtime import Runtime
 from appliance.state.keys import ApiKey
 
@@ -47,6 +48,18 @@ def _policy(caller: NamedDependency[ApiKey], state: State) -> Policy:
     return _runtime(state).policy(caller)
 
 
+def _audience(
+    request: Request[Any, Any, Any], auth: NamedDependency[Authenticator], state: State
+) -> Audience:
+    """Who lists the models: without an Authorization header, anyone (the public models);
+    with one, its key (a bad key is a 401, never the public view)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return Audience(public_only=True)
+    key = auth.bearer(header)
+    return Audience(allowed=_runtime(state).policy(key).models, admin=key.is_admin)
+
+
 DEPENDENCIES: dict[str, Provide] = {
     "config": _part(lambda runtime: runtime.loaded.config),
     "reader": _part(lambda runtime: runtime.db.reader),  # the state file's reading connection
@@ -60,6 +73,7 @@ DEPENDENCIES: dict[str, Provide] = {
     "responses": _part(lambda runtime: runtime.responses),
     "caller": Provide(_caller, sync_to_thread=False),
     "policy": Provide(_policy, sync_to_thread=False),
+    "audience": Provide(_audience, sync_to_thread=False),
 }
 
 

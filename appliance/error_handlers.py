@@ -40,7 +40,7 @@ AnyRequest = Request[Any, Any, Any]
 
 
 def error_response(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    status: int, body: msgspec.Struct | dict[str, Any], headers: dict[str, str] | None = None
 ) -> Response[bytes]:
     return Response(
         msgspec.json.encode(body),

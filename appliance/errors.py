@@ -7,7 +7,7 @@ and never a traceback. `appliance.error_handlers` turns these errors into HTTP.
 
 from __future__ import annotations
 
-from typing import Any
+from appliance.openai.answers import ErrorResponse, OpenAIError
 
 
 class ApiError(Exception):
@@ -101,12 +101,10 @@ class InternalError(ApiError):
     code = "internal_error"
 
 
-def envelope(error: ApiError) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.type,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+def envelope(error: ApiError) -> ErrorResponse:
+    """The error as OpenAI sends it: `{"error": {"message", "type", "param", "code"}}`."""
+    return ErrorResponse(
+        error=OpenAIError(
+            message=error.message, type=error.type, param=error.param, code=error.code
+        )
+    )

@@ -8,6 +8,7 @@ in the envelope will do).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,13 +23,28 @@ tiers:
   free: {rpm: 1000000, tpm: 1000000000, max_tokens: 8}
 """
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+TESTS = Path(__file__).resolve().parent
 
 
 def schemathesis(
-    server: RunningServer, key: str, report: Path, examples: int
+    server: RunningServer,
+    key: str,
+    report: Path,
+    examples: int,
+    checks: str = "not_a_server_error",
+    phases: str = "examples,coverage,fuzzing",
+    options: tuple[str, ...] = (),
+    hooks: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """One schemathesis run over every operation of the server's own OpenAPI document,
-    each request recorded in the HAR file `report`; exit code 0 only without a 5xx."""
+    """One schemathesis run over every operation of the server's own OpenAPI document
+    (`options`: more of its flags, such as filters), each request recorded in the HAR file
+    `report`; exit code 0 only when every one of `checks` held (by default: no 5xx).
+    `hooks` names a module of schemathesis hooks in tests/."""
+    env = dict(os.environ)
+    if hooks is not None:
+        env["SCHEMATHESIS_HOOKS"] = hooks
+        paths = [str(TESTS), str(TESTS.parent), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -39,9 +55,10 @@ def schemathesis(
             "--header",
             f"Authorization: Bearer {key}",
             "--checks",
-            "not_a_server_error",
+            checks,
             "--phases",
-            "examples,coverage,fuzzing",
+            phases,
+            *options,
             "--max-examples",
             str(examples),
             "--workers",
@@ -62,6 +79,7 @@ def schemathesis(
         text=True,
         timeout=3600,
         check=False,
+        env=env,
     )
 
 

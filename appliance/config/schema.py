@@ -128,6 +128,9 @@ class ModelConfig(Base, frozen=True):
     )
     aliases: list[Name] = msgspec.field(default_factory=list)
     embeddings: bool = True
+    # Listed by GET /v1/models to callers without a key; `false` hides the model from them
+    # (a key that may use it still sees it).
+    public: bool = True
     default_max_tokens: PositiveInt | None = None
     # vllm: the tool-call parser (`--tool-call-parser`) that enables tool_choice `auto`.
     tool_parser: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None

@@ -1,7 +1,7 @@
 """Serving /v1/chat/completions: request → engine calls → OpenAI response or SSE chunks.
 
 Knows nothing of Litestar: the controller hands it a decoded request and a
-RequestContext, and gets back a dict or an async iterator of SSE bytes.
+RequestContext, and gets back an answer Struct or an async iterator of SSE bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,19 @@ from typing import Any
 import msgspec
 
 from appliance.errors import InvalidRequest
+from appliance.openai.answers import (
+    ChatChoice,
+    ChatChoiceLogprobs,
+    ChatCompletionMessageToolCall,
+    ChatCompletionMessageToolCallChunk,
+    ChatCompletionResponseMessage,
+    ChatCompletionStreamResponse,
+    ChatCompletionTokenLogprob,
+    ChatStreamChoice,
+    CompletionUsage,
+    CreateChatCompletionResponse,
+)
+from appliance.openai.answers import ChatCompletionStreamResponseDelta as MessageDelta
 from appliance.openai.engine_calls import first_delta, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
@@ -142,20 +155,20 @@ async def plan_chat(
     return ChatPlan(body, served, engine, prompt, tools, choices, int(time.time()))
 
 
-def _chunk(plan: ChatPlan, ctx: RequestContext, choices: list[dict[str, Any]]) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
-        "id": f"chatcmpl-{ctx.id}",
-        "object": "chat.completion.chunk",
-        "created": plan.created,
-        "model": plan.served.id,
-        "choices": choices,
-    }
-    if plan.body.stream_options and plan.body.stream_options.include_usage:
-        chunk["usage"] = None
-    return chunk
+def _chunk(
+    plan: ChatPlan, ctx: RequestContext, choices: list[ChatStreamChoice]
+) -> ChatCompletionStreamResponse:
+    include_usage = plan.body.stream_options and plan.body.stream_options.include_usage
+    return ChatCompletionStreamResponse(
+        id=f"chatcmpl-{ctx.id}",
+        created=plan.created,
+        model=plan.served.id,
+        choices=choices,
+        usage=None if include_usage else msgspec.UNSET,
+    )
 
 
-def _finish(tools: ToolPlan, reason: str, calls: list[dict[str, Any]]) -> str:
+def _finish(tools: ToolPlan, reason: str, calls: list[ChatCompletionMessageToolCall]) -> str:
     if reason == "cancelled":
         return "stop"
     if calls and reason == "stop" and tools.mode in ("auto", "required"):
@@ -163,12 +176,12 @@ def _finish(tools: ToolPlan, reason: str, calls: list[dict[str, Any]]) -> str:
     return reason
 
 
-async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
+async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatCompletionResponse:
     choices = []
     for index, params in enumerate(plan.choices):
         deltas = await first_delta(plan.engine, plan.prompt, params)
         text: list[str] = []
-        entries: list[dict[str, Any]] = []
+        entries: list[ChatCompletionTokenLogprob] = []
         reason = "length"
         async for delta in deltas:
             ctx.add_tokens(delta.tokens)
@@ -176,25 +189,24 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> dict[str, Any]:
             entries.extend(logprob_entry(lp) for lp in delta.logprobs)
             reason = delta.finish_reason or reason
         content, calls = plan.tools.parse("".join(text))
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if calls:
-            message["tool_calls"] = calls
-        choices.append(
-            {
-                "index": index,
-                "message": message,
-                "logprobs": {"content": entries} if params.logprobs else None,
-                "finish_reason": _finish(plan.tools, reason, calls),
-            }
+        message = ChatCompletionResponseMessage(
+            content=content, tool_calls=calls if calls else msgspec.UNSET
         )
-    return {
-        "id": f"chatcmpl-{ctx.id}",
-        "object": "chat.completion",
-        "created": plan.created,
-        "model": plan.served.id,
-        "choices": choices,
-        "usage": ctx.usage(),
-    }
+        choices.append(
+            ChatChoice(
+                index=index,
+                message=message,
+                logprobs=ChatChoiceLogprobs(content=entries) if params.logprobs else None,
+                finish_reason=_finish(plan.tools, reason, calls),
+            )
+        )
+    return CreateChatCompletionResponse(
+        id=f"chatcmpl-{ctx.id}",
+        created=plan.created,
+        model=plan.served.id,
+        choices=choices,
+        usage=CompletionUsage(**ctx.usage()),
+    )
 
 
 async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
@@ -212,7 +224,7 @@ async def _stream_chat(
             yield sse_event(chunk)
     if plan.body.stream_options and plan.body.stream_options.include_usage:
         final = _chunk(plan, ctx, [])
-        final["usage"] = ctx.usage()
+        final.usage = CompletionUsage(**ctx.usage())
         yield sse_event(final)
 
 
@@ -222,23 +234,26 @@ async def _choice_chunks(
     index: int,
     params: SamplingParams,
     deltas: AsyncIterator[Delta],
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[ChatCompletionStreamResponse]:
     def choice(
-        delta: dict[str, Any],
-        logprobs: list[dict[str, Any]] | None = None,
+        delta: MessageDelta,
+        logprobs: list[ChatCompletionTokenLogprob] | None = None,
         finish: str | None = None,
-    ) -> dict[str, Any]:
-        item = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        if params.logprobs:
-            item["logprobs"] = {"content": logprobs or []}
+    ) -> ChatCompletionStreamResponse:
+        item = ChatStreamChoice(
+            index=index,
+            delta=delta,
+            logprobs=ChatChoiceLogprobs(content=logprobs or []) if params.logprobs else None,
+            finish_reason=finish,
+        )
         return _chunk(plan, ctx, [item])
 
-    yield choice({"role": "assistant", "content": ""})
+    yield choice(MessageDelta(role="assistant", content=""))
     # Forced tool calls arrive whole at the end; under `auto`, text that may open a
     # <tool_call> block is held until it is clear whether it does.
     buffering = plan.tools.constrained or plan.tools.mode == "auto"
     held: list[str] = []
-    held_logprobs: list[dict[str, Any]] = []
+    held_logprobs: list[ChatCompletionTokenLogprob] = []
     reason = "length"
     try:
         async for delta in deltas:
@@ -252,21 +267,24 @@ async def _choice_chunks(
                 if plan.tools.constrained or OPEN_TAG.startswith(so_far[: len(OPEN_TAG)]):
                     continue
                 buffering = False
-                yield choice({"content": "".join(held)}, held_logprobs)
+                yield choice(MessageDelta(content="".join(held)), held_logprobs)
                 held, held_logprobs = [], []
                 continue
             if delta.text or entries:
-                yield choice({"content": delta.text}, entries)
+                yield choice(MessageDelta(content=delta.text), entries)
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
-    calls: list[dict[str, Any]] = []
+    calls: list[ChatCompletionMessageToolCall] = []
     if held:
         content, calls = plan.tools.parse("".join(held))
         if calls:
-            yield choice(
-                {"tool_calls": [dict(call, index=i) for i, call in enumerate(calls)]},
-                held_logprobs,
-            )
+            chunks = [
+                ChatCompletionMessageToolCallChunk(
+                    index=i, id=call.id, type=call.type, function=call.function
+                )
+                for i, call in enumerate(calls)
+            ]
+            yield choice(MessageDelta(tool_calls=chunks), held_logprobs)
         elif content:
-            yield choice({"content": content}, held_logprobs)
-    yield choice({}, None, _finish(plan.tools, reason, calls))
+            yield choice(MessageDelta(content=content), held_logprobs)
+    yield choice(MessageDelta(), None, _finish(plan.tools, reason, calls))

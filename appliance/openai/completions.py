@@ -5,10 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+
+from msgspec import UNSET, UnsetType
 
 from appliance.errors import InvalidRequest
 from appliance.openai import prompts
+from appliance.openai.answers import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionUsage,
+    CreateCompletionResponse,
+)
 from appliance.openai.engine_calls import first_delta
 from appliance.openai.protocol import MAX_COMPLETION_RUNS, CompletionRequest
 from appliance.openai.sampling import (
@@ -73,7 +80,7 @@ async def plan_completion(
     return CompletionPlan(body, served, engine, runs, int(time.time()))
 
 
-def _logprobs(deltas: list[Delta], offset: int) -> dict[str, Any]:
+def _logprobs(deltas: list[Delta], offset: int) -> CompletionLogprobs:
     tokens, token_logprobs, tops, offsets = [], [], [], []
     for delta in deltas:
         for lp in delta.logprobs:
@@ -82,25 +89,22 @@ def _logprobs(deltas: list[Delta], offset: int) -> dict[str, Any]:
             tokens.append(lp.token)
             token_logprobs.append(lp.logprob)
             tops.append({t.token: t.logprob for t in lp.top})
-    return {
-        "tokens": tokens,
-        "token_logprobs": token_logprobs,
-        "top_logprobs": tops,
-        "text_offset": offsets,
-    }
+    return CompletionLogprobs(
+        tokens=tokens, token_logprobs=token_logprobs, top_logprobs=tops, text_offset=offsets
+    )
 
 
 def _choice(
     plan: CompletionPlan, index: int, deltas: list[Delta], finish: str | None
-) -> dict[str, Any]:
+) -> CompletionChoice:
     prompt, params = plan.runs[index]
     echo = prompt.text if plan.body.echo else ""
-    return {
-        "index": index,
-        "text": echo + "".join(d.text for d in deltas),
-        "logprobs": _logprobs(deltas, len(echo)) if params.logprobs else None,
-        "finish_reason": _finish(finish),
-    }
+    return CompletionChoice(
+        index=index,
+        text=echo + "".join(d.text for d in deltas),
+        logprobs=_logprobs(deltas, len(echo)) if params.logprobs else None,
+        finish_reason=_finish(finish),
+    )
 
 
 def _finish(reason: str | None) -> str | None:
@@ -108,18 +112,21 @@ def _finish(reason: str | None) -> str | None:
 
 
 def _envelope(
-    plan: CompletionPlan, ctx: RequestContext, choices: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "id": f"cmpl-{ctx.id}",
-        "object": "text_completion",
-        "created": plan.created,
-        "model": plan.served.id,
-        "choices": choices,
-    }
+    plan: CompletionPlan,
+    ctx: RequestContext,
+    choices: list[CompletionChoice],
+    usage: CompletionUsage | UnsetType | None = UNSET,
+) -> CreateCompletionResponse:
+    return CreateCompletionResponse(
+        id=f"cmpl-{ctx.id}",
+        created=plan.created,
+        model=plan.served.id,
+        choices=choices,
+        usage=usage,
+    )
 
 
-async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, Any]:
+async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> CreateCompletionResponse:
     choices = []
     for index, (prompt, params) in enumerate(plan.runs):
         collected: list[Delta] = []
@@ -129,9 +136,7 @@ async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> dict[str, 
             collected.append(delta)
             finish = delta.finish_reason or finish
         choices.append(_choice(plan, index, collected, finish))
-    body = _envelope(plan, ctx, choices)
-    body["usage"] = ctx.usage()
-    return body
+    return _envelope(plan, ctx, choices, CompletionUsage(**ctx.usage()))
 
 
 async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
@@ -144,28 +149,25 @@ async def _stream_text(
     plan: CompletionPlan, ctx: RequestContext, first: AsyncIterator[Delta]
 ) -> AsyncIterator[bytes]:
     include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
+    # Every chunk has `usage: null` when the last one brings the usage.
+    pending: UnsetType | None = None if include_usage else UNSET
     for index, (prompt, params) in enumerate(plan.runs):
         deltas = first if index == 0 else await first_delta(plan.engine, prompt, params)
         offset = 0  # where the next token stands in the whole text (as text_offset says)
         if plan.body.echo:
-            yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)]))
+            yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)], pending))
             offset = len(prompt.text)
         async for delta in deltas:
             ctx.add_tokens(delta.tokens)
             if not (delta.text or delta.logprobs or delta.finish_reason):
                 continue
-            choice = {
-                "index": index,
-                "text": delta.text,
-                "logprobs": _logprobs([delta], offset) if params.logprobs else None,
-                "finish_reason": _finish(delta.finish_reason),
-            }
+            choice = CompletionChoice(
+                index=index,
+                text=delta.text,
+                logprobs=_logprobs([delta], offset) if params.logprobs else None,
+                finish_reason=_finish(delta.finish_reason),
+            )
             offset += sum(len(lp.token) for lp in delta.logprobs)
-            chunk = _envelope(plan, ctx, [choice])
-            if include_usage:
-                chunk["usage"] = None
-            yield sse_event(chunk)
+            yield sse_event(_envelope(plan, ctx, [choice], pending))
     if include_usage:
-        final = _envelope(plan, ctx, [])
-        final["usage"] = ctx.usage()
-        yield sse_event(final)
+        yield sse_event(_envelope(plan, ctx, [], CompletionUsage(**ctx.usage())))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import numpy as np
 
 from appliance.errors import ContextLengthExceeded, InvalidRequest
 from appliance.openai import prompts
+from appliance.openai.answers import CreateEmbeddingResponse, Embedding, EmbeddingUsage
 from appliance.openai.engine_calls import api_error
 from appliance.openai.protocol import MAX_EMBEDDING_TOKENS, EmbeddingRequest
 from appliance.registry import ServedModel
@@ -42,7 +42,7 @@ async def _inputs(body: EmbeddingRequest, served: ServedModel, engine: TokenEngi
 
 async def create_embeddings(
     body: EmbeddingRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
-) -> dict[str, Any]:
+) -> CreateEmbeddingResponse:
     if not engine.capabilities.embeddings or not served.config.embeddings:
         raise InvalidRequest(
             f"the model `{served.id}` does not serve embeddings",
@@ -63,13 +63,6 @@ async def create_embeddings(
         embedding: list[float] | str = vector
         if body.encoding_format == "base64":
             embedding = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-        data.append({"object": "embedding", "index": index, "embedding": embedding})
-    return {
-        "object": "list",
-        "data": data,
-        "model": served.id,
-        "usage": {
-            "prompt_tokens": ctx.prompt_tokens,
-            "total_tokens": ctx.prompt_tokens,
-        },  # no completion
-    }
+        data.append(Embedding(index=index, embedding=embedding))
+    usage = EmbeddingUsage(prompt_tokens=ctx.prompt_tokens, total_tokens=ctx.prompt_tokens)
+    return CreateEmbeddingResponse(data=data, model=served.id, usage=usage)  # no completion

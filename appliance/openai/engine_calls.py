@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from appliance.errors import (
     ApiError,
@@ -12,6 +11,7 @@ from appliance.errors import (
     InvalidRequest,
     ServiceUnavailable,
 )
+from appliance.openai.answers import ChatCompletionTokenLogprob, TopLogprob
 from backends.base import (
     Delta,
     EngineError,
@@ -84,12 +84,12 @@ async def first_delta(engine: TokenEngine, prompt: Prompt, params: SamplingParam
     return _Prefetched(first, deltas)
 
 
-def logprob_entry(lp: TokenLogprob) -> dict[str, Any]:
-    return {
-        "token": lp.token,
-        "logprob": lp.logprob,
-        "bytes": list(lp.bytes),
-        "top_logprobs": [
-            {"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)} for t in lp.top
+def logprob_entry(lp: TokenLogprob) -> ChatCompletionTokenLogprob:
+    return ChatCompletionTokenLogprob(
+        token=lp.token,
+        logprob=lp.logprob,
+        bytes=list(lp.bytes),
+        top_logprobs=[
+            TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes)) for t in lp.top
         ],
-    }
+    )

@@ -1,27 +1,52 @@
-"""Serving /v1/models: OpenAI's model objects plus what Radiance knows about each."""
+"""Serving /v1/models: OpenAI's model objects plus what Radiance knows about each.
+
+Who asks decides what is listed (`Audience`): a caller without a key sees the public
+models, a key the models it may use, the admin key every model and its engine's state.
+Listing reads only the registry in memory: no database, no engine work.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
+from appliance.errors import ModelNotFound
+from appliance.openai.answers import DownloadProgress, ListModelsResponse, Model, ModelPricing
 from appliance.registry import ModelRegistry, ServedModel
 
 
-def model_object(served: ServedModel) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Audience:
+    """Who lists the models: anyone (no key: `public_only`), or a key with its allow-list
+    (`allowed`, None for every model), or the admin key."""
+
+    allowed: frozenset[str] | None = None
+    admin: bool = False
+    public_only: bool = False
+
+    def sees(self, served: ServedModel) -> bool:
+        if self.public_only:
+            return served.config.public
+        return may_use(served, self.allowed)
+
+
+def model_object(served: ServedModel, admin: bool = False) -> Model:
     config = served.config
-    return {
-        "id": served.id,
-        "object": "model",
-        "created": served.created,
-        "owned_by": "radiance",
-        "name": config.display_name,
-        "context_length": config.context_length,
-        "pricing": {"prompt": config.pricing.prompt, "completion": config.pricing.completion},
-        "supported_sampling_parameters": list(config.parameters),
-        "aliases": list(config.aliases),
+    model = Model(
+        id=served.id,
+        created=served.created,
+        owned_by="radiance",
+        name=config.display_name,
+        context_length=config.context_length,
+        pricing=ModelPricing(prompt=config.pricing.prompt, completion=config.pricing.completion),
+        supported_sampling_parameters=list(config.parameters),
+        aliases=list(config.aliases),
         # vLLM's field for a model served under another name: the model it runs.
-        "parent": served.parent,
-    }
+        parent=served.parent,
+    )
+    return _with_admin_fields(model, served) if admin else model
 
 
 def may_use(served: ServedModel, allowed: frozenset[str] | None) -> bool:
@@ -48,13 +73,35 @@ def admin_fields(served: ServedModel) -> dict[str, Any]:
     return fields
 
 
-def list_models(
-    registry: ModelRegistry, allowed: frozenset[str] | None = None, admin: bool = False
-) -> dict[str, Any]:
-    """The models a key may use (all of them for `allowed=None`)."""
-    data = []
-    for served in registry:
-        if may_use(served, allowed):
-            item = model_object(served)
-            data.append({**item, **admin_fields(served)} if admin else item)
-    return {"object": "list", "data": data}
+def _with_admin_fields(model: Model, served: ServedModel) -> Model:
+    fields = admin_fields(served)
+    if "download" in fields:
+        fields["download"] = msgspec.convert(fields["download"], DownloadProgress)
+    return msgspec.structs.replace(model, **fields)
+
+
+def list_models(registry: ModelRegistry, audience: Audience) -> ListModelsResponse:
+    """The models `audience` may see."""
+    data = [model_object(s, audience.admin) for s in registry if audience.sees(s)]
+    return ListModelsResponse(data=data)
+
+
+def find_model(registry: ModelRegistry, name: str, audience: Audience) -> Model:
+    """One model by id or alias, or 404 when there is none that `audience` may see."""
+    if audience.public_only:
+        # Private and unknown alike, and no hint that could name a private model.
+        try:
+            served = registry.resolve(name)
+        except ModelNotFound:
+            served = None
+        if served is None or not audience.sees(served):
+            raise ModelNotFound(
+                f"The model `{name}` does not exist on this server.", param="model"
+            ) from None
+        return model_object(served)
+    served = registry.resolve(name)
+    if not audience.sees(served):
+        raise ModelNotFound(
+            f"The model `{name}` does not exist or this key may not use it.", param="model"
+        )
+    return model_object(served, audience.admin)

@@ -11,6 +11,9 @@ into one body (`assembly.py`), so its tokens are counted as they are made. The a
 comes back with the model id the client knows and Radiance's request id; the usage chunk
 reaches the client only if it asked for it. The ledger row holds the usage the upstream
 reported (for a request abandoned by its client: what was received until then).
+
+What is passed on stays the upstream's JSON (its extra fields survive); it has the shapes of
+`answers.py`, which /schema/openapi.json documents for every engine alike.
 """
 
 from __future__ import annotations

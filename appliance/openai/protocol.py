@@ -156,3 +156,57 @@ class EmbeddingRequest(Wire, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: str | None = None
+
+
+# Request bodies the OpenAPI document shows as examples (and a contract test sends).
+_HELLO = [{"role": "user", "content": "Say hello."}]
+CHAT_EXAMPLES: dict[str, dict[str, Any]] = {
+    "chat": {"model": "my-model", "messages": _HELLO, "max_tokens": 8},
+    "streamed, with usage": {
+        "model": "my-model",
+        "messages": _HELLO,
+        "max_tokens": 8,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    },
+    "two choices with log-probabilities": {
+        "model": "my-model",
+        "messages": _HELLO,
+        "max_tokens": 4,
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "seed": 1,
+    },
+    "a forced tool call": {
+        "model": "my-model",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "max_tokens": 8,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+    },
+}
+COMPLETION_EXAMPLES: dict[str, dict[str, Any]] = {
+    "completion": {"model": "my-model", "prompt": "Once upon a time", "max_tokens": 8},
+    "streamed, echoed, with log-probabilities": {
+        "model": "my-model",
+        "prompt": ["Once upon", "a time"],
+        "max_tokens": 4,
+        "echo": True,
+        "logprobs": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    },
+}
+EMBEDDING_EXAMPLES: dict[str, dict[str, Any]] = {
+    "floats": {"model": "my-model", "input": ["hello world", "goodbye"]},
+    "base64": {"model": "my-model", "input": "hello", "encoding_format": "base64"},
+}

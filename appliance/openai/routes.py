@@ -21,17 +21,34 @@ from litestar.types import Receive, Scope, Send
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter
 from appliance.error_handlers import api_error_response, from_http_exception
-from appliance.errors import ApiError, InvalidRequest, ModelNotFound, NotFound
+from appliance.errors import ApiError, InternalError, InvalidRequest, NotFound
+from appliance.openai.answers import (
+    ChatCompletionStreamResponse,
+    CreateChatCompletionResponse,
+    CreateCompletionResponse,
+    CreateEmbeddingResponse,
+    ErrorResponse,
+    ListModelsResponse,
+    Model,
+    WholeAnswer,
+)
 from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
 from appliance.openai.completions import complete_text, open_text_stream, plan_completion
 from appliance.openai.decoding import decode_request
 from appliance.openai.embeddings import create_embeddings
 from appliance.openai.engine_calls import api_error
 from appliance.openai.fields import refuse_unhonoured, unknown_fields
-from appliance.openai.models import admin_fields, list_models, may_use, model_object
+from appliance.openai.models import Audience, find_model, list_models
 from appliance.openai.passthrough import forward
-from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from appliance.openapi_docs import body
+from appliance.openai.protocol import (
+    CHAT_EXAMPLES,
+    COMPLETION_EXAMPLES,
+    EMBEDDING_EXAMPLES,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
+from appliance.openapi_docs import documented
 from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import REQUEST_ID, RequestContext
 from appliance.state.keys import ApiKey
@@ -40,7 +57,10 @@ from backends.replicas import ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
-Answer = dict[str, Any] | msgspec.Struct | AsyncIterator[bytes]
+# What serving a request gives back: a whole answer (a Struct of answers.py, or an
+# upstream's JSON body of that shape; a Response of /v1/responses), or the SSE events of a
+# stream (`data: {chunk}\n\n`).
+Answer = WholeAnswer | msgspec.Struct | AsyncIterator[bytes]
 
 
 class Translation(Protocol):
@@ -55,11 +75,30 @@ class Translation(Protocol):
 
 
 def _json(
-    payload: dict[str, Any] | msgspec.Struct, headers: dict[str, str] | None = None
+    payload: WholeAnswer | msgspec.Struct, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
+    """The one place a whole OpenAI answer is encoded."""
     return Response(
         msgspec.json.encode(payload), media_type="application/json", headers=headers or {}
     )
+
+
+_AUTH_ERRORS = {
+    "401": "No key, a bad, revoked or expired key",
+    "403": "The key may not use the model (model_not_allowed)",
+}
+_INFERENCE_ERRORS = {
+    "400": "The body does not decode, a field is out of range, or the model cannot honour "
+    "it (`param` names the field)",
+    **_AUTH_ERRORS,
+    "404": "No such model",
+    "413": "The body is over server.max_body_bytes",
+    "429": "A rate limit (rpm, tpm, concurrency) or the key's budget (insufficient_quota)",
+    "500": "The server failed",
+    "502": "An upstream server failed (proxy engines)",
+    "503": "The model is not ready, its queue is full, or the server is shutting down",
+    "default": "Another 4xx an upstream server answered (proxy engines pass it on)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +142,7 @@ async def _infer(
     serves another API's request on this endpoint."""
     ctx = RequestContext(inference.meter, inference.caller, inference.policy, endpoint)
     request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
-    answer: Answer = {}
+    answer: Answer | None = None
     async with ctx:
         raw = await _body(request)
         if translation is not None:
@@ -117,9 +156,10 @@ async def _infer(
                 if translation is None:
                     raise
                 raise translation.error(exc) from None
-    if ctx.error is not None:
-        return api_error_response(ctx.error, ctx.headers())
-    if isinstance(answer, dict | msgspec.Struct):
+    if ctx.error is not None or answer is None:  # the context records why none came
+        error = ctx.error or InternalError("the server failed to handle this request")
+        return api_error_response(error, ctx.headers())
+    if not isinstance(answer, AsyncIterator):
         return _json(answer, ctx.headers())
     headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
     return EventStream(answer, media_type="text/event-stream", headers=headers)
@@ -246,45 +286,72 @@ def _with_model(raw: bytes, deployment: str) -> bytes:
     return raw
 
 
+_COMPLETIONS = documented(
+    body=CompletionRequest,
+    examples=COMPLETION_EXAMPLES,
+    answer=CreateCompletionResponse,
+    answer_description="The text completion",
+    stream=CreateCompletionResponse,
+    errors=_INFERENCE_ERRORS,
+    error=ErrorResponse,
+)
+
+
 class OpenAIController(Controller):
     """Mounted under /v1 and at the root, as clients use both."""
 
     dependencies = {"inference": Provide(Inference, sync_to_thread=False)}  # noqa: RUF012
 
-    @get("/models", summary="List the models this key may use, with pricing and context length")
+    @get(
+        "/models",
+        summary="List the models: without a key the public ones, with a key those it may use",
+        operation_class=documented(
+            answer=ListModelsResponse,
+            answer_description="The models, with pricing and context length; the admin key "
+            "also sees each engine's state",
+            errors={"401": "A bad, revoked or expired key (no key at all is fine)"},
+            error=ErrorResponse,
+        ),
+    )
     async def models(
-        self,
-        caller: NamedDependency[ApiKey],
-        policy: NamedDependency[Policy],
-        models: NamedDependency[ModelRegistry],
+        self, audience: NamedDependency[Audience], models: NamedDependency[ModelRegistry]
     ) -> Response[bytes]:
-        return _json(list_models(models, policy.models, admin=caller.is_admin))
+        return _json(list_models(models, audience))
 
     @get(
         "/models/{model_id:path}",
         summary="One model by id or alias; an admin also sees status, load time and load",
+        operation_class=documented(
+            answer=Model,
+            answer_description="The model",
+            errors={
+                "401": "A bad, revoked or expired key (no key at all is fine)",
+                "404": "No such model, or not one the key (without a key: the public) may see",
+            },
+            error=ErrorResponse,
+        ),
     )
     async def model(
         self,
-        caller: NamedDependency[ApiKey],
-        policy: NamedDependency[Policy],
+        audience: NamedDependency[Audience],
         models: NamedDependency[ModelRegistry],
         model_id: FromPath[str],
     ) -> Response[bytes]:
-        name = model_id.lstrip("/")
-        served = models.resolve(name)
-        if not may_use(served, policy.models):
-            raise ModelNotFound(
-                f"The model `{name}` does not exist or this key may not use it.", param="model"
-            )
-        item = model_object(served)
-        return _json({**item, **admin_fields(served)} if caller.is_admin else item)
+        return _json(find_model(models, model_id.lstrip("/"), audience))
 
     @post(
         "/chat/completions",
         status_code=200,
         summary="Chat completion, optionally streamed",
-        operation_class=body(ChatCompletionRequest),
+        operation_class=documented(
+            body=ChatCompletionRequest,
+            examples=CHAT_EXAMPLES,
+            answer=CreateChatCompletionResponse,
+            answer_description="The chat completion",
+            stream=ChatCompletionStreamResponse,
+            errors=_INFERENCE_ERRORS,
+            error=ErrorResponse,
+        ),
     )
     async def chat(
         self, request: AnyRequest, inference: NamedDependency[Inference]
@@ -295,7 +362,7 @@ class OpenAIController(Controller):
         "/completions",
         status_code=200,
         summary="Legacy text completion",
-        operation_class=body(CompletionRequest),
+        operation_class=_COMPLETIONS,
     )
     async def completions(
         self, request: AnyRequest, inference: NamedDependency[Inference]
@@ -307,7 +374,7 @@ class OpenAIController(Controller):
         status_code=200,
         summary="POST /models/{deployment}/completions: text completion on one deployment "
         "(the body's `model` may be left out)",
-        operation_class=body(CompletionRequest),
+        operation_class=_COMPLETIONS,
     )
     async def deployment_completions(
         self, request: AnyRequest, inference: NamedDependency[Inference], target: FromPath[str]
@@ -328,7 +395,14 @@ class OpenAIController(Controller):
         "/embeddings",
         status_code=200,
         summary="Embeddings as floats or base64",
-        operation_class=body(EmbeddingRequest),
+        operation_class=documented(
+            body=EmbeddingRequest,
+            examples=EMBEDDING_EXAMPLES,
+            answer=CreateEmbeddingResponse,
+            answer_description="The embeddings",
+            errors=_INFERENCE_ERRORS,
+            error=ErrorResponse,
+        ),
     )
     async def embeddings(
         self, request: AnyRequest, inference: NamedDependency[Inference]

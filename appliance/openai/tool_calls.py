@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from appliance.errors import InvalidRequest
+from appliance.openai.answers import ChatCompletionMessageToolCall, FunctionCallOut
 from appliance.openai.protocol import ChatCompletionRequest, NamedToolChoice, Tool
 
 _BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
@@ -30,13 +31,12 @@ OPEN_TAG = "<tool_call>"
 Mode = Literal["none", "auto", "required", "named"]
 
 
-def _call(name: str, arguments: Any) -> dict[str, Any]:
+def _call(name: str, arguments: Any) -> ChatCompletionMessageToolCall:
     text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    return {
-        "id": f"call_{uuid.uuid4().hex[:24]}",
-        "type": "function",
-        "function": {"name": name, "arguments": text},
-    }
+    return ChatCompletionMessageToolCall(
+        id=f"call_{uuid.uuid4().hex[:24]}",
+        function=FunctionCallOut(name=name, arguments=text),
+    )
 
 
 def _parameters(tool: Tool) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class ToolPlan:
             return {"type": "array", "items": {"anyOf": calls}, "minItems": 1, "maxItems": most}
         return None
 
-    def parse(self, text: str) -> tuple[str | None, list[dict[str, Any]]]:
+    def parse(self, text: str) -> tuple[str | None, list[ChatCompletionMessageToolCall]]:
         """Split generated text into (content, tool_calls)."""
         if self.mode == "named":
             assert self.name is not None

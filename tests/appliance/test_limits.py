@@ -215,5 +215,7 @@ def test_admin_key_has_no_limits_and_sees_engine_state(limited: RunningServer) -
         f"{limited.base_url}/models/spark", headers={"Authorization": f"Bearer {KEYS['tight']}"}
     ).json()
     assert "status" not in user_view and user_view["pricing"]["prompt"] == "0.10"
-    no_key = httpx.get(f"{limited.base_url}/models")
-    assert no_key.status_code == 401
+    no_key = httpx.get(f"{limited.base_url}/models")  # the public list, without engine state
+    assert no_key.status_code == 200 and "status" not in no_key.json()["data"][0]
+    bad_key = httpx.get(f"{limited.base_url}/models", headers={"Authorization": "Bearer nope"})
+    assert bad_key.status_code == 401

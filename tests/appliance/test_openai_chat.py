@@ -263,3 +263,15 @@ def test_streamed_forced_tool_call(client: openai.OpenAI) -> None:
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(calls) == 1 and calls[0].function.name == "get_weather"
     assert json.loads(calls[0].function.arguments)["city"] in ("Paris", "Rome")
+
+
+def test_answers_carry_refusal_null_as_openai_does(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=3,
+        logprobs=True,
+    )
+    choice = json.loads(raw.content)["choices"][0]
+    assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+    assert choice["logprobs"]["refusal"] is None and len(choice["logprobs"]["content"]) == 3

@@ -39,3 +39,57 @@ def test_openapi_lists_every_endpoint_with_body_types(server: RunningServer) -> 
         "#/components/schemas/ChatMessage"
     )
     assert "ChatMessage" in schemas
+
+
+def test_openai_operations_document_their_answers(server: RunningServer) -> None:
+    document = httpx.get(f"{server.root_url}/schema/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def ref(kind: str) -> dict[str, str]:
+        assert kind in schemas, kind
+        return {"$ref": f"#/components/schemas/{kind}"}
+
+    for path, method, answer, chunk in (
+        (
+            "/v1/chat/completions",
+            "post",
+            "CreateChatCompletionResponse",
+            "ChatCompletionStreamResponse",
+        ),
+        ("/v1/completions", "post", "CreateCompletionResponse", "CreateCompletionResponse"),
+        ("/v1/models/{target}", "post", "CreateCompletionResponse", "CreateCompletionResponse"),
+        ("/v1/embeddings", "post", "CreateEmbeddingResponse", None),
+        ("/v1/models", "get", "ListModelsResponse", None),
+        ("/v1/models/{model_id}", "get", "Model", None),
+        (
+            "/chat/completions",
+            "post",
+            "CreateChatCompletionResponse",
+            "ChatCompletionStreamResponse",
+        ),
+    ):
+        responses = paths[path][method]["responses"]
+        content = responses["200"]["content"]
+        assert content["application/json"]["schema"] == ref(answer), path
+        if chunk is None:
+            assert "text/event-stream" not in content, path
+        else:
+            # Each event's `data` is one chunk (or an error) as JSON, or `[DONE]`.
+            data = content["text/event-stream"]["schema"]["properties"]["data"]["anyOf"]
+            assert data[0]["const"] == "[DONE]"
+            assert data[1]["contentMediaType"] == "application/json"
+            assert data[1]["contentSchema"]["anyOf"] == [ref(chunk), ref("ErrorResponse")], path
+            assert "data:" in responses["200"]["description"]
+        errors = [status for status in responses if status != "200"]
+        assert "401" in errors, path
+        for status in errors:
+            assert responses[status]["content"]["application/json"]["schema"] == ref(
+                "ErrorResponse"
+            ), (path, status)
+    assert {"404", "429", "503"} <= set(paths["/v1/chat/completions"]["post"]["responses"])
+    # The shapes follow OpenAI's spec: the message's refusal, a chunk's nullable usage.
+    message = schemas["ChatCompletionResponseMessage"]["properties"]
+    assert {"role", "content", "refusal", "tool_calls"} <= set(message)
+    model = schemas["Model"]["properties"]
+    assert {"pricing", "context_length", "status", "requests_running"} <= set(model)
+    assert set(schemas["OpenAIError"]["required"]) == {"message", "type", "param", "code"}
