@@ -37,7 +37,7 @@ from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksCont
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.answers import DOCUMENTED as OPENAI_ANSWERS
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from appliance.openai.responses_protocol import ResponsesRequest
+from appliance.openai.responses_protocol import DOCUMENTED as RESPONSES_DOCUMENTED
 from appliance.openai.responses_routes import ResponsesController
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
@@ -93,13 +93,13 @@ BODIES: list[type[msgspec.Struct]] = [
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
-    ResponsesRequest,
     CreateKeyBody,
     UpdateKeyBody,
     CreateWebhookBody,
     CreateDeploymentBody,
     UpdateDeploymentBody,
     *OPENAI_ANSWERS,  # and the OpenAI answers
+    *RESPONSES_DOCUMENTED,  # /v1/responses
 ]
 
 

@@ -6,12 +6,14 @@ Loaded by name through SCHEMATHESIS_HOOKS (`fuzzing.schemathesis(hooks=...)`).""
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import schemathesis
 from schemathesis import Case, HookContext
 
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from appliance.openai.responses_protocol import ResponsesRequest
 
 MODEL = "tiny"
 MAX_TOKENS = 8  # the fuzz tier's cap (FUZZ_TIERS)
@@ -19,6 +21,7 @@ FIELDS = {
     "chat/completions": frozenset(ChatCompletionRequest.__struct_fields__),
     "embeddings": frozenset(EmbeddingRequest.__struct_fields__),
     "completions": frozenset(CompletionRequest.__struct_fields__),
+    "responses": frozenset(ResponsesRequest.__struct_fields__),
 }
 
 
@@ -36,7 +39,7 @@ def map_case(context: HookContext, case: Case) -> Case:
         body["model"] = MODEL
         if case.operation.path.endswith("/completions") and "messages" not in known:
             body.setdefault("max_tokens", 4)
-        for name in ("max_tokens", "max_completion_tokens"):
+        for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             if isinstance(body.get(name), int) and body[name] > MAX_TOKENS:
                 body[name] = MAX_TOKENS
     parameters = case.path_parameters or {}
@@ -45,4 +48,9 @@ def map_case(context: HookContext, case: Case) -> Case:
     # Half of the ids a model that exists (deterministic: by the generated id).
     if "model_id" in parameters and zlib.crc32(str(parameters["model_id"]).encode()) % 2:
         parameters["model_id"] = MODEL
+    # And half of the response ids one the test stored for the key it runs with.
+    stored = os.environ.get("CONTRACT_RESPONSE_ID")
+    chosen = "response_id" in parameters and zlib.crc32(str(parameters["response_id"]).encode())
+    if stored and chosen and chosen % 2:
+        parameters["response_id"] = stored
     return case

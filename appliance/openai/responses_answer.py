@@ -26,6 +26,7 @@ from appliance.openai.responses_protocol import (
     OutputText,
     Response,
     ResponseError,
+    ResponseStreamEvent,
     ResponseUsage,
     Status,
 )
@@ -162,7 +163,7 @@ class ResponseEvents:
                 await closer()
 
     def _event(self, kind: str, **fields: Any) -> bytes:
-        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        payload = ResponseStreamEvent(type=kind, sequence_number=self._sequence, **fields)
         self._sequence += 1
         data = msgspec.json.encode(payload)
         return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"

@@ -265,6 +265,28 @@ class Response(Struct, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class ResponseStreamEvent(Struct, kw_only=True, omit_defaults=True):
+    """One event of a streamed Response (the SSE `data:`; its `event:` line is `type`).
+    Which fields it carries depends on `type`, as OpenAI documents each event."""
+
+    type: str
+    sequence_number: int
+    response: Response | None = None
+    output_index: int | None = None
+    item: OutputItem | None = None
+    item_id: str | None = None
+    content_index: int | None = None
+    part: OutputText | None = None
+    delta: str | None = None
+    text: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    logprobs: list[dict[str, Any]] | None = None
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
+
+
 class DeletedResponse(Struct, kw_only=True):
     id: str
     object: Literal["response.deleted"] = "response.deleted"
@@ -277,3 +299,47 @@ class InputItemList(Struct, kw_only=True):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+_WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+# Requests the OpenAPI document shows (and the contract test sends).
+RESPONSES_EXAMPLES: dict[str, dict[str, Any]] = {
+    "text": {"model": "my-model", "input": "Hello!", "max_output_tokens": 8},
+    "streamed, with instructions": {
+        "model": "my-model",
+        "instructions": "Be brief.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hello!"}]}],
+        "max_output_tokens": 8,
+        "stream": True,
+    },
+    "a forced function call": {
+        "model": "my-model",
+        "input": "Weather in Paris?",
+        "tools": [_WEATHER],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+        "max_output_tokens": 8,
+    },
+    "structured output": {
+        "model": "my-model",
+        "input": "Answer in JSON.",
+        "text": {"format": {"type": "json_schema", "name": "reply", "schema": {"type": "object"}}},
+        "max_output_tokens": 8,
+        "store": False,
+    },
+}
+# The response objects the OpenAPI document describes.
+DOCUMENTED: list[type[msgspec.Struct]] = [
+    ResponsesRequest,
+    Response,
+    ResponseStreamEvent,
+    DeletedResponse,
+    InputItemList,
+]

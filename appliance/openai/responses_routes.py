@@ -14,21 +14,27 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
 from appliance.errors import ApiError, InvalidRequest, NotFound
+from appliance.openai.answers import ErrorResponse
 from appliance.openai.protocol import ChatCompletionRequest
 from appliance.openai.responses_answer import ResponseEvents, ResponseShell, whole_response
-from appliance.openai.responses_protocol import DeletedResponse, InputItemList, ResponsesRequest
+from appliance.openai.responses_protocol import (
+    RESPONSES_EXAMPLES,
+    DeletedResponse,
+    InputItemList,
+    ResponsesRequest,
+    ResponseStreamEvent,
+)
 from appliance.openai.responses_protocol import Response as ResponseObject
 from appliance.openai.responses_request import ResponsePlan, responses_error, responses_request
-from appliance.openapi_docs import body
+from appliance.openapi_docs import documented
 from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey
 from appliance.state.responses import ConversationTooLong, ResponseStore
 
-from .routes import Answer, AnyRequest, Inference, _chat, _infer
+from .routes import INFERENCE_ERRORS, Answer, AnyRequest, Inference, _chat, _infer
 
 log = logging.getLogger(__name__)
 MAX_ITEMS_PAGE = 100
@@ -90,12 +96,10 @@ class _OnChat:
         return responses_error(error)
 
 
-_STREAM = ResponseSpec(
-    data_container=ResponseObject,
-    description="The Response; with `stream: true`, server-sent events (`event:` and "
-    "`data:` lines) from `response.created` to `response.completed`",
-    generate_examples=False,
-)
+_ERRORS = {
+    "401": "No key, a bad, revoked or expired key",
+    "404": "No stored response with that id for this key",
+}
 
 
 class ResponsesController(Controller):
@@ -108,8 +112,19 @@ class ResponsesController(Controller):
         "/",
         status_code=200,
         summary="Create a response (OpenAI's Responses API), optionally streamed",
-        operation_class=body(ResponsesRequest),
-        responses={200: _STREAM},
+        operation_class=documented(
+            body=ResponsesRequest,
+            examples=RESPONSES_EXAMPLES,
+            answer=ResponseObject,
+            answer_description="The Response",
+            stream=ResponseStreamEvent,
+            errors={
+                **INFERENCE_ERRORS,
+                "404": "No such model, or `previous_response_id` names no stored response of "
+                "this key (previous_response_not_found)",
+            },
+            error=ErrorResponse,
+        ),
     )
     async def create(
         self,
@@ -122,7 +137,16 @@ class ResponsesController(Controller):
             request, inference, "responses", ChatCompletionRequest, _chat, None, translation
         )
 
-    @get("/{response_id:str}", summary="A stored response of this key")
+    @get(
+        "/{response_id:str}",
+        summary="A stored response of this key",
+        operation_class=documented(
+            answer=ResponseObject,
+            answer_description="The Response",
+            errors=_ERRORS,
+            error=ErrorResponse,
+        ),
+    )
     async def retrieve(
         self,
         caller: NamedDependency[ApiKey],
@@ -134,7 +158,17 @@ class ResponsesController(Controller):
             raise _missing(response_id)
         return stored.response
 
-    @delete("/{response_id:str}", status_code=200, summary="Delete a stored response")
+    @delete(
+        "/{response_id:str}",
+        status_code=200,
+        summary="Delete a stored response",
+        operation_class=documented(
+            answer=DeletedResponse,
+            answer_description="Deleted",
+            errors=_ERRORS,
+            error=ErrorResponse,
+        ),
+    )
     async def remove(
         self,
         caller: NamedDependency[ApiKey],
@@ -145,7 +179,16 @@ class ResponsesController(Controller):
             raise _missing(response_id)
         return DeletedResponse(id=response_id)
 
-    @get("/{response_id:str}/input_items", summary="The input items of a stored response")
+    @get(
+        "/{response_id:str}/input_items",
+        summary="The input items of a stored response",
+        operation_class=documented(
+            answer=InputItemList,
+            answer_description="A page of the response's input items",
+            errors={**_ERRORS, "400": "`limit`, `order` or `after` is invalid"},
+            error=ErrorResponse,
+        ),
+    )
     async def input_items(
         self,
         caller: NamedDependency[ApiKey],

@@ -87,7 +87,7 @@ _AUTH_ERRORS = {
     "401": "No key, a bad, revoked or expired key",
     "403": "The key may not use the model (model_not_allowed)",
 }
-_INFERENCE_ERRORS = {
+INFERENCE_ERRORS = {
     "400": "The body does not decode, a field is out of range, or the model cannot honour "
     "it (`param` names the field)",
     **_AUTH_ERRORS,
@@ -292,7 +292,7 @@ _COMPLETIONS = documented(
     answer=CreateCompletionResponse,
     answer_description="The text completion",
     stream=CreateCompletionResponse,
-    errors=_INFERENCE_ERRORS,
+    errors=INFERENCE_ERRORS,
     error=ErrorResponse,
 )
 
@@ -349,7 +349,7 @@ class OpenAIController(Controller):
             answer=CreateChatCompletionResponse,
             answer_description="The chat completion",
             stream=ChatCompletionStreamResponse,
-            errors=_INFERENCE_ERRORS,
+            errors=INFERENCE_ERRORS,
             error=ErrorResponse,
         ),
     )
@@ -400,7 +400,7 @@ class OpenAIController(Controller):
             examples=EMBEDDING_EXAMPLES,
             answer=CreateEmbeddingResponse,
             answer_description="The embeddings",
-            errors=_INFERENCE_ERRORS,
+            errors=INFERENCE_ERRORS,
             error=ErrorResponse,
         ),
     )

@@ -8,6 +8,7 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from conftest import ADMIN, ALICE, RunningServer, config_text, start_server
 from fuzzing import FUZZ_TIERS, schemathesis
@@ -15,7 +16,7 @@ from fuzzing import FUZZ_TIERS, schemathesis
 EXAMPLES = int(os.environ.get("RADIANCE_CONTRACT_EXAMPLES", "4"))
 CHECKS = "response_schema_conformance,status_code_conformance,content_type_conformance"
 # The OpenAI operations; the management API's answers are not typed in the document yet.
-OPERATIONS = r"^(/v1)?/(chat/completions|completions|embeddings|models(/.*)?)$"
+OPERATIONS = r"^(/v1)?/(chat/completions|completions|embeddings|models(/.*)?|responses(/.*)?)$"
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,23 @@ def contract_server(
 @pytest.mark.slow
 @pytest.mark.parametrize("who", ["user", "admin"])
 def test_every_answer_matches_the_document(
-    contract_server: RunningServer, tmp_path: pathlib.Path, who: str
+    contract_server: RunningServer,
+    tmp_path: pathlib.Path,
+    who: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    key = ALICE if who == "user" else ADMIN
+    stored = httpx.post(
+        f"{contract_server.base_url}/responses",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "tiny", "input": "Hello", "max_output_tokens": 4},
+        timeout=60,
+    )
+    assert stored.status_code == 200, stored.text
+    monkeypatch.setenv("CONTRACT_RESPONSE_ID", stored.json()["id"])  # for the hooks
     result = schemathesis(
         contract_server,
-        ALICE if who == "user" else ADMIN,
+        key,
         tmp_path / "run.har",
         EXAMPLES,
         checks=CHECKS,
