@@ -42,6 +42,7 @@ class DownloadProgress:
         )
 
     def as_json(self) -> dict[str, Any]:
+        """`view` as plain JSON, for an admin's /v1/models."""
         shown: dict[str, Any] = msgspec.to_builtins(self.view())
         return shown
 
