@@ -271,6 +271,12 @@ class TokenEngine(Engine):
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
     @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template prompts are rendered with (its markers tell which
+        tool-call and reasoning format the model writes); None while unknown."""
+        return None
+
+    @property
     def vocab_size(self) -> int | None:
         """How many token ids the model knows (valid ids are 0 <= id < vocab_size); None
         while the engine does not know (token ids are then not checked here)."""

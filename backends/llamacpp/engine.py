@@ -269,6 +269,10 @@ class LlamaCppEngine(TokenEngine):
         return model.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
 
     @property
+    def chat_template(self) -> str | None:
+        return None if self._template is None else self._template.source
+
+    @property
     def vocab_size(self) -> int | None:
         return self._n_vocab
 

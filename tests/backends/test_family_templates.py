@@ -199,8 +199,7 @@ async def test_the_format_is_detected_from_the_template(
     family: tuple[Family, LlamaCppEngine],
 ) -> None:
     spec, engine = family
-    assert engine._template is not None
-    assert detect(engine._template.source).name == spec.parser
+    assert detect(engine.chat_template).name == spec.parser
 
 
 async def test_template_variables_and_prefill(family: tuple[Family, LlamaCppEngine]) -> None:
@@ -230,8 +229,7 @@ async def test_generated_markup_stays_text_and_parses(
         params = SamplingParams(max_tokens=1, temperature=0.0, logit_bias=forced)
         text = "".join([d.text async for d in engine.generate(prompt, params)])
         assert text == marker
-    assert engine._template is not None
-    fmt = detect(engine._template.source)
+    fmt = detect(engine.chat_template)
     parser = fmt.parser(Tools.from_openai(TOOLS), prompt=prompt.text)
     tokens = engine._ready_model().tokenize(spec.output.encode(), add_bos=False, special=True)
     for marker in spec.markers:
