@@ -83,8 +83,8 @@ class ChatTemplate:
         # A template that never mentions tools gets them described in a system message.
         self.renders_tools = "tools" in self.source
         # One-character specials cannot be split; longest first, as the tokenizer matches.
-        specials = sorted({t for t in special_tokens if len(t) > 1}, key=len, reverse=True)
-        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+        specials = {t for t in special_tokens if len(t) > 1}
+        self._specials = re.compile(_trie_pattern(specials)) if specials else None
 
     def render(
         self,
@@ -158,6 +158,27 @@ class ChatTemplate:
         if isinstance(value, list | tuple):
             return [self._marked(v) for v in value]
         return value
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, the longest where several match, that tries
+    only the words sharing the text's next characters (a vocabulary may hold thousands
+    of special tokens)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + pattern(child) for char, child in node.items() if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(trie)
 
 
 def _for_template(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
