@@ -229,6 +229,12 @@ async def test_generated_markup_stays_text_and_parses(
         params = SamplingParams(max_tokens=1, temperature=0.0, logit_bias=forced)
         text = "".join([d.text async for d in engine.generate(prompt, params)])
         assert text == marker
+    # End-of-turn tokens end the answer and never show in it.
+    for end in {spec.eos, *(("<|call|>",) if spec.template == "harmony" else ())}:
+        forced = ((token_id(engine, end), 100.0),)
+        params = SamplingParams(max_tokens=3, temperature=0.0, logit_bias=forced)
+        deltas = [d async for d in engine.generate(prompt, params)]
+        assert ("".join(d.text for d in deltas), deltas[-1].finish_reason) == ("", "stop")
     fmt = detect(engine.chat_template)
     parser = fmt.parser(Tools.from_openai(TOOLS), prompt=prompt.text)
     tokens = engine._ready_model().tokenize(spec.output.encode(), add_bos=False, special=True)
