@@ -176,6 +176,19 @@ CASES = {
         [("get_time", {})],
         reasoning="Tool.",
     ),
+    "granite": Case(
+        "granite",
+        'Checking.<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+        '{"name": "get_time", "arguments": {}}]',
+        "Checking.",
+        [("get_weather", PARIS), ("get_time", {})],
+    ),
+    "phi4_mini": Case(
+        "phi4_mini",
+        'functools[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        None,
+        [("get_weather", PARIS)],
+    ),
     "generic": Case(
         "generic",
         '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}',
@@ -330,6 +343,8 @@ def test_truncated_answers_are_text_never_errors(name: str, end: int, cuts: list
         ("deepseek", f"{DS_CALLS}{DS_CALL}function{DS_SEP}launch\n```json\n{{}}\n```{DS_CALL_END}"),
         ("harmony", '<|channel|>commentary to=functions.launch <|message|>{"a": 1}<|call|>'),
         ("generic", '{"name": "launch", "arguments": {}}'),
+        ("granite", '<|tool_call|>[{"name": "launch", "arguments": {}}]'),
+        ("phi4_mini", 'functools[{"name": "get_weather", "arguments": {"ci'),
     ],
 )
 def test_malformed_or_unknown_calls_stay_text(family: str, text: str) -> None:
@@ -375,6 +390,8 @@ def test_unclosed_thinking_is_all_reasoning() -> None:
         ("<｜tool▁calls▁begin｜><think>", "deepseek", True),
         ("<|channel|>analysis<|message|>", "harmony", False),
         ("<tool_call></tool_call><think></think>", "hermes", True),
+        ("{{ '<|tool_call|>' }}", "granite", False),
+        ("functools[{{ tools }}]", "phi4_mini", False),
         (None, "generic", False),
     ],
 )
@@ -414,11 +431,12 @@ FRAGMENTS = [
     "</parameter>", "</function>", '{"name": "get_time", "arguments": {}}',
     '{"name": "get_weather", "parameters": {"city": "P"}}', "get_time", "{}", "{", "}", "[",
     "]", '"', ";", "\n", " ", "hello", "<", "|", "```json\n", "```", "function",
+    "<|tool_call|>", "functools",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("family", ["hermes", "qwen3_coder", "llama3", "mistral", "deepseek",
-                                    "harmony", "generic"])  # fmt: skip
+                                    "harmony", "granite", "phi4_mini", "generic"])  # fmt: skip
 @pytest.mark.parametrize("thinking", [False, True])
 @settings(max_examples=150, deadline=None)
 @given(

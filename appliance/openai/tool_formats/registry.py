@@ -14,14 +14,23 @@ from appliance.openai.tool_formats.llama3 import PYTHON_TAG, Llama3
 from appliance.openai.tool_formats.mistral import TOOL_CALLS, Mistral
 from appliance.openai.tool_formats.model import Family, IdFactory, Tools, random_call_id
 from appliance.openai.tool_formats.parser import FormatParser
+from appliance.openai.tool_formats.prefixed_list import GRANITE, PHI4_MINI
 from appliance.openai.tool_formats.qwen3_coder import Qwen3Coder
 from appliance.openai.tool_formats.reasoning import OPEN as THINK_OPEN
 from appliance.openai.tool_formats.reasoning import Thinking, prompt_opens_thinking
 
-FAMILIES: dict[str, Family] = {
-    family.name: family
-    for family in (Hermes(), Qwen3Coder(), Llama3(), Mistral(), DeepSeek(), Harmony(), Generic())
-}
+_ALL: tuple[Family, ...] = (
+    Hermes(),
+    Qwen3Coder(),
+    Llama3(),
+    Mistral(),
+    DeepSeek(),
+    Harmony(),
+    GRANITE,
+    PHI4_MINI,
+    Generic(),
+)
+FAMILIES: dict[str, Family] = {family.name: family for family in _ALL}
 FAMILIES["plain"] = Plain()
 
 # vLLM's --tool-call-parser names (and a few spellings of ours) -> our family.
@@ -38,6 +47,9 @@ ALIASES = {
     "deepseek_v31": "deepseek",
     "deepseek": "deepseek",
     "openai": "harmony",
+    "granite": "granite",
+    "phi4_mini_json": "phi4_mini",
+    "phi4_mini": "phi4_mini",
     "harmony": "harmony",
     "generic": "generic",
     "json": "generic",
@@ -97,6 +109,10 @@ def detect(template: str | None) -> ToolFormat:
         name = "hermes"
     elif TOOL_CALLS in source:
         name = "mistral"
+    elif GRANITE.marker in source:
+        name = "granite"
+    elif "functools[" in source:
+        name = "phi4_mini"
     elif (
         PYTHON_TAG in source
         or "<|start_header_id|>ipython" in source
