@@ -97,6 +97,7 @@ class DemoModelSpec:
     seed: int = 0
     # A model family's shape (tests): its special tokens, BOS, EOS and chat template.
     special_tokens: tuple[str, ...] = ()
+    user_defined: tuple[str, ...] = ()  # of special_tokens: added tokens that are not control
     bos: str = BOS
     eos: str = IM_END
     add_bos: bool = False
@@ -141,13 +142,23 @@ def train_tokenizer(extra_special: tuple[str, ...] = ()) -> Tokenizer:
 
 
 def _vocab(
-    tokenizer: Tokenizer, pad_to: int, extra_special: tuple[str, ...] = ()
+    tokenizer: Tokenizer,
+    pad_to: int,
+    extra_special: tuple[str, ...] = (),
+    user_defined: tuple[str, ...] = (),
 ) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types and merges for the GGUF, in id order."""
     by_id = {i: t for t, i in tokenizer.get_vocab(with_added_tokens=True).items()}
     tokens = [by_id[i] for i in range(len(by_id))]
     special = {*SPECIAL_TOKENS, *extra_special}
-    types = [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    types = [
+        gguf.TokenType.USER_DEFINED
+        if t in user_defined
+        else gguf.TokenType.CONTROL
+        if t in special
+        else gguf.TokenType.NORMAL
+        for t in tokens
+    ]
     for i in range(len(tokens), pad_to):
         tokens.append(f"[PAD{i}]")
         types.append(gguf.TokenType.UNUSED)
@@ -234,7 +245,9 @@ def write_demo_model(
     path = Path(path)
     say("training tokenizer")
     tokenizer = train_tokenizer(spec.special_tokens)
-    tokens, types, merges = _vocab(tokenizer, spec.vocab_pad_to, spec.special_tokens)
+    tokens, types, merges = _vocab(
+        tokenizer, spec.vocab_pad_to, spec.special_tokens, spec.user_defined
+    )
     say(f"tokenizer ready: {len(tokens)} tokens")
     say(f"generating weights ({spec.layers} layers, width {spec.embedding})")
     weights = _weights(spec, tokens)

@@ -354,15 +354,13 @@ class LlamaCppEngine(TokenEngine):
 
 
 def special_token_texts(model: LlamaModel) -> list[str]:
-    """The text of every token the tokenizer matches as a whole in special mode (control,
-    user-defined and unknown tokens): what client text must never turn into."""
+    """The text of every token only special mode matches (control and unknown tokens):
+    what client text must never turn into. User-defined tokens (Qwen's ``<think>``,
+    ``<tool_call>``) are matched in plain text too, by llama.cpp as by Hugging Face
+    tokenizers, and templates split client text on them (``content.split('</think>')``)."""
     import llama_cpp
 
-    kinds = (
-        llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-        | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-        | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
-    )
+    kinds = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
     texts = []
     for token in range(model.n_vocab()):
         if model.token_get_attr(token) & kinds:

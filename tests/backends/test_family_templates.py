@@ -37,6 +37,7 @@ class Family:
     bos: str = "<|endoftext|>"
     eos: str = "<|im_end|>"
     add_bos: bool = False
+    user_defined: tuple[str, ...] = ()
     parser: str = ""
     output: str = ""  # what the real model writes for the weather question
     markers: tuple[str, ...] = ()  # special tokens the output holds, kept as text
@@ -47,6 +48,7 @@ class Family:
             bos=self.bos,
             eos=self.eos,
             add_bos=self.add_bos,
+            user_defined=self.user_defined,
             chat_template=(TEMPLATES / f"{self.template}.jinja").read_text(),
         )
 
@@ -79,6 +81,7 @@ FAMILIES = {
     ),
     "qwen3": Family(
         "qwen3", ("<tool_call>", "</tool_call>", "<think>", "</think>"), parser="hermes",
+        user_defined=("<tool_call>", "</tool_call>", "<think>", "</think>"),
         output='<think>\nWeather.\n</think>\n\n<tool_call>\n{"name": "get_weather", '
         '"arguments": {"city": "Paris"}}\n</tool_call>',
         markers=("<tool_call>", "<think>"),
@@ -193,6 +196,11 @@ async def test_the_template_reads_tool_history_as_real_templates_do(
     assert '"{\\"city' not in text
     if spec.template == "harmony":
         assert "functions.get_weather to=assistant" in text  # the tool message's name
+    if spec.template == "qwen3":  # <think> is a user-defined token: templates split on it
+        earlier = {"role": "assistant", "content": "<think>\nold thoughts\n</think>\n\nHi"}
+        shown = engine.render_chat([HISTORY[0], earlier, HISTORY[-1]], None).text
+        assert "old thoughts" not in shown
+        assert "<|im_start|>assistant\nHi<|im_end|>" in shown
 
 
 async def test_the_format_is_detected_from_the_template(
