@@ -437,17 +437,17 @@ FRAGMENTS = [
 
 @pytest.mark.parametrize("family", ["hermes", "qwen3_coder", "llama3", "mistral", "deepseek",
                                     "harmony", "granite", "phi4_mini", "generic"])  # fmt: skip
-@pytest.mark.parametrize("thinking", [False, True])
+@pytest.mark.parametrize(("thinking", "prompt"), [(False, ""), (True, ""), (True, "<think>\n")])
 @settings(max_examples=150, deadline=None)
 @given(
     parts=st.lists(st.sampled_from(FRAGMENTS), max_size=14),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
 )
 def test_any_text_streams_as_it_parses(
-    family: str, thinking: bool, parts: list[str], cuts: list[int]
+    family: str, thinking: bool, prompt: str, parts: list[str], cuts: list[int]
 ) -> None:
     """Whatever mix of markers a model writes: no exception, and the stream agrees."""
-    case = Case(family, "".join(parts), None, [], thinking=thinking)
+    case = Case(family, "".join(parts), None, [], thinking=thinking, prompt=prompt)
     whole = parser(case).parse(case.text)
     message(whole)
     same(streamed(parser(case), split(case.text, cuts)), whole)
