@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -244,9 +244,24 @@ class TokenEngine(Engine):
 
     @abc.abstractmethod
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        template_kwargs: Mapping[str, Any] | None = None,
+        reasoning_effort: str | None = None,
     ) -> Prompt:
-        """Apply the model's chat template and tokenize."""
+        """Apply the model's chat template and tokenize.
+
+        The prompt holds exactly the BOS the template writes (or the one the tokenizer
+        adds when it writes none), and client text never becomes a special token.
+        ``continue_final_message`` ends the prompt inside the last (assistant) message
+        for the model to continue; ``template_kwargs`` (a request's
+        ``chat_template_kwargs``, e.g. ``enable_thinking``) and ``reasoning_effort`` are
+        template variables.
+        """
 
     @abc.abstractmethod
     def render_text(self, text: str) -> Prompt:
@@ -254,6 +269,12 @@ class TokenEngine(Engine):
 
     @abc.abstractmethod
     def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template prompts are rendered with (its markers tell which
+        tool-call and reasoning format the model writes); None while unknown."""
+        return None
 
     @property
     def vocab_size(self) -> int | None:

@@ -95,6 +95,13 @@ class DemoModelSpec:
     vocab_pad_to: int = 0  # pad the vocabulary with unused tokens up to this size (0 = none)
     eos_bias: float = 5.25  # how eagerly the model ends its answers; <= 0 means never
     seed: int = 0
+    # A model family's shape (tests): its special tokens, BOS, EOS and chat template.
+    special_tokens: tuple[str, ...] = ()
+    user_defined: tuple[str, ...] = ()  # of special_tokens: added tokens that are not control
+    bos: str = BOS
+    eos: str = IM_END
+    add_bos: bool = False
+    chat_template: str | None = None
 
     def __post_init__(self) -> None:
         if min(self.embedding, self.layers, self.heads, self.kv_heads, self.ffn) < 1:
@@ -118,7 +125,7 @@ _SUPPRESS = 30.0  # how hard unprintable, control and padding tokens are kept fr
 _EOS_NOISE = 0.5  # scale of the random part of the <|im_end|> logit
 
 
-def train_tokenizer() -> Tokenizer:
+def train_tokenizer(extra_special: tuple[str, ...] = ()) -> Tokenizer:
     """Train the byte-level BPE tokenizer on the embedded corpus (deterministic)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -126,7 +133,7 @@ def train_tokenizer() -> Tokenizer:
     trainer = trainers.BpeTrainer(
         vocab_size=1000,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *(t for t in extra_special if t not in SPECIAL_TOKENS)],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -134,12 +141,23 @@ def train_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _vocab(tokenizer: Tokenizer, pad_to: int) -> tuple[list[str], list[int], list[str]]:
+def _vocab(
+    tokenizer: Tokenizer,
+    pad_to: int,
+    extra_special: tuple[str, ...] = (),
+    user_defined: tuple[str, ...] = (),
+) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types and merges for the GGUF, in id order."""
     by_id = {i: t for t, i in tokenizer.get_vocab(with_added_tokens=True).items()}
     tokens = [by_id[i] for i in range(len(by_id))]
+    special = {*SPECIAL_TOKENS, *extra_special}
     types = [
-        gguf.TokenType.CONTROL if t in SPECIAL_TOKENS else gguf.TokenType.NORMAL for t in tokens
+        gguf.TokenType.USER_DEFINED
+        if t in user_defined
+        else gguf.TokenType.CONTROL
+        if t in special
+        else gguf.TokenType.NORMAL
+        for t in tokens
     ]
     for i in range(len(tokens), pad_to):
         tokens.append(f"[PAD{i}]")
@@ -226,8 +244,10 @@ def write_demo_model(
     say = progress or (lambda _line: None)
     path = Path(path)
     say("training tokenizer")
-    tokenizer = train_tokenizer()
-    tokens, types, merges = _vocab(tokenizer, spec.vocab_pad_to)
+    tokenizer = train_tokenizer(spec.special_tokens)
+    tokens, types, merges = _vocab(
+        tokenizer, spec.vocab_pad_to, spec.special_tokens, spec.user_defined
+    )
     say(f"tokenizer ready: {len(tokens)} tokens")
     say(f"generating weights ({spec.layers} layers, width {spec.embedding})")
     weights = _weights(spec, tokens)
@@ -251,13 +271,13 @@ def write_demo_model(
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
-    writer.add_bos_token_id(tokens.index(BOS))
-    writer.add_eos_token_id(tokens.index(IM_END))
-    writer.add_eot_token_id(tokens.index(IM_END))
+    writer.add_bos_token_id(tokens.index(spec.bos))
+    writer.add_eos_token_id(tokens.index(spec.eos))
+    writer.add_eot_token_id(tokens.index(spec.eos))
     writer.add_pad_token_id(tokens.index(BOS))
-    writer.add_add_bos_token(False)
+    writer.add_add_bos_token(spec.add_bos)
     writer.add_add_eos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(spec.chat_template or CHAT_TEMPLATE)
     for name, array in weights.items():
         writer.add_tensor(name, array)
     size = sum(a.nbytes for a in weights.values())

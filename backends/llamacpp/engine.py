@@ -21,7 +21,7 @@ import contextlib
 import logging
 import pathlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +41,7 @@ from backends.base import (
     UnsupportedRequest,
     check_tokens,
 )
-from backends.llamacpp.chat_template import ChatTemplate
+from backends.llamacpp.chat_template import MARK, ChatTemplate
 from backends.llamacpp.embedding import EMBEDDING_CONTEXT, Embedder
 from backends.llamacpp.grammar import JsonGrammars
 from backends.llamacpp.sampling import SlotSampler
@@ -98,6 +98,7 @@ class LlamaCppEngine(TokenEngine):
         self._status = EngineStatus.STOPPED
         self._model: LlamaModel | None = None
         self._template: ChatTemplate | None = None
+        self._bos = -1
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # Frees the scheduler, the context and the model, in that order.
         self._resources = contextlib.ExitStack()
@@ -148,7 +149,10 @@ class LlamaCppEngine(TokenEngine):
             model.metadata().get("tokenizer.chat_template"),
             bos_token=self._token_text(model.token_bos()),
             eos_token=self._token_text(model.token_eos()),
+            special_tokens=await self._in_worker(lambda: special_token_texts(model)),
         )
+        # The BOS the tokenizer would add, given only when the template wrote none.
+        self._bos = model.token_bos() if model.add_bos_token() else -1
         self._load_seconds = time.perf_counter() - started
         self._status = EngineStatus.READY
 
@@ -224,12 +228,36 @@ class LlamaCppEngine(TokenEngine):
 
     # Rendering and tokenizing read only the vocabulary, which is safe from any thread.
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        template_kwargs: Mapping[str, Any] | None = None,
+        reasoning_effort: str | None = None,
     ) -> Prompt:
         model = self._ready_model()
         assert self._template is not None
-        text = self._template.render(messages, tools)
-        return Prompt(text, tuple(model.tokenize(text.encode(), add_bos=True, special=True)))
+        marked = self._template.render(
+            messages,
+            tools,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            template_kwargs=template_kwargs,
+            reasoning_effort=reasoning_effort,
+        )
+        # The template's own special tokens are parsed; a client's, cut by MARK, are not.
+        pieces = marked.split(MARK)
+        tokens = [
+            token
+            for piece in pieces
+            if piece
+            for token in model.tokenize(piece.encode(), add_bos=False, special=True)
+        ]
+        if self._bos >= 0 and tokens[:1] != [self._bos]:
+            tokens.insert(0, self._bos)
+        return Prompt("".join(pieces), tuple(tokens))
 
     def render_text(self, text: str) -> Prompt:
         model = self._ready_model()
@@ -238,7 +266,11 @@ class LlamaCppEngine(TokenEngine):
     def detokenize(self, tokens: Sequence[int]) -> str:
         model = self._ready_model()
         check_tokens(tokens, model.n_vocab())
-        return model.detokenize(list(tokens)).decode("utf-8", errors="replace")
+        return model.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
+
+    @property
+    def chat_template(self) -> str | None:
+        return None if self._template is None else self._template.source
 
     @property
     def vocab_size(self) -> int | None:
@@ -319,3 +351,20 @@ class LlamaCppEngine(TokenEngine):
                 raise PromptTooLong(len(prompt.tokens), EMBEDDING_CONTEXT)
         vectors = await self._in_worker(lambda: self._embedder.embed([p.tokens for p in inputs]))
         return Embeddings(vectors=vectors, prompt_tokens=sum(len(p.tokens) for p in inputs))
+
+
+def special_token_texts(model: LlamaModel) -> list[str]:
+    """The text of every token only special mode matches (control and unknown tokens):
+    what client text must never turn into. User-defined tokens (Qwen's ``<think>``,
+    ``<tool_call>``) are matched in plain text too, by llama.cpp as by Hugging Face
+    tokenizers, and templates split client text on them (``content.split('</think>')``)."""
+    import llama_cpp
+
+    kinds = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+    texts = []
+    for token in range(model.n_vocab()):
+        if model.token_get_attr(token) & kinds:
+            text = model.detokenize([token], special=True).decode("utf-8", errors="replace")
+            if text:
+                texts.append(text)
+    return texts

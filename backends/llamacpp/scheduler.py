@@ -249,7 +249,9 @@ class Scheduler:
             return
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self._pieces[token] = self._model.detokenize([token])
+            # Special tokens stay text (a format's markup: [TOOL_CALLS], <|channel|>);
+            # end-of-generation tokens never get here.
+            piece = self._pieces[token] = self._model.detokenize([token], special=True)
         text = request.assembler.feed(piece)
         logprobs = (
             (token_logprob(logits, token, params.top_logprobs, self._piece),)

@@ -46,7 +46,10 @@ class ScriptedEngine(TokenEngine):
         self._status = EngineStatus.STOPPED
 
     def render_chat(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None,
+        **options: Any,
     ) -> Prompt:
         if self.bug_at == "render":
             raise RuntimeError("a bug while rendering")
