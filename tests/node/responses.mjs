@@ -89,7 +89,7 @@ async function toolRoundTrip() {
     input: question,
     tools: [WEATHER],
     tool_choice: { type: "function", name: "get_weather" },
-    max_output_tokens: 60,
+    max_output_tokens: 100,
   });
   const call = theCall(first);
   const args = JSON.parse(call.arguments);
@@ -127,7 +127,8 @@ async function structured() {
     model,
     input: "Describe the weather in Rome.",
     text: { format: { type: "json_schema", name: "forecast", schema: FORECAST, strict: true } },
-    max_output_tokens: 60,
+    temperature: 0,
+    max_output_tokens: 100,
   });
   const value = JSON.parse(response.output_text);
   const fits =
