@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.errors import ApiError, InvalidRequest, NotFound
 from appliance.openai.answers import ErrorResponse
@@ -151,7 +151,7 @@ class ResponsesController(Controller):
         self,
         caller: NamedDependency[ApiKey],
         responses: NamedDependency[ResponseStore],
-        response_id: str,
+        response_id: FromPath[str],
     ) -> ResponseObject:
         stored = await responses.get(caller.id, response_id)
         if stored is None:
@@ -173,7 +173,7 @@ class ResponsesController(Controller):
         self,
         caller: NamedDependency[ApiKey],
         responses: NamedDependency[ResponseStore],
-        response_id: str,
+        response_id: FromPath[str],
     ) -> DeletedResponse:
         if not await responses.delete(caller.id, response_id):
             raise _missing(response_id)
@@ -193,10 +193,10 @@ class ResponsesController(Controller):
         self,
         caller: NamedDependency[ApiKey],
         responses: NamedDependency[ResponseStore],
-        response_id: str,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_ITEMS_PAGE)] = 20,
-        order: Literal["asc", "desc"] = "desc",
-        after: str | None = None,
+        response_id: FromPath[str],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_ITEMS_PAGE)] = 20,
+        order: FromQuery[Literal["asc", "desc"]] = "desc",
+        after: FromQuery[str | None] = None,
     ) -> InputItemList:
         stored = await responses.get(caller.id, response_id)
         if stored is None:
