@@ -10,7 +10,7 @@ import anyio
 import msgspec
 from litestar import Litestar, Response, Router, get
 from litestar.di import NamedDependency
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from appliance.accounting.budget_alerts import BudgetAlerts
 from appliance.accounting.limits import Limiter
@@ -36,6 +36,7 @@ from appliance.management.tiers_routes import TiersController
 from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksController
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.answers import DOCUMENTED as OPENAI_ANSWERS
+from appliance.openai.answers import ErrorResponse
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_protocol import DOCUMENTED as RESPONSES_DOCUMENTED
 from appliance.openai.responses_routes import ResponsesController
@@ -74,6 +75,13 @@ async def _follow_key_changes(keys: KeyStore) -> None:
     media_type=CONTENT_TYPE,
     tags=["metrics"],
     guards=[metrics_reader],
+    responses={
+        401: ResponseSpec(
+            data_container=ErrorResponse,
+            description="Neither the admin key nor the metrics key",
+            generate_examples=False,
+        )
+    },
 )
 async def metrics(meter: NamedDependency[Meter]) -> Response[bytes]:
     return Response(meter.metrics.render(), media_type=CONTENT_TYPE)

@@ -12,8 +12,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from appliance.management.wire import LastMinute, RecentRequest, Totals
 from appliance.state.ledger import RequestRecord
 
 WINDOW_SECONDS = 60.0
@@ -42,36 +42,35 @@ class _ModelFigures:
         while self.window and self.window[0][0] < now - WINDOW_SECONDS:
             self.window.popleft()
 
-    def snapshot(self, now: float) -> dict[str, Any]:
+    def snapshot(self, now: float) -> tuple[Totals, LastMinute]:
         self.prune(now)
         latencies = [lat for _, status, lat, _ in self.window if status == "ok"]
         ttfts = [t for _, _, _, t in self.window if t is not None]
         errors = sum(1 for _, status, _, _ in self.window if status == "error")
         count = len(self.window)
-        return {
-            "totals": {
-                "requests": self.requests,
-                "errors": self.errors,
-                "cancelled": self.cancelled,
-                "rate_limited": self.rate_limited,
-                "prompt_tokens": self.prompt_tokens,
-                "generated_tokens": self.generated_tokens,
-            },
-            "last_minute": {
-                "requests": count,
-                "p50_latency_ms": percentile(latencies, 0.5),
-                "p95_latency_ms": percentile(latencies, 0.95),
-                "p50_ttft_ms": percentile(ttfts, 0.5),
-                "p95_ttft_ms": percentile(ttfts, 0.95),
-                "error_rate": errors / count if count else 0.0,
-            },
-        }
+        totals = Totals(
+            requests=self.requests,
+            errors=self.errors,
+            cancelled=self.cancelled,
+            rate_limited=self.rate_limited,
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=self.generated_tokens,
+        )
+        last_minute = LastMinute(
+            requests=count,
+            p50_latency_ms=percentile(latencies, 0.5),
+            p95_latency_ms=percentile(latencies, 0.95),
+            p50_ttft_ms=percentile(ttfts, 0.5),
+            p95_ttft_ms=percentile(ttfts, 0.95),
+            error_rate=errors / count if count else 0.0,
+        )
+        return totals, last_minute
 
 
 class LiveStats:
     def __init__(self) -> None:
         self._models: dict[str, _ModelFigures] = {}
-        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._recent: deque[RecentRequest] = deque(maxlen=RECENT)
         self._sequence = 0
 
     def _figures(self, model: str) -> _ModelFigures:
@@ -98,29 +97,30 @@ class LiveStats:
             figures.prune(now)
         self._sequence += 1
         self._recent.append(
-            {
-                "seq": self._sequence,
-                "id": row.id,
-                "time": row.ended_at,
-                "key": row.key_name,
-                "model": row.model or row.route_model,
-                "endpoint": row.endpoint,
-                "prompt_tokens": row.prompt_tokens,
-                "completion_tokens": row.completion_tokens,
-                "latency_ms": row.latency_ms,
-                "ttft_ms": row.ttft_ms,
-                "status": row.status,
-                "http_status": row.http_status,
-            }
+            RecentRequest(
+                seq=self._sequence,
+                id=row.id,
+                time=row.ended_at,
+                key=row.key_name,
+                model=row.model or row.route_model,
+                endpoint=row.endpoint,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
+                latency_ms=row.latency_ms,
+                ttft_ms=row.ttft_ms,
+                status=row.status,
+                http_status=row.http_status,
+            )
         )
 
-    def models(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def models(self, ids: Iterable[str]) -> dict[str, tuple[Totals, LastMinute]]:
+        """Each model's counters since start and its last minute."""
         now = time.time()
         return {model: self._figures(model).snapshot(now) for model in ids}
 
-    def recent(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, since: int = 0, limit: int = 100) -> list[RecentRequest]:
         """Requests numbered above `since`, oldest first, at most `limit` (the newest)."""
-        items = [item for item in self._recent if item["seq"] > since]
+        items = [item for item in self._recent if item.seq > since]
         return items[-limit:]
 
     @property

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
+
 from appliance.config import ModelConfig
 from appliance.deployments.autoscaler import Autoscaler
 from appliance.deployments.spec import Configuration, PricingBody, Scaling, scaling_of
 from appliance.hub.progress import DownloadProgress
+from appliance.management import wire
 from appliance.registry import ServedModel
 from backends.base import Engine
 from backends.replicas import ReplicaSet
@@ -62,49 +65,55 @@ class Deployment:
         return self.served.download
 
 
-def deployment_json(dep: Deployment) -> dict[str, Any]:
+def deployment_view(dep: Deployment) -> wire.Deployment:
     """A deployment as the management API and webhooks show it (camelCase, like the request)."""
     model = dep.model
     scaling = dep.scaling
-    conf = {
-        "backend": model.backend if model else dep.configuration.backend,
+    conf = wire.DeploymentConfiguration(
+        backend=model.backend if model else dep.configuration.backend,
         # Wanted now: as configured, or where autoscaling has taken it.
-        "replicas": scaling.replicas if dep.target is None else dep.target,
-        "autoScaling": scaling.auto,
-        "minReplicas": scaling.min_replicas if scaling.auto else None,
-        "maxReplicas": scaling.max_replicas if scaling.auto else None,
-        "cooldownSeconds": scaling.cooldown_seconds if scaling.auto else None,
-        "targetQueue": scaling.target_queue if scaling.auto else None,
-        "contextLength": model.context_length if model else dep.configuration.context_length,
-    }
+        replicas=scaling.replicas if dep.target is None else dep.target,
+        auto_scaling=scaling.auto,
+        min_replicas=scaling.min_replicas if scaling.auto else None,
+        max_replicas=scaling.max_replicas if scaling.auto else None,
+        cooldown_seconds=scaling.cooldown_seconds if scaling.auto else None,
+        target_queue=scaling.target_queue if scaling.auto else None,
+        context_length=model.context_length if model else dep.configuration.context_length,
+    )
     replicas = []
     for replica in dep.replicas.replicas:
         stats = replica.engine.stats()
         replicas.append(
-            {
-                "id": replica.id,
-                "status": "draining" if replica.retired else replica.engine.status.value,
-                "requestsInFlight": replica.in_flight,
-                "requestsServed": replica.served,
-                "running": stats.running,
-                "waiting": stats.waiting,
-                "loadSeconds": stats.load_seconds,
-                "error": stats.error,
-            }
+            wire.Replica(
+                id=replica.id,
+                status="draining" if replica.retired else replica.engine.status.value,
+                requests_in_flight=replica.in_flight,
+                requests_served=replica.served,
+                running=stats.running,
+                waiting=stats.waiting,
+                load_seconds=stats.load_seconds,
+                error=stats.error,
+            )
         )
     progress = dep.progress
-    return {
-        "id": dep.id,
-        "name": dep.id,
-        "modelId": dep.model_id,
-        "source": model.source if model else dep.source,
-        "declared": dep.declared,
-        "status": dep.status,
-        "error": dep.error,
-        "configuration": conf,
-        "readyReplicas": sum(1 for r in dep.replicas.replicas if r.ready),
-        "replicas": replicas,
-        "download": None if progress is None else progress.as_json(),
-        "createdAt": iso(dep.created_at),
-        "updatedAt": iso(dep.updated_at),
-    }
+    return wire.Deployment(
+        id=dep.id,
+        name=dep.id,
+        model_id=dep.model_id,
+        source=model.source if model else dep.source,
+        declared=dep.declared,
+        status=dep.status,
+        error=dep.error,
+        configuration=conf,
+        ready_replicas=sum(1 for r in dep.replicas.replicas if r.ready),
+        replicas=replicas,
+        download=None if progress is None else progress.view(),
+        created_at=iso(dep.created_at),
+        updated_at=iso(dep.updated_at),
+    )
+
+
+def deployment_json(dep: Deployment) -> dict[str, Any]:
+    """`deployment_view` as plain JSON, for webhook events."""
+    shown: dict[str, Any] = msgspec.to_builtins(deployment_view(dep))
+    return shown

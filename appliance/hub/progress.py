@@ -6,6 +6,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
+from appliance.management.wire import Download
+
 DownloadState = Literal["checking", "downloading", "verifying", "done", "failed"]
 
 
@@ -26,16 +30,21 @@ class DownloadProgress:
             return None
         return min(100.0, 100.0 * self.done_bytes / self.total_bytes)
 
-    def as_json(self) -> dict[str, Any]:
+    def view(self) -> Download:
         percent = self.percent
-        return {
-            "source": self.source,
-            "state": self.state,
-            "bytes": self.done_bytes,
-            "total_bytes": self.total_bytes,
-            "percent": None if percent is None else round(percent, 1),
-            "error": self.error,
-        }
+        return Download(
+            source=self.source,
+            state=self.state,
+            done_bytes=self.done_bytes,
+            total_bytes=self.total_bytes,
+            percent=None if percent is None else round(percent, 1),
+            error=self.error,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """`view` as plain JSON, for an admin's /v1/models."""
+        shown: dict[str, Any] = msgspec.to_builtins(self.view())
+        return shown
 
 
 class ProgressLog:

@@ -1,4 +1,4 @@
-"""The management API's own envelope, distinct from the OpenAI one.
+"""The management API's own envelope, distinct from the OpenAI one (typed in `typed_envelope`).
 
 Success: ``{"data": ..., "message": "..."}``, lists add
 ``"pagination": {"total", "limit", "offset", "hasMore"}``. Errors (`ManagementError`, put
@@ -8,34 +8,10 @@ in HTTP by `appliance.error_handlers`): ``{"error": "...", "code": "KEY_NOT_FOUN
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-from litestar import Response
-
 from appliance.management.errors import invalid
 
 MAX_PAGE = 1000
 MAX_OFFSET = 2**62  # SQLite integers are 64-bit
-
-
-def ok(data: Any, message: str, status: int = 200) -> Response[bytes]:
-    return Response(
-        msgspec.json.encode({"data": data, "message": message}),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
-def paged(items: list[Any], total: int, limit: int, offset: int, message: str) -> Response[bytes]:
-    pagination = {
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "hasMore": offset + len(items) < total,
-    }
-    body = {"data": items, "message": message, "pagination": pagination}
-    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 def page_params(limit: int | None, offset: int | None) -> tuple[int, int]:

@@ -8,16 +8,23 @@ from typing import Annotated, Any, Literal
 
 import aiosqlite
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.accounting.money import is_budget, usd
 from appliance.accounting.spending import period_start
 from appliance.config import Config
-from appliance.management.envelope import ok, page_params, paged
 from appliance.management.errors import invalid
-from appliance.management.key_view import key_json
+from appliance.management.key_view import key_json, key_view
+from appliance.management.typed_envelope import (
+    ADMIN_ERRORS,
+    KEY_CONFLICT,
+    KEY_NOT_FOUND,
+    Item,
+    Page,
+)
+from appliance.management.wire import ApiKeyView, CreatedKey, KeyInfo, ThisMonth
 from appliance.openai.decoding import decode_body
 from appliance.openapi_docs import body
 from appliance.registry import ModelRegistry
@@ -92,7 +99,11 @@ class ApiKeysController(Controller):
     path = "/api-keys"
     tags = ["keys"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get("/", summary="List API keys (config and API keys, active and revoked); no secrets")
+    @get(
+        "/",
+        summary="List API keys (config and API keys, active and revoked); no secrets",
+        responses=ADMIN_ERRORS,
+    )
     async def list_keys(
         self,
         keys: NamedDependency[KeyStore],
@@ -100,24 +111,25 @@ class ApiKeysController(Controller):
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["active", "revoked", "expired"] | None] = None,
-    ) -> Response[bytes]:
-        limit, offset = page_params(limit, offset)
+    ) -> Page[KeyInfo]:
         now = time.time()
         found = [k for k in await keys.all() if status is None or k.status(now) == status]
+        page = Page.of(found, limit, offset, f"{len(found)} API keys")
         month = await totals_since(reader, period_start("month", now))
         items = []
-        for key in found[offset : offset + limit]:
+        for key in page.data:
             spent = month.get(key.id, KeyTotals())
-            this_month = {"requests": spent.requests, "cost": usd(spent.cost_pusd)}
-            shown = key_json(key, await last_used(reader, key.id))
-            items.append({**shown, "this_month": this_month})
-        return paged(items, len(found), limit, offset, f"{len(found)} API keys")
+            shown = key_view(key, await last_used(reader, key.id))
+            this_month = ThisMonth(requests=spent.requests, cost=usd(spent.cost_pusd))
+            items.append(KeyInfo(**msgspec.structs.asdict(shown), this_month=this_month))
+        return Page(items, page.message, page.pagination)
 
     @post(
         "/",
         status_code=201,
         summary="Create an API key; the secret is in data.key, once",
         operation_class=body(CreateKeyBody),
+        responses={**ADMIN_ERRORS, 409: KEY_CONFLICT},
     )
     async def create_key(
         self,
@@ -126,7 +138,7 @@ class ApiKeysController(Controller):
         config: NamedDependency[Config],
         models: NamedDependency[ModelRegistry],
         events: NamedDependency[EventBus],
-    ) -> Response[bytes]:
+    ) -> Item[CreatedKey]:
         body = decode_body(await request.body(), CreateKeyBody)
         _check_tier(config, body.tier)
         allowed = _check_models(models, body.models)
@@ -140,23 +152,28 @@ class ApiKeysController(Controller):
             expires_at=_expiry(body.expires_at),
         )
         await events.publish("key.created", {"key": key_json(key)})
-        data = {**key_json(key), "key": secret}
-        return ok(data, "API key created; store the key now, it is not shown again", 201)
+        data = CreatedKey(**msgspec.structs.asdict(key_view(key)), key=secret)
+        return Item(data, "API key created; store the key now, it is not shown again")
 
-    @get("/{key_id:str}", summary="One API key by id or name")
+    @get(
+        "/{key_id:str}",
+        summary="One API key by id or name",
+        responses={**ADMIN_ERRORS, 404: KEY_NOT_FOUND},
+    )
     async def get_key(
         self,
         keys: NamedDependency[KeyStore],
         reader: NamedDependency[aiosqlite.Connection],
         key_id: FromPath[str],
-    ) -> Response[bytes]:
+    ) -> Item[ApiKeyView]:
         key = await keys.get(key_id)
-        return ok(key_json(key, await last_used(reader, key.id)), "API key")
+        return Item(key_view(key, await last_used(reader, key.id)), "API key")
 
     @put(
         "/{key_id:str}",
         summary="Change a key's tier, allow-list, budget or expiry",
         operation_class=body(UpdateKeyBody),
+        responses={**ADMIN_ERRORS, 404: KEY_NOT_FOUND, 409: KEY_CONFLICT},
     )
     async def update_key(
         self,
@@ -166,7 +183,7 @@ class ApiKeysController(Controller):
         config: NamedDependency[Config],
         models: NamedDependency[ModelRegistry],
         key_id: FromPath[str],
-    ) -> Response[bytes]:
+    ) -> Item[ApiKeyView]:
         body = decode_body(await request.body(), UpdateKeyBody)
         cleared = frozenset(
             name for name in ("tier", "models", "expires_at") if getattr(body, name) is None
@@ -186,17 +203,22 @@ class ApiKeysController(Controller):
             cleared=cleared,
         )
         key = await keys.update(key_id, changes)
-        return ok(key_json(key, await last_used(reader, key.id)), "API key updated")
+        return Item(key_view(key, await last_used(reader, key.id)), "API key updated")
 
-    @delete("/{key_id:str}", status_code=200, summary="Revoke a key at once")
+    @delete(
+        "/{key_id:str}",
+        status_code=200,
+        summary="Revoke a key at once",
+        responses={**ADMIN_ERRORS, 404: KEY_NOT_FOUND, 409: KEY_CONFLICT},
+    )
     async def revoke_key(
         self,
         keys: NamedDependency[KeyStore],
         events: NamedDependency[EventBus],
         key_id: FromPath[str],
-    ) -> Response[bytes]:
+    ) -> Item[ApiKeyView]:
         was_active = (await keys.get(key_id)).revoked_at is None
         key = await keys.revoke(key_id)
         if was_active:
             await events.publish("key.revoked", {"key": key_json(key)})
-        return ok(key_json(key), "API key revoked")
+        return Item(key_view(key), "API key revoked")

@@ -1,7 +1,7 @@
 """The management envelope as typed Structs, so /schema documents every response.
 
-Same JSON as ``envelope.ok``/``envelope.paged``: ``{"data", "message"}`` and, for lists,
-``"pagination": {"total", "limit", "offset", "hasMore"}``; errors as ``ErrorBody``.
+``{"data", "message"}`` and, for lists, ``"pagination": {"total", "limit", "offset",
+"hasMore"}``; errors as ``ErrorBody`` (see `appliance.management.envelope`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ class Page(msgspec.Struct, Generic[T]):
         more = offset + len(page) < len(items)
         return cls(page, message, Pagination(len(items), limit, offset, more))
 
+    @classmethod
+    def cut(cls, page: list[T], total: int, limit: int, offset: int, message: str) -> Page[T]:
+        """A page the database already cut: `page` of `total` items, from `offset`."""
+        more = offset + len(page) < total
+        return cls(page, message, Pagination(total, limit, offset, more))
+
 
 class Item(msgspec.Struct, Generic[T]):
     data: T
@@ -59,6 +65,16 @@ def _error(description: str) -> ResponseSpec:
 BAD_REQUEST = _error("A query parameter is invalid (VALIDATION_ERROR)")
 UNAUTHORIZED = _error("No valid API key (UNAUTHORIZED)")
 FORBIDDEN = _error("A user key on an admin endpoint (FORBIDDEN)")
-NOT_FOUND = _error("No such key (KEY_NOT_FOUND)")
+NOT_FOUND = KEY_NOT_FOUND = _error("No such key (KEY_NOT_FOUND)")
+WEBHOOK_NOT_FOUND = _error("No such webhook (WEBHOOK_NOT_FOUND)")
+DEPLOYMENT_NOT_FOUND = _error("No such deployment (DEPLOYMENT_NOT_FOUND)")
+KEY_CONFLICT = _error(
+    "The name is taken, or the key is declared in radiance.yaml "
+    "(KEY_NAME_TAKEN, KEY_DECLARED_IN_CONFIG)"
+)
+DEPLOYMENT_CONFLICT = _error(
+    "The name is taken, or the deployment is declared in radiance.yaml "
+    "(DEPLOYMENT_EXISTS, DEPLOYMENT_DECLARED_IN_CONFIG)"
+)
 ADMIN_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN}
 USER_ERRORS = {400: BAD_REQUEST, 401: UNAUTHORIZED}

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import datetime
-import json
 import urllib.parse
 from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from appliance.management.envelope import ok, page_params, paged
+from appliance.management.envelope import page_params
 from appliance.management.errors import invalid
+from appliance.management.typed_envelope import ADMIN_ERRORS, WEBHOOK_NOT_FOUND, Item, Page
+from appliance.management.webhook_view import (
+    CreatedWebhook,
+    DeliveryView,
+    WebhookView,
+    created_webhook,
+    delivery_view,
+    webhook_view,
+)
 from appliance.openai.decoding import decode_body
 from appliance.openapi_docs import body
-from appliance.state.webhooks import EVENTS, Delivery, Webhook, WebhookStore
+from appliance.state.webhooks import EVENTS, WebhookStore
 
 
 class CreateWebhookBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -26,40 +33,6 @@ class CreateWebhookBody(msgspec.Struct, forbid_unknown_fields=True):
     url: Annotated[str, msgspec.Meta(max_length=2048)]
     events: list[str]
     description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat()
-
-
-def webhook_json(hook: Webhook) -> dict[str, Any]:
-    """A webhook as the API shows it: never its secret."""
-    return {
-        "id": hook.id,
-        "url": hook.url,
-        "events": list(hook.events),
-        "description": hook.description,
-        "created_at": _iso(hook.created_at),
-    }
-
-
-def delivery_json(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "event": delivery.event,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "created_at": _iso(delivery.created_at),
-        "last_attempt_at": _iso(delivery.last_attempt_at),
-        "next_attempt_at": _iso(delivery.next_attempt_at) if delivery.status == "pending" else None,
-        "delivered_at": _iso(delivery.delivered_at),
-        "payload": json.loads(delivery.payload),
-    }
 
 
 def _check(request: CreateWebhookBody) -> None:
@@ -80,6 +53,9 @@ def _check(request: CreateWebhookBody) -> None:
         raise invalid("events lists an event twice", field="events")
 
 
+ONE = {**ADMIN_ERRORS, 404: WEBHOOK_NOT_FOUND}
+
+
 class WebhooksController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012 (Litestar reads it as a class attribute)
@@ -89,47 +65,51 @@ class WebhooksController(Controller):
         status_code=201,
         summary="Register a webhook; the signing secret is in data.secret, once",
         operation_class=body(CreateWebhookBody),
+        responses=ADMIN_ERRORS,
     )
     async def create_webhook(
         self, request: Request[Any, Any, Any], webhooks: NamedDependency[WebhookStore]
-    ) -> Response[bytes]:
+    ) -> Item[CreatedWebhook]:
         wanted = decode_body(await request.body(), CreateWebhookBody)
         _check(wanted)
         hook = await webhooks.create(wanted.url, wanted.events, wanted.description)
-        data = {**webhook_json(hook), "secret": hook.secret}
         message = (
             "Webhook created; store the secret now (it signs every delivery), it is not shown again"
         )
-        return ok(data, message, 201)
+        return Item(created_webhook(hook), message)
 
-    @get("/", summary="List webhooks (never their secrets)")
+    @get("/", summary="List webhooks (never their secrets)", responses=ADMIN_ERRORS)
     async def list_webhooks(
         self,
         webhooks: NamedDependency[WebhookStore],
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
-    ) -> Response[bytes]:
+    ) -> Page[WebhookView]:
         limit, offset = page_params(limit, offset)
         hooks, total = await webhooks.page(limit, offset)
-        return paged([webhook_json(h) for h in hooks], total, limit, offset, f"{total} webhooks")
+        items = [webhook_view(h) for h in hooks]
+        return Page.cut(items, total, limit, offset, f"{total} webhooks")
 
-    @get("/{webhook_id:str}", summary="One webhook")
+    @get("/{webhook_id:str}", summary="One webhook", responses=ONE)
     async def get_webhook(
         self, webhooks: NamedDependency[WebhookStore], webhook_id: FromPath[str]
-    ) -> Response[bytes]:
+    ) -> Item[WebhookView]:
         hook = await webhooks.get(webhook_id)
-        return ok(webhook_json(hook), "Webhook")
+        return Item(webhook_view(hook), "Webhook")
 
-    @delete("/{webhook_id:str}", status_code=200, summary="Remove a webhook and its log")
+    @delete(
+        "/{webhook_id:str}", status_code=200, summary="Remove a webhook and its log", responses=ONE
+    )
     async def delete_webhook(
         self, webhooks: NamedDependency[WebhookStore], webhook_id: FromPath[str]
-    ) -> Response[bytes]:
+    ) -> Item[WebhookView]:
         hook = await webhooks.delete(webhook_id)
-        return ok(webhook_json(hook), "Webhook deleted; its pending deliveries are dropped")
+        return Item(webhook_view(hook), "Webhook deleted; its pending deliveries are dropped")
 
     @get(
         "/{webhook_id:str}/deliveries",
         summary="The webhook's delivery log, newest first: status, attempts, last error",
+        responses=ONE,
     )
     async def list_deliveries(
         self,
@@ -138,9 +118,9 @@ class WebhooksController(Controller):
         limit: Annotated[int | None, QueryParameter(ge=1, le=1000)] = None,
         offset: Annotated[int | None, QueryParameter(ge=0, le=2**62)] = None,
         status: FromQuery[Literal["pending", "delivered", "failed"] | None] = None,
-    ) -> Response[bytes]:
+    ) -> Page[DeliveryView]:
         limit, offset = page_params(limit, offset)
         await webhooks.get(webhook_id)  # 404 for an unknown webhook
         rows, total = await webhooks.deliveries(webhook_id, limit, offset, status)
-        items = [delivery_json(row) for row in rows]
-        return paged(items, total, limit, offset, f"{total} deliveries")
+        items = [delivery_view(row) for row in rows]
+        return Page.cut(items, total, limit, offset, f"{total} deliveries")

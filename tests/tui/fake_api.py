@@ -53,7 +53,7 @@ class FakeApi:
             return _ok(self.keys)
         if path == "/v1/api-keys" and request.method == "POST":
             body = json.loads(request.content)
-            made = {"id": "k5", "name": body["name"], "prefix": "rad-Ne1", "tier": body.get("tier")}
+            made = _key("k5", body["name"], "rad-Ne1", body.get("tier"), "api")
             return _ok({**made, "key": "rad-Ne1-fixed-secret-for-the-snapshot"})
         if path == "/v1/tiers":
             return _ok([{"name": "free", "rpm": 60}, {"name": "pro", "rpm": 600}])
