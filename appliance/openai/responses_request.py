@@ -152,8 +152,8 @@ def responses_request(raw: bytes) -> ResponsePlan:
         value = data.get(name)
         if name in _NO_EFFECT or value in _HARMLESS.get(name, ()):
             continue
-        if name == "reasoning" and isinstance(value, dict) and not any(value.values()):
-            continue  # {"effort": null, "summary": null}: no reasoning asked for
+        if name == "reasoning" and _no_reasoning(value):
+            continue
         raise InvalidRequest(
             f"the parameter `{shown(name)}` is not supported on /v1/responses; leave it out",
             param=shown(name),
@@ -193,6 +193,14 @@ def responses_request(raw: bytes) -> ResponsePlan:
     else:
         items = [input_item(item, index) for index, item in enumerate(request.input)]
     return ResponsePlan(request, items, [_stored(item) for item in items])
+
+
+def _no_reasoning(value: Any) -> bool:
+    """`reasoning` that asks for none: `{}`, nulls, or `effort: "none"` (what a model
+    that does not reason does anyway)."""
+    if not isinstance(value, dict):
+        return False
+    return value.get("effort") in (None, "none") and not value.get("summary")
 
 
 def input_item(data: dict[str, Any], index: int) -> InputItem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -37,8 +38,9 @@ class Reply(pydantic.BaseModel):
 
 
 @pytest.fixture
-def client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0)
+def client(server: RunningServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0) as sdk:
+        yield sdk
 
 
 def ledger_row(server: RunningServer, request_id: str) -> tuple[object, ...]:
@@ -225,9 +227,12 @@ def test_streamed_function_call_events(client: openai.OpenAI) -> None:
         json.loads(call.arguments)
 
 
-def test_a_key_sees_only_its_own_responses(client: openai.OpenAI, server: RunningServer) -> None:
+def test_a_key_sees_only_its_own_responses(
+    client: openai.OpenAI, server: RunningServer, request: pytest.FixtureRequest
+) -> None:
     response = client.responses.create(model="tiny", input="hi", max_output_tokens=2)
     bob = openai.OpenAI(base_url=server.base_url, api_key=BOB, max_retries=0)
+    request.addfinalizer(bob.close)
     with pytest.raises(openai.NotFoundError):
         bob.responses.retrieve(response.id)
     with pytest.raises(openai.NotFoundError):
@@ -267,6 +272,7 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
         ({"input": "hi", "tool_choice": {"type": "file_search"}}, "tool_choice"),
         ({"input": "hi", "background": True}, "background"),
         ({"input": "hi", "reasoning": {"effort": "high"}}, "reasoning"),
+        ({"input": "hi", "reasoning": {"effort": "none", "summary": "auto"}}, "reasoning"),
         ({"input": "hi", "previous_response_id": "resp_nope"}, "previous_response_id"),
         ({"input": [], "model": "tiny"}, "input"),
         ({"input": "hi", "model": "nope"}, "model"),
