@@ -22,6 +22,7 @@ from appliance.openai.answers import (
 from appliance.openai.answers import ChatCompletionStreamResponseDelta as MessageDelta
 from appliance.openai.tool_calls import ToolPlan, call_schemas
 from appliance.openai.tool_formats import (
+    FAMILIES,
     CallArguments,
     CallStart,
     Content,
@@ -97,6 +98,11 @@ class AnswerReader:
         self.tools = tools
         self.inline = inline
         known = Tools.from_openai(declared if tools.mode == "auto" else None)
+        if tools.mode != "auto" and fmt.name != "harmony":
+            # No call to find: text streams as it comes (a family would hold back text
+            # that may open a call, e.g. JSON); <think> is still split. Harmony's channels
+            # are its reasoning, so it is read as itself.
+            fmt = ToolFormat(FAMILIES["plain"], fmt.thinking)
         # Inline reasoning: the family without its <think> wrapper, so the tags stay text.
         self._parser = (
             FormatParser(fmt.family, known) if inline else fmt.parser(known, prompt=prompt)

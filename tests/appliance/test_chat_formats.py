@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from fake_engine import ScriptedEngine
 from litestar.testing import AsyncTestClient
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, pydantic_function_tool
+from pydantic import BaseModel
 
 from appliance.app import create_app
 from appliance.config import parse_config_text
@@ -248,3 +249,50 @@ async def test_harmony_reasoning_inline_streams_as_it_answers_whole(tmp_path: pa
         stream = await sdk.chat.completions.create(model="scripted", messages=WEATHER, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == whole.choices[0].message.content
+
+
+async def test_sdk_parse_reads_a_family_call_into_its_model(tmp_path: pathlib.Path) -> None:
+    class GetWeather(BaseModel):
+        city: str
+
+    output = '<tool_call>\n{"name": "GetWeather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    async for sdk, _ in sdk_for(tmp_path, output, template("qwen3")):
+        parsed = await sdk.chat.completions.parse(
+            model="scripted", messages=WEATHER, tools=[pydantic_function_tool(GetWeather)]
+        )
+        (call,) = parsed.choices[0].message.tool_calls or []
+        assert call.function.parsed_arguments == GetWeather(city="Paris")  # type: ignore[union-attr]
+
+
+async def test_reasoning_tokens_of_every_choice_are_counted_in_a_stream(
+    tmp_path: pathlib.Path,
+) -> None:
+    output = "<think>\nTwo and two.\n</think>\n\nFour."
+    async for sdk, _ in sdk_for(tmp_path, output, template("qwen3")):
+        whole = await sdk.chat.completions.create(model="scripted", messages=WEATHER, n=2)
+        assert whole.usage and whole.usage.completion_tokens_details
+        spent = whole.usage.completion_tokens_details.reasoning_tokens
+        assert spent and spent % 2 == 0
+        stream = await sdk.chat.completions.create(
+            model="scripted",
+            messages=WEATHER,
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        usage = chunks[-1].usage
+        assert usage and usage.completion_tokens_details
+        assert usage.completion_tokens_details.reasoning_tokens == spent
+        assert usage.completion_tokens == whole.usage.completion_tokens
+
+
+async def test_json_without_tools_streams_as_it_comes(tmp_path: pathlib.Path) -> None:
+    output = '{"answer": "Four", "sure": true}'
+    async for sdk, _ in sdk_for(tmp_path, output, template("llama3")):
+        stream = await sdk.chat.completions.create(
+            model="scripted", messages=WEATHER, stream=True, response_format={"type": "json_object"}
+        )
+        texts = [c.choices[0].delta.content async for c in stream if c.choices]
+        assert "".join(t or "" for t in texts) == output
+        assert len([t for t in texts if t]) > 2, "not held back to the end"
