@@ -97,7 +97,8 @@ def _json_schema(
     fmt = body.response_format
     if tools.mode == "auto" and answers.name in ("generic", "plain"):
         # No tool-call markup of the model's own: calls only through constrained output.
-        if answers.name == "generic" and engine.capabilities.json_schema and not fmt:
+        plain_text = fmt is None or fmt.type == "text"
+        if answers.name == "generic" and engine.capabilities.json_schema and plain_text:
             return generic_schema(tools)
         raise InvalidRequest(
             "this model has no tool-call format of its own (name one with `tool_parser:` in "

@@ -189,6 +189,13 @@ CHAT_EXAMPLES: dict[str, dict[str, Any]] = {
         "top_logprobs": 2,
         "seed": 1,
     },
+    "template variables": {
+        "model": "my-model",
+        "messages": _HELLO,
+        "max_tokens": 8,
+        "reasoning_effort": "low",
+        "chat_template_kwargs": {"enable_thinking": False},
+    },
     "a forced tool call": {
         "model": "my-model",
         "messages": [{"role": "user", "content": "Weather in Paris?"}],
