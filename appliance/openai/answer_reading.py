@@ -41,7 +41,12 @@ def answer_format(config: ModelConfig, template: str | None) -> ToolFormat:
     """The format a model writes: named by ``tool_parser`` or detected from its template."""
     if config.tool_parser is not None:
         return by_name(config.tool_parser)
-    return detect(template)
+    found = detect(template)
+    if found.name == "generic" and template is not None and "tools" not in template:
+        # A template that does not read `tools` gets them from the engine as Hermes-style
+        # instructions (TokenEngine.render_chat): the model is taught <tool_call> blocks.
+        return by_name("hermes", thinking=found.thinking)
+    return found
 
 
 def describe_format(config: ModelConfig, template: str | None) -> str:

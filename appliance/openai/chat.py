@@ -307,8 +307,8 @@ async def _stream_chat(
             yield sse_event(chunk)
     if plan.body.stream_options and plan.body.stream_options.include_usage:
         spent = None
-        if reasoning:
-            texts = [text for text in reasoning if text]
+        texts = [text for text in reasoning if text]  # one per choice that reasoned
+        if texts:
             counts = [await asyncio.to_thread(_reasoning_tokens, plan.engine, t) for t in texts]
             spent = sum(counts)
         final = _chunk(plan, ctx, [])

@@ -197,7 +197,8 @@ async def test_malformed_call_is_text_and_stop(tmp_path: pathlib.Path) -> None:
 
 async def test_no_tool_markup_constrains_auto_to_the_generic_json(tmp_path: pathlib.Path) -> None:
     output = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}'
-    async for sdk, engine in sdk_for(tmp_path, output, "{{ messages }}"):
+    # The template reads `tools` but shows no markup of its own.
+    async for sdk, engine in sdk_for(tmp_path, output, "{{ tools }}{{ messages }}"):
         whole = await sdk.chat.completions.create(model="scripted", messages=WEATHER, tools=TOOLS)
         (call,) = whole.choices[0].message.tool_calls or []
         assert json.loads(call.function.arguments) == PARIS  # type: ignore[union-attr]
@@ -296,3 +297,29 @@ async def test_json_without_tools_streams_as_it_comes(tmp_path: pathlib.Path) ->
         texts = [c.choices[0].delta.content async for c in stream if c.choices]
         assert "".join(t or "" for t in texts) == output
         assert len([t for t in texts if t]) > 2, "not held back to the end"
+
+
+async def test_a_template_without_tools_reads_the_hermes_blocks_it_was_taught(
+    tmp_path: pathlib.Path,
+) -> None:
+    output = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    async for sdk, engine in sdk_for(tmp_path, output, "{{ messages }}"):
+        whole = await sdk.chat.completions.create(model="scripted", messages=WEATHER, tools=TOOLS)
+        (call,) = whole.choices[0].message.tool_calls or []
+        assert json.loads(call.function.arguments) == PARIS  # type: ignore[union-attr]
+        assert engine.seen[-1].json_schema is None
+
+
+async def test_usage_has_no_reasoning_details_when_nothing_was_reasoned(
+    tmp_path: pathlib.Path,
+) -> None:
+    async for sdk, _ in sdk_for(tmp_path, "Four.", template("qwen3")):
+        stream = await sdk.chat.completions.create(
+            model="scripted",
+            messages=WEATHER,
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        usage = [chunk async for chunk in stream][-1].usage
+        assert usage is not None and usage.completion_tokens_details is None
