@@ -47,7 +47,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(config.models)} models, {len(config.backends)} backends, "
         f"{len(config.keys)} keys, {len(config.tiers)} tiers)"
     )
+    for line in _format_lines(loaded):
+        print(line)
     return 0
+
+
+def _format_lines(loaded: LoadedConfig) -> list[str]:
+    """Which tool-call format each model whose answers Radiance reads is read in."""
+    from appliance.openai.answer_reading import describe_format
+    from backends.engines import plugin_of
+
+    lines = []
+    for model in loaded.config.models:
+        plugin = plugin_of(loaded.config.backends[model.backend])
+        if not plugin.parses_answers:
+            continue
+        template = plugin.chat_template(model, loaded.base_dir)
+        if model.tool_parser is None and template is None:
+            lines.append(f"  {model.id}: tool format found from its chat template when it loads")
+            continue
+        where = "tool_parser" if model.tool_parser else "its chat template"
+        lines.append(f"  {model.id}: tool format {describe_format(model, template)} ({where})")
+    return lines
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import uvicorn
 from litestar import Litestar
@@ -24,9 +24,11 @@ from appliance.app import create_app
 from appliance.config import LoadedConfig, ModelConfig
 from appliance.connections import head_timeout_protocol, raise_open_file_limit
 from appliance.errors import envelope
+from appliance.openai.answer_reading import describe_format
 from appliance.request_context import REQUEST_ID, error_event, server_stopping
 from appliance.runtime import Runtime
-from backends.base import EngineStatus
+from backends.base import EngineStatus, TokenEngine
+from backends.replicas import ReplicaSet
 
 log = logging.getLogger("radiance")
 
@@ -125,7 +127,8 @@ class _Server(uvicorn.Server):
             failed = [s.id for s in runtime.models if s.engine.status is EngineStatus.FAILED]
             models = [served.config for served in runtime.models]
             scheme = "https" if self.config.is_ssl else "http"
-            line = ready_line(self.config.host, self._bound_port(), models, failed, scheme)
+            formats = answer_formats(runtime)
+            line = ready_line(self.config.host, self._bound_port(), models, failed, scheme, formats)
             print(line, flush=True)
 
     def _bound_port(self) -> int:
@@ -136,20 +139,38 @@ class _Server(uvicorn.Server):
         return self.config.port
 
 
+def answer_formats(runtime: Runtime) -> dict[str, str]:
+    """The tool-call format of each model whose answers Radiance reads (llama.cpp's)."""
+    formats = {}
+    for served in runtime.models:
+        engine = served.engine
+        if isinstance(engine, ReplicaSet):
+            replicas = engine.replicas
+            engine = replicas[0].engine if replicas else engine
+        if isinstance(engine, TokenEngine):
+            formats[served.id] = describe_format(served.config, engine.chat_template)
+    return formats
+
+
 def ready_line(
     host: str,
     port: int,
     models: Sequence[ModelConfig],
     failed: Sequence[str] = (),
     scheme: str = "http",
+    formats: Mapping[str, str] | None = None,
 ) -> str:
-    """What `radiance up` prints once it serves: the address and the models that loaded."""
+    """What `radiance up` prints once it serves: the address and the models that loaded,
+    each with the tool-call format its answers are read in (where Radiance reads them)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    names = ", ".join(
-        m.id + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
-        for m in models
-        if m.id not in failed
-    )
+    formats = formats or {}
+
+    def notes(model: ModelConfig) -> str:
+        said = [f"aliases: {', '.join(model.aliases)}"] if model.aliases else []
+        said += [f"tool format: {formats[model.id]}"] if model.id in formats else []
+        return f" ({'; '.join(said)})" if said else ""
+
+    names = ", ".join(m.id + notes(m) for m in models if m.id not in failed)
     line = (
         f"radiance ready on {scheme}://{shown}:{port}/v1 (listening on {host}:{port}); "
         f"models: {names or 'none'}"

@@ -260,7 +260,8 @@ class TokenEngine(Engine):
         ``continue_final_message`` ends the prompt inside the last (assistant) message
         for the model to continue; ``template_kwargs`` (a request's
         ``chat_template_kwargs``, e.g. ``enable_thinking``) and ``reasoning_effort`` are
-        template variables.
+        template variables. A template that does not read ``tools`` gets them as
+        Hermes-style instructions (``<tool_call>`` blocks) in the system message.
         """
 
     @abc.abstractmethod

@@ -93,6 +93,9 @@ class EnginePlugin(abc.ABC):
     config: ClassVar[type[EngineConfig]]
     # Fields of a model that only this engine reads.
     model_fields: ClassVar[tuple[str, ...]] = ()
+    # Whether Radiance renders the prompts and parses the answers of its models itself
+    # (their `tool_parser` then names one of Radiance's own formats).
+    parses_answers: ClassVar[bool] = False
     # What a model's source is, said in a message; None: its models have no source.
     source_kind: ClassVar[str | None] = None
     # What an hf:// source names for it: one file, or a whole repository.
@@ -103,6 +106,11 @@ class EnginePlugin(abc.ABC):
     def check_backend(self, backend: Any, base_dir: Path) -> Iterator[Issue]:
         """Problems of a backend's settings that no type can say."""
         return iter(())
+
+    def chat_template(self, model: ModelFields, base_dir: Path) -> str | None:
+        """The chat template of a model, read without loading it (None when unknown: a
+        file not downloaded yet, or an engine that renders its own prompts)."""
+        return None
 
     def check_model(self, model: ModelFields, backend: Any) -> Iterator[Issue]:
         """Problems of a model on a backend of this engine, besides its source."""

@@ -114,6 +114,7 @@ class RunningServer:
     folder: pathlib.Path
     log_path: pathlib.Path
     log_file: IO[str]
+    ready_line: str = ""
 
     @property
     def root_url(self) -> str:
@@ -166,7 +167,7 @@ def start_server(
             line = process.stdout.readline()
             match = READY.search(line)
             if match:
-                return RunningServer(process, match.group(1), folder, log_path, log_file)
+                return RunningServer(process, match.group(1), folder, log_path, log_file, line)
         if process.poll() is not None:
             break
     process.kill()

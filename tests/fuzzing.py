@@ -227,7 +227,7 @@ def cases() -> Iterator[Case]:
     )
     yield chat, _with(chat, response_format={"type": "json_schema"}), None
     yield chat, _with(chat, response_format={"type": "xml"}), None
-    yield chat, _with(chat, reasoning_effort="high"), "reasoning_effort"
+    yield chat, _with(chat, reasoning_effort="extreme"), "reasoning_effort"
     yield chat, _with(chat, stream_options={"include_usage": "yes"}), None
     completions = "/completions"
     for prompt, param in (

@@ -14,6 +14,7 @@ from pathlib import Path
 from appliance.config.problems import ConfigProblem, SourceMap, child_path
 from appliance.config.schema import Config, ModelConfig
 from appliance.hub.source import BadHubSource, HubRepo, HubSource, is_hub_source, shape
+from appliance.openai.tool_formats import ALIASES, UnknownFormat, by_name
 from backends.engines import PLUGINS, plugin_of
 from backends.plugin import EnginePlugin, Issue
 
@@ -40,12 +41,20 @@ def _check_model(
 ) -> Iterator[ConfigProblem]:
     backend = config.backends[model.backend]
     plugin = plugin_of(backend)
-    for other in PLUGINS:
-        for field in other.model_fields:
-            if getattr(model, field) is not None and other is not plugin:
-                message = f"`{field}` is only used by engine `{other.name}`"
-                hint = f"backend `{model.backend}` has engine `{plugin.name}`"
-                yield where.problem(f"{path}.{field}", message, hint, key=True)
+    for field in sorted({f for other in PLUGINS for f in other.model_fields}):
+        if getattr(model, field) is not None and field not in plugin.model_fields:
+            users = " and ".join(f"`{o.name}`" for o in PLUGINS if field in o.model_fields)
+            message = f"`{field}` is only used by engine {users}"
+            hint = f"backend `{model.backend}` has engine `{plugin.name}`"
+            yield where.problem(f"{path}.{field}", message, hint, key=True)
+    if plugin.parses_answers and model.tool_parser is not None:
+        try:
+            by_name(model.tool_parser)
+        except UnknownFormat:
+            message = f"unknown tool_parser `{model.tool_parser}`"
+            hint = f"known: {', '.join(sorted(ALIASES))}; leave it out to detect it"
+            hint += " from the model's chat template"
+            yield where.problem(f"{path}.tool_parser", message, hint)
     for issue in plugin.check_model(model, backend):
         yield _located(where, path, issue)
     if plugin.source_kind is None:

@@ -132,8 +132,13 @@ class ModelConfig(Base, frozen=True):
     # (a key that may use it still sees it).
     public: bool = True
     default_max_tokens: PositiveInt | None = None
-    # vllm: the tool-call parser (`--tool-call-parser`) that enables tool_choice `auto`.
+    # The format the model writes tool calls in (vLLM's `--tool-call-parser` names: hermes,
+    # llama3_json, mistral, deepseek_v3, openai, ...). llamacpp: found from the chat
+    # template when not set; vllm: enables tool_choice `auto`.
     tool_parser: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    # llamacpp: `split` answers a model's reasoning (<think>, harmony's analysis) in
+    # `reasoning_content`; `inline` leaves it in `content` as the model wrote it.
+    reasoning: Literal["split", "inline"] = "split"
     # openai: the model name the replicas know; the id by default.
     upstream_model: str | None = None
     # Engines of this model serving side by side (llama.cpp contexts, vLLM processes);

@@ -44,10 +44,19 @@ class ErrorResponse(ResponseBody, kw_only=True):
 # -- usage and log-probabilities ------------------------------------------------------
 
 
+class CompletionTokensDetails(ResponseBody, kw_only=True):
+    reasoning_tokens: int  # of completion_tokens, those the model spent reasoning
+
+
 class CompletionUsage(ResponseBody, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class ChatCompletionUsage(CompletionUsage, kw_only=True):
+    # Present when the model reasoned apart (`reasoning_content`).
+    completion_tokens_details: CompletionTokensDetails | UnsetType = UNSET
 
 
 class TopLogprob(ResponseBody, kw_only=True):
@@ -87,6 +96,9 @@ class ChatCompletionResponseMessage(ResponseBody, kw_only=True):
     content: str | None
     refusal: str | None = None  # Radiance's models never refuse through this field
     tool_calls: list[ChatCompletionMessageToolCall] | UnsetType = UNSET
+    # The model's reasoning (<think>, harmony's analysis channel) as vLLM and llama-server
+    # send it; absent when the model did not reason or the model keeps it inline.
+    reasoning_content: str | UnsetType = UNSET
 
 
 class ChatChoice(ResponseBody, kw_only=True):
@@ -102,19 +114,28 @@ class CreateChatCompletionResponse(ResponseBody, kw_only=True):
     created: int
     model: str
     choices: list[ChatChoice]
-    usage: CompletionUsage
+    usage: ChatCompletionUsage
+
+
+class FunctionCallDelta(ResponseBody, kw_only=True):
+    """The first delta of a call names the function (arguments ``""``); later ones carry
+    fragments of the arguments, which join to a JSON text."""
+
+    name: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
 
 
 class ChatCompletionMessageToolCallChunk(ResponseBody, kw_only=True):
     index: int
     id: str | UnsetType = UNSET
     type: Literal["function"] | UnsetType = UNSET
-    function: FunctionCallOut | UnsetType = UNSET
+    function: FunctionCallDelta | UnsetType = UNSET
 
 
 class ChatCompletionStreamResponseDelta(ResponseBody, kw_only=True):
     role: Literal["assistant"] | UnsetType = UNSET
     content: str | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType = UNSET
     tool_calls: list[ChatCompletionMessageToolCallChunk] | UnsetType = UNSET
 
 
@@ -135,7 +156,7 @@ class ChatCompletionStreamResponse(ResponseBody, kw_only=True):
     created: int
     model: str
     choices: list[ChatStreamChoice]
-    usage: CompletionUsage | UnsetType | None = UNSET
+    usage: ChatCompletionUsage | UnsetType | None = UNSET
 
 
 # -- legacy completions ---------------------------------------------------------------

@@ -15,28 +15,36 @@ from typing import Any
 import msgspec
 
 from appliance.errors import InvalidRequest
+from appliance.openai.answer_reading import AnswerReader, answer_format, generic_schema
 from appliance.openai.answers import (
     ChatChoice,
     ChatChoiceLogprobs,
-    ChatCompletionMessageToolCall,
-    ChatCompletionMessageToolCallChunk,
     ChatCompletionResponseMessage,
     ChatCompletionStreamResponse,
     ChatCompletionTokenLogprob,
+    ChatCompletionUsage,
     ChatStreamChoice,
-    CompletionUsage,
+    CompletionTokensDetails,
     CreateChatCompletionResponse,
 )
 from appliance.openai.answers import ChatCompletionStreamResponseDelta as MessageDelta
-from appliance.openai.engine_calls import first_delta, logprob_entry
+from appliance.openai.engine_calls import api_error, first_delta, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
 from appliance.openai.schema_bounds import check_schema, check_tools
 from appliance.openai.sse import sse_event
-from appliance.openai.tool_calls import OPEN_TAG, ToolPlan, plan_tools
+from appliance.openai.tool_calls import ToolPlan, plan_tools
+from appliance.openai.tool_formats import ToolFormat
 from appliance.registry import ServedModel
 from appliance.request_context import RequestContext
-from backends.base import Delta, EngineError, Prompt, SamplingParams, TokenEngine
+from backends.base import (
+    Delta,
+    EngineError,
+    Prompt,
+    SamplingParams,
+    TokenEngine,
+    UnsupportedRequest,
+)
 
 
 def _content_text(message: ChatMessage, index: int) -> str | None:
@@ -83,8 +91,21 @@ def template_messages(body: ChatCompletionRequest) -> list[dict[str, Any]]:
     return rendered
 
 
-def _json_schema(body: ChatCompletionRequest, tools: ToolPlan) -> dict[str, Any] | None:
+def _json_schema(
+    body: ChatCompletionRequest, tools: ToolPlan, answers: ToolFormat, engine: TokenEngine
+) -> dict[str, Any] | None:
     fmt = body.response_format
+    if tools.mode == "auto" and answers.name in ("generic", "plain"):
+        # No tool-call markup of the model's own: calls only through constrained output.
+        plain_text = fmt is None or fmt.type == "text"
+        if answers.name == "generic" and engine.capabilities.json_schema and plain_text:
+            return generic_schema(tools)
+        raise InvalidRequest(
+            "this model has no tool-call format of its own (name one with `tool_parser:` in "
+            'radiance.yaml), so tool_choice `auto` cannot be read; send `"required"` or a '
+            "named function",
+            param="tool_choice",
+        )
     if tools.constrained:
         if fmt is not None and fmt.type != "text":
             raise InvalidRequest(
@@ -112,6 +133,7 @@ class ChatPlan:
     engine: TokenEngine  # the replica the request is served on
     prompt: Prompt
     tools: ToolPlan
+    reader: AnswerReader
     choices: list[SamplingParams]
     created: int
 
@@ -127,13 +149,13 @@ async def plan_chat(
     listed = [msgspec.to_builtins(t) for t in tools.tools] if tools.mode != "none" else None
     if listed:
         check_tools(listed)
-    schema = _json_schema(body, tools)
+    answers = answer_format(served.config, engine.chat_template)
+    schema = _json_schema(body, tools, answers, engine)
     messages = template_messages(body)
-    try:
-        # Rendering a template over long messages and tokenizing it takes a while.
-        prompt = await asyncio.to_thread(engine.render_chat, messages, listed)
-    except EngineError as exc:
-        raise InvalidRequest(str(exc), param="messages") from exc
+    prompt = await _render(body, engine, messages, listed)
+    reader = AnswerReader(
+        tools, answers, listed, prompt.text, inline=served.config.reasoning == "inline"
+    )
     ctx.prompt_tokens = len(prompt.tokens)
     requested = body.max_completion_tokens or body.max_tokens
     param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
@@ -152,7 +174,61 @@ async def plan_chat(
         )
         for i in range(body.n or 1)
     ]
-    return ChatPlan(body, served, engine, prompt, tools, choices, int(time.time()))
+    return ChatPlan(body, served, engine, prompt, tools, reader, choices, int(time.time()))
+
+
+async def _render(
+    body: ChatCompletionRequest,
+    engine: TokenEngine,
+    messages: list[dict[str, Any]],
+    listed: list[dict[str, Any]] | None,
+) -> Prompt:
+    if body.continue_final_message:
+        if body.add_generation_prompt:
+            raise InvalidRequest(
+                "`continue_final_message` needs `add_generation_prompt: false`",
+                param="continue_final_message",
+            )
+        if body.messages[-1].role != "assistant":
+            raise InvalidRequest(
+                "`continue_final_message` continues a last message of role `assistant`",
+                param="continue_final_message",
+            )
+    try:
+        # Rendering a template over long messages and tokenizing it takes a while.
+        return await asyncio.to_thread(
+            engine.render_chat,
+            messages,
+            listed,
+            add_generation_prompt=body.add_generation_prompt,
+            continue_final_message=body.continue_final_message,
+            template_kwargs=body.chat_template_kwargs,
+            reasoning_effort=body.reasoning_effort,
+        )
+    except UnsupportedRequest as exc:
+        raise api_error(exc) from exc
+    except EngineError as exc:
+        raise InvalidRequest(str(exc), param="messages") from exc
+
+
+def _reasoning_tokens(engine: TokenEngine, reasoning: str) -> int:
+    """How many tokens the model spent on ``reasoning`` (its text tokenized again)."""
+    if not reasoning:
+        return 0
+    return max(0, len(engine.render_text(reasoning).tokens) - len(engine.render_text("").tokens))
+
+
+def _usage(ctx: RequestContext, reasoning_tokens: int | None) -> ChatCompletionUsage:
+    counts = ctx.usage()
+    usage = ChatCompletionUsage(
+        prompt_tokens=counts["prompt_tokens"],
+        completion_tokens=counts["completion_tokens"],
+        total_tokens=counts["total_tokens"],
+    )
+    if reasoning_tokens is not None:
+        spent = min(reasoning_tokens, usage.completion_tokens)
+        usage.completion_tokens_details = CompletionTokensDetails(reasoning_tokens=spent)
+    return usage
 
 
 def _chunk(
@@ -168,7 +244,7 @@ def _chunk(
     )
 
 
-def _finish(tools: ToolPlan, reason: str, calls: list[ChatCompletionMessageToolCall]) -> str:
+def _finish(tools: ToolPlan, reason: str, calls: int) -> str:
     if reason == "cancelled":
         return "stop"
     if calls and reason == "stop" and tools.mode in ("auto", "required"):
@@ -178,6 +254,7 @@ def _finish(tools: ToolPlan, reason: str, calls: list[ChatCompletionMessageToolC
 
 async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatCompletionResponse:
     choices = []
+    reasoning_tokens: int | None = None
     for index, params in enumerate(plan.choices):
         deltas = await first_delta(plan.engine, plan.prompt, params)
         text: list[str] = []
@@ -188,16 +265,21 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatComple
             text.append(delta.text)
             entries.extend(logprob_entry(lp) for lp in delta.logprobs)
             reason = delta.finish_reason or reason
-        content, calls = plan.tools.parse("".join(text))
+        reading = plan.reader.whole("".join(text))
+        if reading.reasoning:
+            spent = await asyncio.to_thread(_reasoning_tokens, plan.engine, reading.reasoning)
+            reasoning_tokens = (reasoning_tokens or 0) + spent
         message = ChatCompletionResponseMessage(
-            content=content, tool_calls=calls if calls else msgspec.UNSET
+            content=reading.content,
+            tool_calls=reading.calls or msgspec.UNSET,
+            reasoning_content=reading.reasoning or msgspec.UNSET,
         )
         choices.append(
             ChatChoice(
                 index=index,
                 message=message,
                 logprobs=ChatChoiceLogprobs(content=entries) if params.logprobs else None,
-                finish_reason=_finish(plan.tools, reason, calls),
+                finish_reason=_finish(plan.tools, reason, len(reading.calls)),
             )
         )
     return CreateChatCompletionResponse(
@@ -205,7 +287,7 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatComple
         created=plan.created,
         model=plan.served.id,
         choices=choices,
-        usage=CompletionUsage(**ctx.usage()),
+        usage=_usage(ctx, reasoning_tokens),
     )
 
 
@@ -218,13 +300,19 @@ async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator
 async def _stream_chat(
     plan: ChatPlan, ctx: RequestContext, first: AsyncIterator[Delta]
 ) -> AsyncIterator[bytes]:
+    reasoning: list[str] = []
     for index, params in enumerate(plan.choices):
         deltas = first if index == 0 else await first_delta(plan.engine, plan.prompt, params)
-        async for chunk in _choice_chunks(plan, ctx, index, params, deltas):
+        async for chunk in _choice_chunks(plan, ctx, index, params, deltas, reasoning):
             yield sse_event(chunk)
     if plan.body.stream_options and plan.body.stream_options.include_usage:
+        spent = None
+        texts = [text for text in reasoning if text]  # one per choice that reasoned
+        if texts:
+            counts = [await asyncio.to_thread(_reasoning_tokens, plan.engine, t) for t in texts]
+            spent = sum(counts)
         final = _chunk(plan, ctx, [])
-        final.usage = CompletionUsage(**ctx.usage())
+        final.usage = _usage(ctx, spent)
         yield sse_event(final)
 
 
@@ -234,7 +322,10 @@ async def _choice_chunks(
     index: int,
     params: SamplingParams,
     deltas: AsyncIterator[Delta],
+    reasoning: list[str],
 ) -> AsyncIterator[ChatCompletionStreamResponse]:
+    """One choice's chunks; its reasoning text is appended to ``reasoning``."""
+
     def choice(
         delta: MessageDelta,
         logprobs: list[ChatCompletionTokenLogprob] | None = None,
@@ -249,42 +340,25 @@ async def _choice_chunks(
         return _chunk(plan, ctx, [item])
 
     yield choice(MessageDelta(role="assistant", content=""))
-    # Forced tool calls arrive whole at the end; under `auto`, text that may open a
-    # <tool_call> block is held until it is clear whether it does.
-    buffering = plan.tools.constrained or plan.tools.mode == "auto"
-    held: list[str] = []
-    held_logprobs: list[ChatCompletionTokenLogprob] = []
+    # Log-probabilities ride on the next chunk sent: text the format holds back (it may
+    # open a call) sends its tokens' entries with the chunk that finally carries it.
+    stream = plan.reader.stream()
+    pending: list[ChatCompletionTokenLogprob] = []
     reason = "length"
     try:
         async for delta in deltas:
             ctx.add_tokens(delta.tokens)
             reason = delta.finish_reason or reason
-            entries = [logprob_entry(lp) for lp in delta.logprobs]
-            if buffering:
-                held.append(delta.text)
-                held_logprobs.extend(entries)
-                so_far = "".join(held).lstrip()
-                if plan.tools.constrained or OPEN_TAG.startswith(so_far[: len(OPEN_TAG)]):
-                    continue
-                buffering = False
-                yield choice(MessageDelta(content="".join(held)), held_logprobs)
-                held, held_logprobs = [], []
-                continue
-            if delta.text or entries:
-                yield choice(MessageDelta(content=delta.text), entries)
+            pending.extend(logprob_entry(lp) for lp in delta.logprobs)
+            for message in stream.feed(delta.text):
+                yield choice(message, pending)
+                pending = []
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
-    calls: list[ChatCompletionMessageToolCall] = []
-    if held:
-        content, calls = plan.tools.parse("".join(held))
-        if calls:
-            chunks = [
-                ChatCompletionMessageToolCallChunk(
-                    index=i, id=call.id, type=call.type, function=call.function
-                )
-                for i, call in enumerate(calls)
-            ]
-            yield choice(MessageDelta(tool_calls=chunks), held_logprobs)
-        elif content:
-            yield choice(MessageDelta(content=content), held_logprobs)
-    yield choice(MessageDelta(), None, _finish(plan.tools, reason, calls))
+    for message in stream.finish():
+        yield choice(message, pending)
+        pending = []
+    if pending:
+        yield choice(MessageDelta(content=""), pending)
+    reasoning.append("".join(stream.reasoning))
+    yield choice(MessageDelta(), None, _finish(plan.tools, reason, stream.calls))

@@ -9,6 +9,11 @@ Every field is honoured or refused, never silently dropped:
 - a proxy engine (vLLM, an upstream server) gets the body as the client sent it,
   so engine-specific fields (vLLM's ``top_k``, ``min_p``, ...) reach it and it decides.
 
+The chat template's own fields (``reasoning_effort``, ``chat_template_kwargs``, and vLLM's
+``add_generation_prompt``/``continue_final_message`` prefill) are read by the request
+Struct: a llama.cpp model's template gets them, a proxy engine the body as sent. The
+legacy ``functions``/``function_call`` are refused with a hint to send ``tools``.
+
 A field sent as ``null`` is a field not sent.
 """
 

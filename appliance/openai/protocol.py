@@ -33,12 +33,16 @@ MAX_INPUTS = 2048  # embedding inputs or completion prompts in one request, as O
 MAX_LOGIT_BIAS = 1024
 MAX_EMBEDDING_TOKENS = 300_000  # tokens in all the inputs of one request, as OpenAI
 MAX_COMPLETION_RUNS = 128  # prompts times n in one /v1/completions request
+MAX_TEMPLATE_KWARGS = 64  # variables in a request's chat_template_kwargs
 ShortText = Annotated[str, Meta(max_length=MAX_NAME)]
 FunctionName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # {"token id": bias}: added to the token's logit, -100 bans it and 100 all but forces it.
 LogitBias = Annotated[
     dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]], Meta(max_length=MAX_LOGIT_BIAS)
 ]
+
+
+TemplateKwargs = Annotated[dict[ShortText, Any], Meta(max_length=MAX_TEMPLATE_KWARGS)]
 
 
 class Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -137,6 +141,13 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     tools: Annotated[list[Tool], Meta(max_length=MAX_TOOLS)] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    # Read by the chat template (a llama.cpp model's; a proxy engine gets them as sent).
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    # Extra template variables, e.g. {"enable_thinking": false} (vLLM's field).
+    chat_template_kwargs: TemplateKwargs | None = None
+    # A prefill (vLLM's fields): the last, assistant message is continued, not answered.
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
 
 
 PromptItem = str | int | list[int]
@@ -177,6 +188,13 @@ CHAT_EXAMPLES: dict[str, dict[str, Any]] = {
         "logprobs": True,
         "top_logprobs": 2,
         "seed": 1,
+    },
+    "template variables": {
+        "model": "my-model",
+        "messages": _HELLO,
+        "max_tokens": 8,
+        "reasoning_effort": "low",
+        "chat_template_kwargs": {"enable_thinking": False},
     },
     "a forced tool call": {
         "model": "my-model",

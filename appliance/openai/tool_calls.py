@@ -5,8 +5,8 @@
   returned as one call (finish_reason ``stop``, as OpenAI does for a forced call).
 - ``required``: the output is constrained to a JSON list of ``{"name", "arguments"}``
   objects naming declared functions.
-- ``auto``: unconstrained; ``<tool_call>{...}</tool_call>`` blocks in the text (the
-  convention of Hermes/Qwen-style chat templates) become tool_calls.
+- ``auto``: unconstrained; the model's own tool-call format (``tool_formats``, read by
+  ``answer_reading``) says which parts of the text are calls.
 
 A call's ``arguments`` is always a valid JSON text. A constrained answer cut short by
 ``max_tokens`` is not a call at all: the message has neither content nor tool_calls, and
@@ -16,7 +16,6 @@ its finish_reason ``length`` says why.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,9 +23,6 @@ from typing import Any, Literal
 from appliance.errors import InvalidRequest
 from appliance.openai.answers import ChatCompletionMessageToolCall, FunctionCallOut
 from appliance.openai.protocol import ChatCompletionRequest, NamedToolChoice, Tool
-
-_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
-OPEN_TAG = "<tool_call>"
 
 Mode = Literal["none", "auto", "required", "named"]
 
@@ -41,6 +37,19 @@ def _call(name: str, arguments: Any) -> ChatCompletionMessageToolCall:
 
 def _parameters(tool: Tool) -> dict[str, Any]:
     return tool.function.parameters or {"type": "object", "properties": {}}
+
+
+def call_schemas(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
+    """One JSON schema per tool for a call ``{"name", "arguments"}`` of it."""
+    return [
+        {
+            "type": "object",
+            "properties": {"name": {"const": t.function.name}, "arguments": _parameters(t)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
 
 
 @dataclass(frozen=True)
@@ -59,24 +68,13 @@ class ToolPlan:
             tool = next(t for t in self.tools if t.function.name == self.name)
             return _parameters(tool)
         if self.mode == "required":
-            calls = [
-                {
-                    "type": "object",
-                    "properties": {
-                        "name": {"const": t.function.name},
-                        "arguments": _parameters(t),
-                    },
-                    "required": ["name", "arguments"],
-                    "additionalProperties": False,
-                }
-                for t in self.tools
-            ]
             most = 4 if self.parallel else 1
-            return {"type": "array", "items": {"anyOf": calls}, "minItems": 1, "maxItems": most}
+            items = {"anyOf": call_schemas(self.tools)}
+            return {"type": "array", "items": items, "minItems": 1, "maxItems": most}
         return None
 
     def parse(self, text: str) -> tuple[str | None, list[ChatCompletionMessageToolCall]]:
-        """Split generated text into (content, tool_calls)."""
+        """Read a forced call's text into (content, tool_calls); other text is content."""
         if self.mode == "named":
             assert self.name is not None
             try:
@@ -90,17 +88,6 @@ class ToolPlan:
                 return None, [_call(item["name"], item["arguments"]) for item in items]
             except (ValueError, TypeError, KeyError):
                 return None, []  # cut short by max_tokens
-        if self.mode == "auto":
-            calls = []
-            for match in _BLOCK.finditer(text):
-                try:
-                    item = json.loads(match.group(1))
-                    calls.append(_call(str(item["name"]), item.get("arguments", {})))
-                except (ValueError, TypeError, KeyError):
-                    continue
-            if calls:
-                rest = _BLOCK.sub("", text).strip()
-                return rest or None, calls
         return text, []
 
 

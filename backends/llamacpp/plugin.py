@@ -14,6 +14,7 @@ from backends.plugin import (
     EngineConfig,
     EnginePlugin,
     Issue,
+    ModelFields,
     PositiveInt,
     ReplicaPlan,
     resolve_path,
@@ -39,6 +40,8 @@ class LlamaCppPlugin(EnginePlugin):
     source_kind = "a GGUF file"
     hub_source = "file"
     source_suffix = ".gguf"
+    model_fields = ("tool_parser",)
+    parses_answers = True
 
     def check_local_source(self, source: str, base_dir: Path) -> Iterator[Issue]:
         """A readable file that starts with the bytes `GGUF`."""
@@ -60,6 +63,22 @@ class LlamaCppPlugin(EnginePlugin):
         if magic != b"GGUF":
             hint = "a GGUF file starts with the bytes `GGUF`"
             yield Issue("source", f"source `{file}` is not a GGUF file", hint)
+
+    def chat_template(self, model: ModelFields, base_dir: Path) -> str | None:
+        """The GGUF's `tokenizer.chat_template`, read from its header."""
+        if model.source is None or "://" in model.source:
+            return None
+        try:
+            from gguf import GGUFReader
+
+            field = GGUFReader(resolve_path(base_dir, model.source)).fields.get(
+                "tokenizer.chat_template"
+            )
+            if field is None or not field.data:
+                return None
+            return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+        except (OSError, ValueError, IndexError, KeyError):
+            return None  # not readable here; the engine reads it when it loads
 
     def build(self, backend: Any, plan: ReplicaPlan) -> Engine:
         from backends.llamacpp.engine import LlamaCppEngine, LlamaCppSettings

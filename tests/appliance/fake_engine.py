@@ -16,16 +16,26 @@ from backends.base import (
     TokenEngine,
 )
 
+# A Hermes-shaped template's markers: its tool calls are <tool_call> blocks.
+HERMES_TEMPLATE = "{{ tools }}<tool_call>{{ messages }}</tool_call>"
+
 
 class ScriptedEngine(TokenEngine):
-    """Answers every request with the same pieces of text, one token each."""
+    """Answers every request with the same pieces of text, one token each; its chat
+    template (only its markers are read) says which format the answers are in."""
 
     capabilities = Capabilities(embeddings=False, logprobs=False, json_schema=True, tools=True)
 
     def __init__(
-        self, pieces: Sequence[str], fail_after: int | None = None, bug_at: str | None = None
+        self,
+        pieces: Sequence[str],
+        fail_after: int | None = None,
+        bug_at: str | None = None,
+        template: str | None = HERMES_TEMPLATE,
     ) -> None:
         self.pieces = list(pieces)
+        self.template = template
+        self.rendered: list[dict[str, Any]] = []  # the options of each render_chat
         self.fail_after = fail_after
         # A bug of our own (not an EngineError) at "render", "first", "middle" or "end".
         self.bug_at = bug_at
@@ -53,8 +63,13 @@ class ScriptedEngine(TokenEngine):
     ) -> Prompt:
         if self.bug_at == "render":
             raise RuntimeError("a bug while rendering")
+        self.rendered.append(options)
         text = "\n".join(str(m.get("content")) for m in messages)
         return self.render_text(text)
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.template
 
     def render_text(self, text: str) -> Prompt:
         return Prompt(text, tuple(range(len(text.split()) + 1)))

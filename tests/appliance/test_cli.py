@@ -33,6 +33,8 @@ def test_check_accepts_the_shipped_config_once_its_model_exists(tmp_path: pathli
     ok = radiance("check", str(tmp_path / "radiance.yaml"), env=env)
     assert ok.returncode == 0, ok.stderr
     assert "OK" in ok.stdout
+    # The demo model's template is Hermes-shaped: its tool calls are <tool_call> blocks.
+    assert "tool format hermes (its chat template)" in ok.stdout
 
 
 def test_check_points_at_the_broken_line(tmp_path: pathlib.Path) -> None:

@@ -123,9 +123,7 @@ def test_openai_models_take_no_source(home: Path) -> None:
 
 
 def test_fields_of_another_engine_are_errors(home: Path) -> None:
-    text = edit(
-        "    source: models/tiny.gguf\n", "    source: models/tiny.gguf\n    tool_parser: x\n"
-    )
+    text = edit("    upstream_model: Qwen2.5-72B-Instruct\n", "    tool_parser: hermes\n")
     text = edit("    tool_parser: llama3_json\n", "    upstream_model: y\n", text)
     assert errors(home, text, {}) == [
         (
@@ -133,10 +131,25 @@ def test_fields_of_another_engine_are_errors(home: Path) -> None:
             " engine `openai` (backend `h100` has engine `vllm`)"
         ),
         (
-            "radiance.yaml:28:5: $.models[3].tool_parser: `tool_parser` is only used by engine"
-            " `vllm` (backend `cpu` has engine `llamacpp`)"
+            "radiance.yaml:24:5: $.models[2].tool_parser: `tool_parser` is only used by engine"
+            " `llamacpp` and `vllm` (backend `edge` has engine `openai`)"
         ),
     ]
+
+
+def test_a_llamacpp_tool_parser_names_a_known_format(home: Path) -> None:
+    ok = edit(
+        "    source: models/tiny.gguf\n", "    source: models/tiny.gguf\n    tool_parser: mistral\n"
+    )
+    assert load(home, ok, {}).config.models[3].tool_parser == "mistral"
+    text = edit(
+        "    source: models/tiny.gguf\n", "    source: models/tiny.gguf\n    tool_parser: x\n"
+    )
+    (problem,) = errors(home, text, {})
+    assert problem.startswith(
+        "radiance.yaml:28:18: $.models[3].tool_parser: unknown tool_parser `x`"
+    )
+    assert "llama3_json" in problem and "hermes" in problem
 
 
 def test_vllm_source_must_be_a_model_folder_or_a_hub_id(home: Path) -> None:

@@ -250,7 +250,6 @@ def test_logit_bias_on_a_model_that_does_not_declare_it(server: RunningServer) -
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("reasoning_effort", "high"),
         ("top_k", 5),
         ("prediction", {"type": "content", "content": "x"}),
         ("functions", [{"name": "f"}]),
@@ -278,6 +277,17 @@ def test_fields_that_change_nothing_are_accepted(server: RunningServer) -> None:
         "stream": None,
     }
     assert post(server, "/chat/completions", chat(**fields)).status_code == 200
+
+
+def test_template_fields_are_honoured_on_llamacpp(server: RunningServer) -> None:
+    assert "tiny (aliases: spark; tool format: hermes)" in server.ready_line
+    fields = {"reasoning_effort": "high", "chat_template_kwargs": {"enable_thinking": False}}
+    assert post(server, "/chat/completions", chat(**fields)).status_code == 200
+    error = error_of(post(server, "/chat/completions", chat(reasoning_effort="extreme")), 400)
+    assert error["param"] == "reasoning_effort"
+    kwargs = {"messages": "x"}  # the template's own variables are not the client's
+    error = error_of(post(server, "/chat/completions", chat(chat_template_kwargs=kwargs)), 400)
+    assert error["param"] == "chat_template_kwargs"
     assert (
         post(server, "/embeddings", {"model": "tiny", "input": "x", "user": "u"}).status_code == 200
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -262,3 +263,77 @@ async def test_generated_markup_stays_text_and_parses(
     assert prompt_opens_thinking(prompt.text) == (spec.template == "deepseek_r1")
     names = [e.name for e in events if hasattr(e, "name")]
     assert names == ["get_weather"]
+
+
+def test_a_server_names_and_serves_each_family_format(
+    tmp_path: pathlib.Path, family_models: dict[str, pathlib.Path]
+) -> None:
+    """`radiance check` and the ready line name the format each GGUF's template points to;
+    the real server answers the template fields and tools with the SDK's shapes."""
+    import subprocess
+    import sys
+
+    import openai
+    from conftest import ALICE, ROOT, start_server
+
+    config = textwrap.dedent(
+        f"""
+        server: {{host: 127.0.0.1, port: 0, database: radiance.db,
+                 admin_key: "${{RADIANCE_ADMIN_KEY}}"}}
+        backends: {{cpu: {{engine: llamacpp, threads: 2, parallel: 1}}}}
+        models:
+          - {{id: qwen3, backend: cpu, source: {family_models["qwen3"]}, context_length: 1024}}
+          - {{id: llama3, backend: cpu, source: {family_models["llama3"]}, context_length: 1024}}
+          - {{id: gpt, backend: cpu, source: {family_models["harmony"]}, context_length: 1024,
+              tool_parser: openai}}
+        keys:
+          - {{name: alice, secret: "{ALICE}"}}
+        """
+    )
+    (tmp_path / "radiance.yaml").write_text(config)
+    env = {"RADIANCE_ADMIN_KEY": "admin-test-key-0123456789", "PATH": "/usr/bin:/bin"}
+    checked = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "check", str(tmp_path / "radiance.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "qwen3: tool format hermes+think (its chat template)" in checked.stdout
+    assert "llama3: tool format llama3 (its chat template)" in checked.stdout
+    assert "gpt: tool format harmony (tool_parser)" in checked.stdout
+    server = start_server(tmp_path / "up", config)
+    try:
+        line = server.ready_line
+        assert "qwen3 (tool format: hermes+think)" in line
+        assert "llama3 (tool format: llama3)" in line
+        assert "gpt (tool format: harmony)" in line
+        client = openai.OpenAI(api_key=ALICE, base_url=server.base_url)
+        for model in ("qwen3", "llama3", "gpt"):
+            whole = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "Weather in Paris?"}],
+                tools=TOOLS,  # type: ignore[arg-type]
+                max_tokens=8,
+                reasoning_effort="high",
+                extra_body={"chat_template_kwargs": {"enable_thinking": False}},
+            )
+            assert whole.choices[0].finish_reason in ("stop", "length", "tool_calls")
+            chunks = list(
+                client.chat.completions.create(
+                    model=model,
+                    messages=[
+                        {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "It"},
+                    ],
+                    max_tokens=4,
+                    stream=True,
+                    extra_body={"add_generation_prompt": False, "continue_final_message": True},
+                )
+            )
+            final = chunks[-1]
+            assert final.choices[0].finish_reason in ("stop", "length")
+    finally:
+        server.stop()
