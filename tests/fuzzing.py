@@ -254,7 +254,8 @@ def cases() -> Iterator[Case]:
     responses = "/responses"
     function = {"type": "function", "name": "f", "parameters": {"type": "object"}}
     for fields, param in (
-        ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
+        ({"input": [{"type": "computer_call_output", "call_id": "c"}]}, "input[0].type"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input"),
         ({"input": [{"type": 5}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
         ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]}, None),

@@ -24,6 +24,9 @@ from appliance.openai.responses_protocol import (
     OutputItem,
     OutputMessage,
     OutputText,
+    OutputTokensDetails,
+    ReasoningItem,
+    ReasoningText,
     Response,
     ResponseError,
     ResponseStreamEvent,
@@ -87,8 +90,13 @@ class ResponseShell:
 def _usage(usage: dict[str, Any]) -> ResponseUsage:
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     return ResponseUsage(
-        input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion
+        input_tokens=prompt,
+        output_tokens=completion,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=int(reasoning or 0)),
+        total_tokens=prompt + completion,
     )
 
 
@@ -103,6 +111,9 @@ def whole_response(shell: ResponseShell, completion: dict[str, Any]) -> Response
     message = choice.get("message") or {}
     status = _status(choice.get("finish_reason"))
     output: list[OutputItem] = []
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        output.append(ReasoningItem(id=new_item_id("rs"), content=[ReasoningText(text=reasoning)]))
     content = message.get("content")
     calls = message.get("tool_calls") or []
     if isinstance(content, str) and (content or not calls):
@@ -143,6 +154,7 @@ class ResponseEvents:
         self._sequence = 0
         self._output: list[OutputItem] = []
         self._message: OutputMessage | None = None
+        self._thought: ReasoningItem | None = None
         self._calls: dict[int, FunctionCall] = {}  # by the chat delta's tool call index
         self._finish: Any = None
         self._usage: dict[str, Any] | None = None
@@ -213,6 +225,9 @@ class ResponseEvents:
         if choice.get("index", 0) != 0:
             return events  # Responses have one answer
         delta = choice.get("delta") or {}
+        thought = delta.get("reasoning_content")
+        if isinstance(thought, str) and thought:
+            events += self._reasoning(thought)
         text = delta.get("content")
         if isinstance(text, str) and text:
             events += self._text(text)
@@ -253,6 +268,37 @@ class ResponseEvents:
                 content_index=0,
                 delta=text,
                 logprobs=[],
+            )
+        )
+        return events
+
+    def _reasoning(self, text: str) -> list[bytes]:
+        events = []
+        item = self._thought
+        if item is None:
+            item = ReasoningItem(id=new_item_id("rs"), content=[], status="in_progress")
+            self._thought = item
+            self._output.append(item)
+            index = len(self._output) - 1
+            events.append(self._event("response.output_item.added", output_index=index, item=item))
+            item.content.append(ReasoningText(text=""))
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item.id,
+                    output_index=index,
+                    content_index=0,
+                    part=ReasoningText(text=""),
+                )
+            )
+        item.content[0].text += text
+        events.append(
+            self._event(
+                "response.reasoning_text.delta",
+                item_id=item.id,
+                output_index=self._output.index(item),
+                content_index=0,
+                delta=text,
             )
         )
         return events
@@ -314,6 +360,27 @@ class ResponseEvents:
                         output_index=index,
                         content_index=0,
                         part=part,
+                    )
+                )
+            elif isinstance(item, ReasoningItem):
+                thought = item.content[0]
+                item.status = "completed"
+                events.append(
+                    self._event(
+                        "response.reasoning_text.done",
+                        item_id=item.id,
+                        output_index=index,
+                        content_index=0,
+                        text=thought.text,
+                    )
+                )
+                events.append(
+                    self._event(
+                        "response.content_part.done",
+                        item_id=item.id,
+                        output_index=index,
+                        content_index=0,
+                        part=thought,
                     )
                 )
             else:

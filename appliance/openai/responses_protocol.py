@@ -71,6 +71,9 @@ class FunctionCallOutputItem(Wire, kw_only=True):
 
 
 InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem
+# Items a client may send back that add nothing to the prompt: a model's earlier reasoning
+# (chat templates leave past thinking out of the conversation).
+SKIPPED_ITEMS = frozenset({"reasoning"})
 ITEM_KINDS: dict[str, type[InputItem]] = {
     "message": MessageItem,
     "function_call": FunctionCallItem,
@@ -160,7 +163,21 @@ class FunctionCall(Struct, kw_only=True, tag_field="type", tag="function_call"):
     status: Literal["in_progress", "completed", "incomplete"]
 
 
-OutputItem = OutputMessage | FunctionCall
+class ReasoningText(Struct, kw_only=True, tag_field="type", tag="reasoning_text"):
+    text: str
+
+
+class ReasoningItem(Struct, kw_only=True, tag_field="type", tag="reasoning"):
+    """What a reasoning model thought before it answered (its `<think>` text, or harmony's
+    analysis channel)."""
+
+    id: str
+    summary: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    content: list[ReasoningText]
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+
+
+OutputItem = OutputMessage | FunctionCall | ReasoningItem
 
 
 class StoredMessage(Struct, kw_only=True, tag_field="type", tag="message"):
@@ -184,6 +201,7 @@ StoredItem = StoredMessage | FunctionCall | StoredFunctionCallOutput
 
 class InputTokensDetails(Struct, kw_only=True):
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class OutputTokensDetails(Struct, kw_only=True):
@@ -276,7 +294,7 @@ class ResponseStreamEvent(Struct, kw_only=True, omit_defaults=True):
     item: OutputItem | None = None
     item_id: str | None = None
     content_index: int | None = None
-    part: OutputText | None = None
+    part: OutputText | ReasoningText | None = None
     delta: str | None = None
     text: str | None = None
     name: str | None = None

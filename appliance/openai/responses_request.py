@@ -22,6 +22,7 @@ from appliance.openai.decoding import decode_request, invalid_value
 from appliance.openai.fields import NO_EFFECT, shown, unknown_fields
 from appliance.openai.responses_protocol import (
     ITEM_KINDS,
+    SKIPPED_ITEMS,
     FunctionCall,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -31,6 +32,7 @@ from appliance.openai.responses_protocol import (
     InputText,
     MessageItem,
     NamedFunction,
+    OutputItem,
     OutputMessage,
     OutputText,
     ResponseFormat,
@@ -191,7 +193,15 @@ def responses_request(raw: bytes) -> ResponsePlan:
     if isinstance(request.input, str):
         items: list[InputItem] = [MessageItem(role="user", content=request.input)]
     else:
-        items = [input_item(item, index) for index, item in enumerate(request.input)]
+        items = [
+            input_item(item, index)
+            for index, item in enumerate(request.input)
+            if item.get("type") not in SKIPPED_ITEMS
+        ]
+        if not items:
+            raise InvalidRequest(
+                "`input` holds no message or function call item to answer", param="input"
+            )
     return ResponsePlan(request, items, [_stored(item) for item in items])
 
 
@@ -280,10 +290,10 @@ def _add_stored(messages: list[dict[str, Any]], item: StoredItem) -> None:
         messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
 
 
-def _add_output(messages: list[dict[str, Any]], item: OutputMessage | FunctionCall) -> None:
+def _add_output(messages: list[dict[str, Any]], item: OutputItem) -> None:
     if isinstance(item, FunctionCall):
         _add_call(messages, item)
-    else:
+    elif isinstance(item, OutputMessage):
         text = "".join(part.text for part in item.content)
         messages.append({"role": "assistant", "content": text})
 

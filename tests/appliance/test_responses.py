@@ -66,6 +66,8 @@ def test_text_response_with_usage_stored_and_billed(
         metadata={"case": "text"},
     )
     response = raw.parse()
+    # Every field the SDK's own type requires is there (its client parses leniently).
+    openai.types.responses.Response.model_validate(raw.http_response.json())
     assert response.id.startswith("resp_")
     assert response.object == "response"
     assert response.model == "tiny"

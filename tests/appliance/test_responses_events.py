@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.openai.responses_answer import ResponseEvents, ResponseShell
+from appliance.openai.responses_answer import ResponseEvents, ResponseShell, whole_response
 from appliance.openai.responses_protocol import Response
 from appliance.openai.responses_request import responses_request
 
@@ -170,3 +171,75 @@ async def test_cut_by_max_output_tokens_is_incomplete(finish: str) -> None:
     else:
         assert final["type"] == "response.completed"
         assert final["response"]["incomplete_details"] is None
+
+
+async def test_reasoning_comes_as_its_own_item_before_the_answer() -> None:
+    usage = {
+        "prompt_tokens": 4,
+        "completion_tokens": 7,
+        "total_tokens": 11,
+        "completion_tokens_details": {"reasoning_tokens": 5},
+    }
+    raw = sse(
+        [
+            chunk({"reasoning_content": "Think"}),
+            chunk({"reasoning_content": "ing."}),
+            chunk({"content": "Hi"}, "stop"),
+            {"choices": [], "usage": usage},
+            "[DONE]",
+        ]
+    )
+    events, _ = await translate(raw)
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    final = events[-1]["response"]
+    thought, message = final["output"]
+    assert thought["type"] == "reasoning"
+    assert thought["content"] == [{"type": "reasoning_text", "text": "Thinking."}]
+    assert final["output_text"] == "Hi" and message["content"][0]["text"] == "Hi"
+    assert final["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
+    # The SDK reads it as its own Response type.
+    parsed = openai.types.responses.Response.model_validate(final)
+    assert parsed.output[0].type == "reasoning" and parsed.output_text == "Hi"
+
+
+def test_a_whole_answer_with_reasoning_and_reasoning_items_sent_back() -> None:
+    body = {
+        "model": "m",
+        "input": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"role": "user", "content": "hi"},
+        ],
+    }
+    plan = responses_request(msgspec.json.encode(body))
+    assert [m["role"] for m in plan.chat_body()["messages"]] == ["user"]
+    completion = {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "Hi", "reasoning_content": "Hmm."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    response = whole_response(ResponseShell(plan, "resp_2", "m"), completion)
+    parsed = openai.types.responses.Response.model_validate(msgspec.to_builtins(response))
+    assert [item.type for item in parsed.output] == ["reasoning", "message"]
+    assert parsed.output_text == "Hi"
