@@ -250,6 +250,7 @@ class NamedFunction(Struct, kw_only=True):
     name: str
 
 
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
 Status = Literal["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]
 
 

@@ -19,7 +19,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from appliance.errors import ApiError, InvalidRequest, NotFound
 from appliance.openai.answers import ErrorResponse
 from appliance.openai.protocol import ChatCompletionRequest
-from appliance.openai.responses_answer import ResponseEvents, ResponseShell, whole_response
+from appliance.openai.responses_answer import ResponseShell, whole_response
 from appliance.openai.responses_protocol import (
     RESPONSES_EXAMPLES,
     DeletedResponse,
@@ -29,6 +29,7 @@ from appliance.openai.responses_protocol import (
 )
 from appliance.openai.responses_protocol import Response as ResponseObject
 from appliance.openai.responses_request import ResponsePlan, responses_error, responses_request
+from appliance.openai.responses_stream import ResponseEvents
 from appliance.openapi_docs import documented
 from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import msgspec
@@ -14,9 +14,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
-from litestar.response import Stream
-from litestar.response.base import ASGIResponse
-from litestar.types import Receive, Scope, Send
 
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter
@@ -37,6 +34,7 @@ from appliance.openai.completions import complete_text, open_text_stream, plan_c
 from appliance.openai.decoding import decode_request
 from appliance.openai.embeddings import create_embeddings
 from appliance.openai.engine_calls import api_error
+from appliance.openai.event_stream import EventStream
 from appliance.openai.fields import refuse_unhonoured, unknown_fields
 from appliance.openai.models import Audience, find_model, list_models
 from appliance.openai.passthrough import forward
@@ -223,39 +221,6 @@ async def _until_disconnected(request: AnyRequest, ctx: RequestContext) -> Async
             yield
         finally:
             watcher.cancel()
-
-
-class EventStream(Stream):
-    """A streamed answer whose events are closed however the response ends: the client
-    went away, sending failed, or the response never started; closing settles the
-    request (`SettledStream.aclose`)."""
-
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
-        response = super().to_asgi_response(*args, **kwargs)
-        if isinstance(self.iterator, Settling):
-            return _ClosingResponse(response, self.iterator)
-        return response
-
-
-@runtime_checkable
-class Settling(Protocol):
-    """Events whose closing settles their request: a `SettledStream`, or events made
-    from one."""
-
-    async def aclose(self) -> None: ...
-
-
-class _ClosingResponse(ASGIResponse):
-    def __init__(self, response: ASGIResponse, events: Settling) -> None:
-        super().__init__()
-        self._response = response
-        self._events = events
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._response(scope, receive, send)
-        finally:
-            await self._events.aclose()  # shielded
 
 
 async def _chat(

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.openai.responses_answer import ResponseEvents, ResponseShell, whole_response
+from appliance.openai.responses_answer import ResponseShell, whole_response
 from appliance.openai.responses_protocol import Response
 from appliance.openai.responses_request import responses_request
+from appliance.openai.responses_stream import ResponseEvents
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
