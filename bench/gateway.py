@@ -61,17 +61,17 @@ def free_port() -> int:
         return port
 
 
-def _radiance_config(folder: pathlib.Path, upstream: int, durability: str) -> pathlib.Path:
+def _radiance_config(
+    folder: pathlib.Path, upstream: int, durability: str, log_level: str
+) -> pathlib.Path:
     config = folder / "radiance.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
+    text = textwrap.dedent(
+        f"""
             server:
               host: 127.0.0.1
               database: {folder / "radiance.db"}
               admin_key: {ADMIN}
-              log_level: warning
-              ledger_durability: {durability}
+              log_level: {log_level}
             backends:
               stub:
                 engine: openai
@@ -86,8 +86,10 @@ def _radiance_config(folder: pathlib.Path, upstream: int, durability: str) -> pa
             keys:
               - {{name: bench, secret: {KEY}, tier: big}}
             """
-        )
     )
+    if durability != "process":  # only then: a checkout from before the setting reads this
+        text = text.replace("backends:", f"  ledger_durability: {durability}\nbackends:", 1)
+    config.write_text(text)
     return config
 
 
@@ -111,16 +113,19 @@ def _litellm_config(folder: pathlib.Path, upstream: int) -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def started(command: list[str], port: int, name: str) -> Iterator[None]:
+def started(
+    command: list[str], port: int, name: str, logs: pathlib.Path, source: pathlib.Path = ROOT
+) -> Iterator[None]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADIANCE_")}
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    env["PYTHONPATH"] = str(source)
+    log = logs / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=source, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 reply = httpx.post(
                     f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -163,6 +168,8 @@ def wrk(port: int, mode: str, connections: int, duration: int, script: pathlib.P
             f"-c{connections}",
             f"-d{duration}s",
             "--latency",
+            "--timeout",
+            "60s",
             "-s",
             str(script),
             f"http://127.0.0.1:{port}/v1/chat/completions",
@@ -186,7 +193,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--modes", nargs="+", default=["json", "stream"])
     parser.add_argument("--durability", default="process", choices=["process", "power"])
+    parser.add_argument("--log-level", default="info", help="Radiance's (info: a line a request)")
     parser.add_argument("--litellm", help="a Python with litellm[proxy] installed")
+    parser.add_argument(
+        "--before", type=pathlib.Path, help="another checkout of Radiance, run as `before`"
+    )
     parser.add_argument("--json", type=pathlib.Path, help="also write every run here")
     args = parser.parse_args()
 
@@ -195,19 +206,26 @@ def main() -> None:
         upstream = free_port()
         ports = {"stub": upstream}
         stack.enter_context(
-            started([sys.executable, "bench/upstream_stub.py", str(upstream)], upstream, "stub")
+            started(
+                [sys.executable, "bench/upstream_stub.py", str(upstream)], upstream, "stub", folder
+            )
         )
         ports["radiance"] = free_port()
-        config = _radiance_config(folder, upstream, args.durability)
+        config = _radiance_config(folder, upstream, args.durability, args.log_level)
         radiance = [sys.executable, "-m", "appliance.cli", "up", str(config)]
         radiance += ["--port", str(ports["radiance"])]
-        stack.enter_context(started(radiance, ports["radiance"], "radiance"))
+        stack.enter_context(started(radiance, ports["radiance"], "radiance", folder))
+        if args.before:  # the same, from another checkout (another commit) of Radiance
+            ports["before"] = free_port()
+            before = [sys.executable, "-m", "appliance.cli", "up", str(config)]
+            before += ["--port", str(ports["before"])]
+            stack.enter_context(started(before, ports["before"], "before", folder, args.before))
         if args.litellm:
             ports["litellm"] = free_port()
             litellm = [args.litellm, "-m", "litellm.proxy.proxy_cli"]
             litellm += ["--config", str(_litellm_config(folder, upstream))]
             litellm += ["--port", str(ports["litellm"]), "--num_workers", "1"]
-            stack.enter_context(started(litellm, ports["litellm"], "litellm"))
+            stack.enter_context(started(litellm, ports["litellm"], "litellm", folder))
         runs: list[Run] = []
         script = folder / "request.lua"
         for round_number in range(args.rounds + 1):

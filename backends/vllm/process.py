@@ -85,9 +85,10 @@ class ChildGroup:
     async def wait(self) -> int:
         assert self.process is not None
         code = await self.process.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 5)
+        if self._reader is not None and not self._reader.done():
+            # Workers left behind may hold the output open: read on, but wait 5 s at most
+            # (without cancelling the reader, which a later wait would then trip over).
+            await asyncio.wait({self._reader}, timeout=5)
         return code
 
     def signal_group(self, sig: int) -> None:
