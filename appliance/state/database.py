@@ -281,8 +281,8 @@ async def open_database(path: pathlib.Path) -> Database:
     writer = await _connect(path)
     try:
         await writer.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed ledger row survives a power cut, not only a killed process;
-        # the ledger's group commits keep the fsyncs few.
+        # FULL on this connection (keys, deployments, settings): a committed change
+        # survives a power cut. The ledger's own connection sets its durability itself.
         await writer.execute("PRAGMA synchronous=FULL")
         await writer.execute("PRAGMA foreign_keys=ON")
         await migrate(writer)
