@@ -85,6 +85,9 @@ class RequestContext:
     finished: bool = False
     # Called once when the request ends, however it ends (a replica's lease).
     releases: list[Callable[[], None]] = field(default_factory=list)
+    # The /v1/batches job this request is a line of: billed at the batch price, not
+    # counted against rpm/tpm/concurrency, marked so in the ledger.
+    batch: str | None = None
 
     def use_model(self, served: ServedModel) -> None:
         """Route to `served`, if the key may use it; its prices now apply."""
@@ -97,7 +100,7 @@ class RequestContext:
             )
         self.model, self.backend = served.id, served.backend_name
         self.deployment = served.id
-        self.prices = UnitPrices.of(served.config.pricing)
+        self.prices = UnitPrices.of(served.config.pricing, batch=self.batch is not None)
 
     async def admit(self, completion_tokens: int) -> None:
         """Pass the budget and rate limits, charging the prompt plus `completion_tokens`
@@ -109,6 +112,7 @@ class RequestContext:
             self.prompt_tokens + completion_tokens,
             self.prices.cost(prompt_bound, completion_tokens),
             self.prices.cost(self.prompt_tokens, 1),
+            rate_limited=self.batch is None,
         )
         self.admitted = True
 
@@ -166,7 +170,7 @@ class RequestContext:
             headers["x-deployment-id"] = self.deployment
         if self.replica is not None:
             headers["x-replica-id"] = self.replica
-        if not self.key.is_admin:
+        if not self.key.is_admin and self.batch is None:
             headers.update(self.meter.limiter.headers(self.key.id, self.policy))
         return headers
 
@@ -211,6 +215,7 @@ class RequestContext:
             prompt_price=self.prices.prompt,
             completion_price=self.prices.completion,
             cost_pusd=self.prices.cost(prompt, completion),
+            batch_id=self.batch,
         )
         generation = row.generation
         if generation is not None:
@@ -243,7 +248,7 @@ class RequestContext:
         self.meter.live.finished(row, generated_live=self.completion_tokens)
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
-            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s",
+            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s%s",
             self.id,
             self.key.name,
             self.endpoint,
@@ -257,6 +262,7 @@ class RequestContext:
             status,
             http_status,
             f" replica={self.replica}" if self.replica else "",
+            f" batch={self.batch}" if self.batch else "",
             f" error={error.code}: {_bounded(error.message)}" if error else "",
         )
 

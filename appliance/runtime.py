@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter, policy_for
 from appliance.auth import Authenticator
+from appliance.batches.runner import BatchRunner
 from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
 from appliance.registry import ModelRegistry
+from appliance.state.batches import BatchStore
 from appliance.state.database import Database
+from appliance.state.files import FileStore
 from appliance.state.keys import ApiKey, KeyStore
 from appliance.state.ledger import Ledger
 from appliance.state.responses import ResponseStore
@@ -44,6 +47,9 @@ class Runtime:
     webhooks: WebhookStore
     deployments: DeploymentManager
     responses: ResponseStore  # stored /v1/responses
+    files: FileStore  # /v1/files
+    batches: BatchStore  # /v1/batches
+    batch_runner: BatchRunner
 
     def model_id(self, name: str) -> str | None:
         return model_id(self.models, name)

@@ -153,6 +153,26 @@ class ReplicaSet(Generic[E]):
             raise EngineUnavailable(f"no replica of `{self.name}` is ready")
         return Lease(best)
 
+    def spare_lease(self, reserve: int = 1) -> Lease[E] | None:
+        """A hold for background work (a batch line) on spare capacity only, else None.
+
+        With C slots over the ready replicas (each engine's `capabilities.parallel`) and B
+        requests in flight on them, it is lent only if B + 1 + `reserve` <= C, so
+        `reserve` slots stay free for requests that come meanwhile; a deployment of one
+        slot is lent only while idle (a request that comes then waits for that one
+        line). The replica with the most free slots is chosen."""
+        ready = [r for r in self.replicas if r.ready]
+        slots = {id(r): max(1, r.engine.capabilities.parallel) for r in ready}
+        capacity = sum(slots.values())
+        busy = sum(r.in_flight for r in ready)
+        room = busy == 0 if capacity == 1 else busy + 1 + reserve <= capacity
+        if not ready or not room:
+            return None
+        best = max(ready, key=lambda r: slots[id(r)] - r.in_flight)
+        if slots[id(best)] - best.in_flight <= 0:
+            return None
+        return Lease(best)
+
     # -- status and lifecycle, over the replicas -----------------------------------------
 
     @property

@@ -51,7 +51,7 @@ from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import REQUEST_ID, RequestContext
 from appliance.state.keys import ApiKey
 from backends.base import Engine, EngineError, ProxyEngine, TokenEngine
-from backends.replicas import ReplicaSet
+from backends.replicas import Lease, ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
@@ -109,12 +109,16 @@ class Inference:
     models: NamedDependency[ModelRegistry]
 
 
-def _on_replica(served: ServedModel, ctx: RequestContext) -> Engine:
+def _on_replica(served: ServedModel, ctx: RequestContext, lease: Lease[Any] | None) -> Engine:
     """The engine of one of `served`'s replicas (the least busy), held until the request
-    ends."""
+    ends; or the one of `lease`, taken already (a batch line takes spare capacity)."""
     replicas = served.engine
     if not isinstance(replicas, ReplicaSet):
         return replicas
+    if lease is not None and lease.replica in replicas.replicas:
+        ctx.replica = lease.id
+        engine: Engine = lease.engine
+        return engine
     try:
         lease = replicas.lease()
     except EngineError as exc:
@@ -177,6 +181,7 @@ async def _serve(
     ctx: RequestContext,
     models: ModelRegistry,
     deployment: str | None,
+    lease: Lease[Any] | None = None,
 ) -> Answer:
     """Decode, resolve the model and its replica, and serve on it as its contract says:
     a proxy engine forwards the body, a token engine is given prompts to sample."""
@@ -193,7 +198,7 @@ async def _serve(
         )
     ctx.use_model(served)
     served.require_ready()
-    engine = _on_replica(served, ctx)
+    engine = _on_replica(served, ctx, lease)
     if isinstance(engine, ProxyEngine):
         return await forward(raw, body, served, engine, ctx)
     if not isinstance(engine, TokenEngine):
