@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import multipart  # type: ignore[import-untyped]
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
@@ -205,6 +206,12 @@ class FilesController(Controller):
         "/{file_id:str}/content",
         summary="A file's content",
         media_type="application/octet-stream",
+        responses={
+            int(status): ResponseSpec(
+                data_container=ErrorResponse, description=when, generate_examples=False
+            )
+            for status, when in _ERRORS.items()
+        },
     )
     async def content(
         self,
