@@ -40,6 +40,22 @@ async def test_a_batch_line_never_takes_the_last_free_slot() -> None:
     assert replicas.spare_lease() is not None  # two in flight of four
 
 
+async def test_batch_lines_leave_as_many_slots_as_interactive_traffic_recently_needed() -> None:
+    replicas = await replica_set([4])
+    interactive = [replicas.lease(), replicas.lease()]  # two at once
+    for lease in interactive:
+        lease.release()
+    assert replicas.interactive_peak() == 2
+    batch = [replicas.spare_lease() for _ in range(3)]
+    assert [lease is not None for lease in batch] == [True, True, False]
+    again = [replicas.lease(), replicas.lease()]  # both fit beside the batch lines
+    assert replicas.replicas[0].in_flight == 4 and replicas.replicas[0].background == 2
+    for lease in again + batch:
+        if lease is not None:
+            lease.release()
+    assert replicas.replicas[0].in_flight == 0 and replicas.replicas[0].background == 0
+
+
 async def test_one_slot_is_lent_only_while_idle() -> None:
     replicas = await replica_set([1])
     lease = replicas.lease()
