@@ -136,19 +136,20 @@ class BatchRunner:
         if counts.completed + counts.failed >= counts.total and not running.scopes:
             if await self.store.move(batch.id, "finalizing", ["in_progress"]):
                 await self._end(stored, "completed")
-            return None
+            return
         key = self.key_of(stored.key_id)
-        room = self.max_in_flight - self.in_flight()
-        if key is None or room <= 0:
-            return await self._refuse(stored, key) if key is None else None
         try:
-            policy = self.policy_of(key)
-        except ApiError:
-            return await self._refuse(stored, None)
+            policy = None if key is None else self.policy_of(key)
+        except ApiError:  # the key's tier is gone from the config
+            policy = None
+        if key is None or policy is None:
+            await self._refuse(stored)
+            return
+        room = self.max_in_flight - self.in_flight()
         if policy.batch_lines_in_flight is not None:
             room = min(room, policy.batch_lines_in_flight - self.in_flight(stored.key_id))
         if room <= 0:
-            return None
+            return
         skip = set(running.scopes) | {
             line for line, at in running.not_before.items() if at > time.time()
         }
@@ -164,7 +165,6 @@ class BatchRunner:
             scope = anyio.CancelScope()
             running.scopes[line.line] = scope
             tasks.start_soon(self._line, batch.id, batch.endpoint, caller, line, lease, scope)
-        return None
 
     def _spare(self, model: str | None) -> tuple[bool, Lease[Any] | None]:
         """Whether a line for `model` may start now, and the lease it runs on. A line whose
@@ -215,7 +215,7 @@ class BatchRunner:
             await self.store.record(batch_id, line.line, result.outcome, result.line, result.tokens)
         self.poke()
 
-    async def _refuse(self, stored: StoredBatch, key: ApiKey | None) -> None:
+    async def _refuse(self, stored: StoredBatch) -> None:
         """The batch's key is gone (revoked, expired, its tier removed): its lines fail."""
         error = Unauthorized("The batch's API key is no longer valid.", code="invalid_api_key")
         for line in await self.store.pending(stored.batch.id, set(), 1000):

@@ -108,3 +108,25 @@ def test_an_expired_batch_keeps_the_lines_done(launch: Callable[..., RunningServ
     assert {line["error"]["code"] for line in errors} == {"batch_expired"}
     ids = sorted(line["custom_id"] for line in output + errors)
     assert ids == sorted(f"line-{n}" for n in range(12))
+
+
+def test_lines_of_a_revoked_key_are_refused(server: RunningServer) -> None:
+    made = httpx.post(
+        f"{server.base_url}/api-keys", headers=AS_ADMIN, json={"name": "batch-revoked"}
+    ).json()["data"]
+    lines = [chat_line(f"line-{n}", model="endless", max_tokens=40) for n in range(8)]
+    with openai.OpenAI(base_url=server.base_url, api_key=made["key"], max_retries=0) as sdk:
+        upload = sdk.files.create(file=("slow.jsonl", jsonl(list(lines))), purpose="batch")
+        created = sdk.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_for(sdk, created.id, lambda b: bool(b.request_counts and b.request_counts.completed))
+    gone = httpx.delete(f"{server.base_url}/api-keys/{made['id']}", headers=AS_ADMIN)
+    assert gone.status_code == 200, gone.text
+    with openai.OpenAI(base_url=server.base_url, api_key=ADMIN, max_retries=0) as admin:
+        batch = wait_for(admin, created.id, ended)
+        assert batch.status == "completed" and batch.request_counts is not None
+        assert 0 < batch.request_counts.completed < 8
+        errors = results(admin, batch.error_file_id)
+    assert {line["error"]["code"] for line in errors} == {"invalid_api_key"}
+    assert len(errors) == 8 - batch.request_counts.completed
