@@ -6,11 +6,11 @@ Handlers receive its parts as dependencies (`appliance.dependencies`), never the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter, policy_for
 from appliance.auth import Authenticator
-from appliance.batches.runner import BatchRunner
 from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
@@ -23,6 +23,9 @@ from appliance.state.ledger import Ledger
 from appliance.state.responses import ResponseStore
 from appliance.state.webhooks import WebhookStore
 from appliance.webhooks.events import EventBus
+
+if TYPE_CHECKING:  # the runner serves through the routes, which read the runtime
+    from appliance.batches.runner import BatchRunner
 
 
 def model_id(models: ModelRegistry, name: str) -> str | None:
