@@ -133,7 +133,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         db = await open_database(loaded.database_path)
         models = registry or ModelRegistry()
-        ledger = Ledger(loaded.database_path)
+        ledger = Ledger(loaded.database_path, config.server.ledger_durability)
         deployments: DeploymentManager | None = None
         meter: Meter | None = None
         try:

@@ -19,7 +19,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every request at info: hub downloads, webhook deliveries, upstream health
+    # httpx logs every request at info: hub downloads, webhook deliveries
     # checks and metrics scrapes are noise, not news.
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -12,7 +12,6 @@ whether or not a byte was sent.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import urllib.parse
@@ -195,7 +194,12 @@ class RequestContext:
         # Billed: what ran on an engine and answered, or produced tokens before it ended.
         billed = self.admitted and (status == "ok" or self.completion_tokens > 0)
         prompt, completion = (self.prompt_tokens, self.completion_tokens) if billed else (0, 0)
-        row = RequestRecord(
+        latency_ms = round(latency_ms, 3)
+        ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
+        speed = None  # decode speed after the first token (RequestRecord.generation)
+        if ttft_ms is not None and completion >= 2:
+            speed = round((completion - 1) / (max(latency_ms - ttft_ms, 0.001) / 1000), 3)
+        return RequestRecord(
             id=self.id,
             key_id=self.key.id,
             key_name=self.key.name,
@@ -208,20 +212,16 @@ class RequestContext:
             status=status,
             http_status=http_status,
             error_code=error.code if error else None,
-            latency_ms=round(latency_ms, 3),
-            ttft_ms=None if ttft_ms is None else round(ttft_ms, 3),
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
             started_at=self.started,
             ended_at=time.time(),
             prompt_price=self.prices.prompt,
             completion_price=self.prices.completion,
             cost_pusd=self.prices.cost(prompt, completion),
+            tokens_per_s=speed,
             batch_id=self.batch,
         )
-        generation = row.generation
-        if generation is not None:
-            speed = round(generation[0] / (generation[1] / 1000), 3)
-            row = dataclasses.replace(row, tokens_per_s=speed)
-        return row
 
     async def finish(
         self, status: str = "ok", http_status: int = 200, error: ApiError | None = None
@@ -246,6 +246,8 @@ class RequestContext:
                     self.admission.release_hold()
         self.meter.metrics.observe(row)
         self.meter.live.finished(row, generated_live=self.completion_tokens)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
             "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s%s",

@@ -178,6 +178,14 @@ def ready_line(
     return line + (f"; failed to load: {', '.join(failed)}" if failed else "")
 
 
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # Windows has none: the stock loop serves the same, slower
+        return False
+    return True
+
+
 def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None) -> bool:
     """Serve until interrupted; False if the server could not start."""
     server_config = loaded.config.server
@@ -190,6 +198,7 @@ def serve(loaded: LoadedConfig, host: str | None = None, port: int | None = None
         host=host or server_config.host,
         port=server_config.port if port is None else port,
         http=head_timeout_protocol(server_config.header_timeout_seconds),
+        loop="uvloop" if _has_uvloop() else "asyncio",
         timeout_keep_alive=server_config.keep_alive_seconds,
         limit_concurrency=server_config.max_connections,
         ssl_certfile=None if tls is None else str(loaded.resolve(tls.cert)),

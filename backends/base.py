@@ -194,16 +194,16 @@ Endpoint = Literal["chat/completions", "completions", "embeddings"]
 class UpstreamReply:
     """An upstream's answer to a forwarded request.
 
-    Exactly one of ``body`` (a whole JSON response) and ``events`` (the JSON of each SSE
-    event as it arrives, `[DONE]` left out) is set. ``close`` releases the connection;
-    closing before the end aborts the upstream's generation. ``deployment`` names the
-    server that answered.
+    Exactly one of ``body`` (a whole JSON response) and ``events`` (the JSON of the SSE
+    events, `[DONE]` left out, in lists of those that arrived together) is set. ``close``
+    releases the connection; closing before the end aborts the upstream's generation.
+    ``deployment`` names the server that answered.
     """
 
     deployment: str
     close: Callable[[], Awaitable[None]]
     body: dict[str, Any] | None = None
-    events: AsyncIterator[dict[str, Any]] | None = None
+    events: AsyncIterator[list[dict[str, Any]]] | None = None
 
 
 @dataclass

@@ -14,6 +14,8 @@ from typing import Any
 
 # Fields that name or classify rather than accumulate: the last value sent stands.
 _REPLACED = frozenset({"index", "type", "role", "id", "finish_reason", "stop_reason", "object"})
+# The keys of a choice in a chunk that only adds text (with `text` or `delta`).
+_PLAIN_CHOICE = frozenset({"index", "delta", "text", "finish_reason", "logprobs"})
 _WHOLE_OBJECT = {"chat.completion.chunk": "chat.completion", "text_completion": "text_completion"}
 
 
@@ -25,13 +27,23 @@ class Assembly:
         self.head: dict[str, Any] = {}
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] | None = None
+        # The text of plain chunks (one choice, only text, nothing to replace), kept as
+        # pieces and joined when any other chunk or the end comes: most chunks are these.
+        self._texts: dict[int, list[str]] = {}
 
     def add(self, chunk: dict[str, Any]) -> None:
         if not self.head:
             self.head = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
         choices = chunk.get("choices")
+        plain = self._plain_text(choices)
+        if plain is not None:
+            index, text = plain
+            self._texts.setdefault(index, []).append(text)
+            return
+        self._join_texts()
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
                 continue
@@ -47,8 +59,39 @@ class Assembly:
                 rest = choice
             merge(into, rest)
 
+    def _plain_text(self, choices: object) -> tuple[int, str] | None:
+        """(index, text) of a chunk that only adds text to a choice already under way."""
+        if not isinstance(choices, list) or len(choices) != 1:
+            return None
+        choice = choices[0]
+        index = choice.get("index", 0) if isinstance(choice, dict) else None
+        if not isinstance(choice, dict) or index not in self.choices:
+            return None
+        if choice.get("finish_reason") is not None or choice.get("logprobs") is not None:
+            return None
+        if not _PLAIN_CHOICE.issuperset(choice):
+            return None
+        if not self.chat:
+            text = choice.get("text")
+            return (index, text) if isinstance(text, str) and "delta" not in choice else None
+        delta = choice.get("delta")
+        if not isinstance(delta, dict) or len(delta) != 1 or "text" in choice:
+            return None
+        content = delta.get("content")
+        return (index, content) if isinstance(content, str) else None
+
+    def _join_texts(self) -> None:
+        texts, self._texts = self._texts, {}
+        for index, pieces in texts.items():
+            into = self.choices[index]
+            if self.chat:
+                merge(into.setdefault("message", {}), {"content": "".join(pieces)})
+            else:
+                merge(into, {"text": "".join(pieces)})
+
     def body(self, usage: dict[str, Any]) -> dict[str, Any]:
         """The whole answer, with `usage` when the upstream reported none."""
+        self._join_texts()
         head = dict(self.head)
         head["object"] = _WHOLE_OBJECT.get(str(head.get("object")), head.get("object"))
         choices = [self._finished(self.choices[i]) for i in sorted(self.choices)]

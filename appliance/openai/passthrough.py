@@ -199,9 +199,10 @@ async def _assembled(
 ) -> dict[str, Any]:
     """One answer made of the upstream's chunks."""
     assembly = Assembly(endpoint)
-    async with contextlib.aclosing(_counted(reply, ctx)) as events:
-        async for event in events:
-            assembly.add(event)
+    async with contextlib.aclosing(_counted(reply, ctx)) as batches:
+        async for batch in batches:
+            for event in batch:
+                assembly.add(event)
     return _rename(assembly.body(ctx.usage()), served, ctx)
 
 
@@ -284,18 +285,21 @@ def _generated(event: dict[str, Any]) -> int:
 
 async def _counted(
     reply: UpstreamReply, ctx: RequestContext
-) -> AsyncGenerator[dict[str, Any], None]:
-    """The upstream's events, each counted into the request as it arrives (so a request
-    that ends early is billed for what was made until then)."""
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The upstream's events, in the lists they arrive in, each counted into the request
+    as it arrives (so a request that ends early is billed for what was made until then)."""
     counted = False  # the upstream reported usage: no more estimating
     try:
-        async for event in reply.events or _nothing():
-            if "error" in event and not event.get("choices"):
-                raise _stream_error(event)
-            counted = _record_usage(ctx, event.get("usage")) or counted
-            if not counted:
-                ctx.add_tokens(_generated(event))
-            yield event
+        async for batch in reply.events or _nothing():
+            for position, event in enumerate(batch):
+                if "error" in event and not event.get("choices"):
+                    if position:
+                        yield batch[:position]
+                    raise _stream_error(event)
+                counted = _record_usage(ctx, event.get("usage")) or counted
+                if not counted:
+                    ctx.add_tokens(_generated(event))
+            yield batch
     except EngineError as exc:
         raise upstream_api_error(exc) from exc
 
@@ -303,19 +307,26 @@ async def _counted(
 async def _relay(
     reply: UpstreamReply, served: ServedModel, ctx: RequestContext, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    """Pass each event on as it arrives; the request's lifecycle ends the stream, writes
+    """Pass the events on as they arrive; the request's lifecycle ends the stream, writes
     the row, and only then closes the upstream."""
-    async with contextlib.aclosing(_counted(reply, ctx)) as events:
-        async for event in events:
-            if not event.get("choices") and event.get("usage") is not None:
-                if include_usage:  # the final usage chunk, if the client asked for it
-                    yield sse_event(_rename(event, served, ctx))
-                continue
-            if include_usage:
-                event["usage"] = None
-            else:
-                event.pop("usage", None)
-            yield sse_event(_rename(event, served, ctx))
+    async with contextlib.aclosing(_counted(reply, ctx)) as batches:
+        async for batch in batches:
+            out = b"".join(_relayed(event, served, ctx, include_usage) for event in batch)
+            if out:
+                yield out
+
+
+def _relayed(
+    event: dict[str, Any], served: ServedModel, ctx: RequestContext, include_usage: bool
+) -> bytes:
+    if not event.get("choices") and event.get("usage") is not None:
+        # The final usage chunk, if the client asked for it.
+        return sse_event(_rename(event, served, ctx)) if include_usage else b""
+    if include_usage:
+        event["usage"] = None
+    else:
+        event.pop("usage", None)
+    return sse_event(_rename(event, served, ctx))
 
 
 def _stream_error(event: dict[str, Any]) -> ApiError:
@@ -325,6 +336,6 @@ def _stream_error(event: dict[str, Any]) -> ApiError:
     return BadGateway(f"the upstream failed mid-stream: {message or error}")
 
 
-async def _nothing() -> AsyncIterator[dict[str, Any]]:
+async def _nothing() -> AsyncIterator[list[dict[str, Any]]]:
     return
     yield

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, delete, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.errors import ApiError, InvalidRequest, NotFound
@@ -35,7 +35,7 @@ from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey
 from appliance.state.responses import ConversationTooLong, ResponseStore
 
-from .routes import INFERENCE_ERRORS, Answer, AnyRequest, Inference, _chat, _infer
+from .routes import INFERENCE, INFERENCE_ERRORS, Answer, AnyRequest, Inference, _chat, _infer
 
 log = logging.getLogger(__name__)
 MAX_ITEMS_PAGE = 100
@@ -107,7 +107,7 @@ class ResponsesController(Controller):
     """Mounted under /v1 and at the root, beside the other OpenAI endpoints."""
 
     path = "/responses"
-    dependencies = {"inference": Provide(Inference, sync_to_thread=False)}  # noqa: RUF012
+    dependencies = {"inference": INFERENCE}  # noqa: RUF012
 
     @post(
         "/",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from backends.backoff import Backoff
 from backends.base import (
@@ -31,7 +31,7 @@ from backends.base import (
     UpstreamReply,
 )
 from backends.least_busy import LeastBusy
-from backends.openai.client import OpenAIServer, Unreachable, new_client
+from backends.openai.client import OpenAIServer, TransportError, Unreachable, new_client
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
@@ -80,7 +80,7 @@ class ReplicaPool:
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self.replicas: list[Replica] = []
         self._picker: LeastBusy[Replica] = LeastBusy()
         # An ejected replica is probed again after one health interval, doubling.
@@ -134,19 +134,19 @@ class ReplicaPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     async def _probe(self, replica: Replica) -> None:
         """GET {url}/models: healthy on 200, ejected on anything else."""
         try:
             response = await replica.server.get("models", wait=self.settings.connect_timeout)
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             replica.eject(f"health check failed: {exc or type(exc).__name__}", self._backoff)
         else:
-            if response.status_code == 200:
+            if response.status == 200:
                 replica.restore()
             else:
-                replica.eject(f"health check answered {response.status_code}", self._backoff)
+                replica.eject(f"health check answered {response.status}", self._backoff)
 
     async def _check_health(self) -> None:
         while True:
@@ -210,7 +210,9 @@ class ReplicaPool:
                 replica.in_flight -= 1
             await inner()
 
-        async def watched(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async def watched(
+            events: AsyncIterator[list[dict[str, Any]]],
+        ) -> AsyncIterator[list[dict[str, Any]]]:
             try:
                 async for event in events:
                     yield event

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from backends.backoff import Backoff
 from backends.base import (
@@ -36,7 +36,7 @@ from backends.base import (
     ProxyEngine,
     UpstreamReply,
 )
-from backends.openai.client import OpenAIServer, Unreachable, new_client
+from backends.openai.client import OpenAIServer, TransportError, Unreachable, fetch, new_client
 from backends.vllm.environment import child_environment
 from backends.vllm.metrics import parse_metrics
 from backends.vllm.process import ChildGroup, free_port
@@ -108,7 +108,7 @@ class VllmEngine(ProxyEngine):
         self.settings = settings
         self._status = EngineStatus.STOPPED
         self._child = ChildGroup(f"vllm-{settings.model_id}", settings.log_path)
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._server: OpenAIServer | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._figures: dict[str, float] = {}
@@ -188,18 +188,18 @@ class VllmEngine(ProxyEngine):
         assert self._client is not None and self._server is not None
         root = self._server.base_url.removesuffix("/v1")
         try:
-            response = await self._client.get(f"{root}/health", timeout=5.0)
-        except httpx.HTTPError:
+            response = await fetch(self._client, f"{root}/health", 5.0)
+        except TransportError:
             return False
-        return response.status_code == 200
+        return response.status == 200
 
     async def _scrape(self) -> None:
         assert self._client is not None and self._server is not None
         root = self._server.base_url.removesuffix("/v1")
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            response = await self._client.get(f"{root}/metrics", timeout=5.0)
-            if response.status_code == 200:
-                self._figures = parse_metrics(response.text)
+        with contextlib.suppress(*TransportError, ValueError):
+            response = await fetch(self._client, f"{root}/metrics", 5.0)
+            if response.status == 200:
+                self._figures = parse_metrics(response.body.decode("utf-8", "replace"))
 
     async def _supervise(self) -> None:
         """Watch the ready server; restart it with backoff when it dies or turns unhealthy."""
@@ -250,7 +250,7 @@ class VllmEngine(ProxyEngine):
                 await self._supervisor
         await self._child.stop()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
         self._status = EngineStatus.STOPPED
 
     async def forward(

@@ -7,7 +7,11 @@ interleaved."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance.openai.assembly import Assembly
 
@@ -126,3 +130,78 @@ def test_text_chunks_join_text_and_log_probabilities() -> None:
         "text_offset": [0, 4],
     }
     assert choice["finish_reason"] is None
+
+
+class _EveryChunkMerged(Assembly):
+    """The assembly without its shortcut for plain text chunks: the reference."""
+
+    def _plain_text(self, choices: object) -> tuple[int, str] | None:
+        return None
+
+
+_piece = st.text(max_size=4)
+_chat_delta = st.one_of(
+    st.fixed_dictionaries({"content": _piece}),
+    st.fixed_dictionaries({"content": _piece, "role": st.just("assistant")}),
+    st.fixed_dictionaries({"reasoning_content": _piece}),
+    st.fixed_dictionaries(
+        {
+            "tool_calls": st.lists(
+                st.fixed_dictionaries({"index": st.integers(0, 1)}).map(
+                    lambda call: {**call, "function": {"arguments": "{}"}}
+                ),
+                max_size=2,
+            )
+        }
+    ),
+)
+_chat_choice = st.builds(
+    lambda index, delta, reason, logprobs: {
+        "index": index,
+        "delta": delta,
+        **({"finish_reason": reason} if reason != "absent" else {}),
+        **({"logprobs": logprobs} if logprobs != "absent" else {}),
+    },
+    st.integers(0, 2),
+    _chat_delta,
+    st.sampled_from(["absent", None, "stop", "length"]),
+    st.sampled_from(["absent", None, {"content": []}]),
+)
+# Most chunks of a real stream are plain: one choice, one piece of text.
+_plain_chat = st.builds(
+    lambda index, text: [{"index": index, "delta": {"content": text}}], st.integers(0, 1), _piece
+)
+_plain_text = st.builds(
+    lambda index, text: [{"index": index, "text": text}], st.integers(0, 1), _piece
+)
+_text_choice = st.builds(
+    lambda index, text, reason: {"index": index, "text": text, "finish_reason": reason},
+    st.integers(0, 2),
+    _piece,
+    st.sampled_from([None, "stop"]),
+)
+
+
+@given(st.lists(_plain_chat | st.lists(_chat_choice, max_size=3), max_size=16), st.booleans())
+def test_plain_chat_chunks_assemble_as_if_each_were_merged(
+    chunks: list[list[dict[str, Any]]], usage_last: bool
+) -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    fast, reference = Assembly("chat"), _EveryChunkMerged("chat")
+    for index, choices in enumerate(chunks):
+        last = usage_last and index == len(chunks) - 1
+        for assembly in (fast, reference):
+            assembly.add(chunk(copy.deepcopy(choices), usage if last else None))
+    assert fast.body(usage) == reference.body(usage)
+
+
+@given(st.lists(_plain_text | st.lists(_text_choice, max_size=3), max_size=16))
+def test_plain_text_chunks_assemble_as_if_each_were_merged(
+    chunks: list[list[dict[str, Any]]],
+) -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    fast, reference = Assembly("completions"), _EveryChunkMerged("completions")
+    for choices in chunks:
+        for assembly in (fast, reference):
+            assembly.add({**chunk(copy.deepcopy(choices)), "object": "text_completion"})
+    assert fast.body(usage) == reference.body(usage)
