@@ -40,7 +40,7 @@ from backends.replicas import Lease, ReplicaSet
 
 log = logging.getLogger("radiance.batches")
 IDLE_SECONDS = 1.0  # between steps when no line is running
-BUSY_SECONDS = 0.02  # between steps while lines run or wait for capacity
+BUSY_SECONDS = 0.25  # between steps while lines run (a line that ends wakes it at once)
 RETRY_SECONDS = 1.0  # before a line that met "not now" (503) runs again
 PROGRESS_SECONDS = 5.0  # how often a running batch's progress is logged
 
