@@ -185,12 +185,12 @@ class ReplicaSet(Generic[E]):
         With C slots over the ready replicas (each engine's `capabilities.parallel`), B
         requests in flight on them (interactive and background) and P the most
         interactive requests in flight at once in the last minute (`interactive_peak`),
-        it is lent only if B + 1 + max(1, P) <= C: as many slots as interactive traffic
-        recently needed at once, and at least one, stay free, so interactive requests up
-        to that concurrency never wait behind a batch line. A deployment of one slot is
-        lent only while idle (a request that comes then waits for that one line). The
-        replica with the most free slots is chosen."""
-        reserve = max(1, self.interactive_peak())
+        it is lent only if B + 1 + P + 1 <= C: as many slots as interactive traffic
+        recently needed at once, plus one, stay free, so interactive requests up to that
+        concurrency never wait behind a batch line and share the decode steps with few
+        of them. A deployment of one slot is lent only while idle (a request that comes
+        then waits for that one line). The replica with the most free slots is chosen."""
+        reserve = self.interactive_peak() + 1
         ready = [r for r in self.replicas if r.ready]
         slots = {id(r): max(1, r.engine.capabilities.parallel) for r in ready}
         capacity = sum(slots.values())

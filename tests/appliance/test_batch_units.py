@@ -33,11 +33,12 @@ async def test_a_batch_line_never_takes_the_last_free_slot() -> None:
     assert sum(r.in_flight for r in replicas.replicas) == 4
     assert replicas.spare_lease() is None
     interactive.release()
-    assert replicas.spare_lease() is None  # three in flight of four: one stays free
-    first = batch[0]
-    assert first is not None
-    first.release()
-    assert replicas.spare_lease() is not None  # two in flight of four
+    assert replicas.interactive_peak() == 1
+    assert replicas.spare_lease() is None  # three in flight of four: two must stay free
+    for lease in batch[:2]:
+        assert lease is not None
+        lease.release()
+    assert replicas.spare_lease() is not None  # one in flight of four
 
 
 async def test_batch_lines_leave_as_many_slots_as_interactive_traffic_recently_needed() -> None:
@@ -46,10 +47,10 @@ async def test_batch_lines_leave_as_many_slots_as_interactive_traffic_recently_n
     for lease in interactive:
         lease.release()
     assert replicas.interactive_peak() == 2
-    batch = [replicas.spare_lease() for _ in range(3)]
-    assert [lease is not None for lease in batch] == [True, True, False]
-    again = [replicas.lease(), replicas.lease()]  # both fit beside the batch lines
-    assert replicas.replicas[0].in_flight == 4 and replicas.replicas[0].background == 2
+    batch = [replicas.spare_lease() for _ in range(2)]
+    assert [lease is not None for lease in batch] == [True, False]  # the peak plus one free
+    again = [replicas.lease(), replicas.lease()]  # both fit beside the batch line
+    assert replicas.replicas[0].in_flight == 3 and replicas.replicas[0].background == 1
     for lease in again + batch:
         if lease is not None:
             lease.release()
