@@ -43,6 +43,8 @@ def jsonl(lines: list[dict[str, Any] | str]) -> bytes:
     return "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
 
 
+# The timeout is generous: on the session's shared server, interactive tests that ran up
+# to a minute before can hold the tiny model's spare capacity that long (spare_lease).
 def wait_for(
     client: openai.OpenAI, batch_id: str, done: Callable[[Batch], bool], timeout: float = 180
 ) -> Batch:
@@ -53,10 +55,6 @@ def wait_for(
             return batch
         assert time.monotonic() < deadline, batch
         time.sleep(0.2)
-
-
-# Generous: on the session's shared server, interactive tests that ran up to a minute
-# before can hold the tiny model's spare capacity for that long (ReplicaSet.spare_lease).
 
 
 def ended(batch: Batch) -> bool:
