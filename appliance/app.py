@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -14,9 +15,10 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from appliance.accounting.budget_alerts import BudgetAlerts
 from appliance.accounting.limits import Limiter
-from appliance.accounting.meter import Meter
+from appliance.accounting.meter import Meter, policy_for
 from appliance.accounting.spending import Spending
-from appliance.auth import Authenticator
+from appliance.auth import ADMIN_KEY_ID, Authenticator
+from appliance.batches.runner import BatchRunner
 from appliance.config import LoadedConfig
 from appliance.dependencies import DEPENDENCIES, admin_only, metrics_reader
 from appliance.deployments.manager import DeploymentManager
@@ -37,16 +39,21 @@ from appliance.management.webhooks_routes import CreateWebhookBody, WebhooksCont
 from appliance.metrics import CONTENT_TYPE, Metrics
 from appliance.openai.answers import DOCUMENTED as OPENAI_ANSWERS
 from appliance.openai.answers import ErrorResponse
+from appliance.openai.batch_protocol import DOCUMENTED as BATCHES_DOCUMENTED
+from appliance.openai.batches_routes import BatchesController
+from appliance.openai.files_routes import FilesController
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_protocol import DOCUMENTED as RESPONSES_DOCUMENTED
 from appliance.openai.responses_routes import ResponsesController
 from appliance.openai.routes import OpenAIController
 from appliance.openapi_docs import add_body_schemas
 from appliance.registry import ModelRegistry
-from appliance.runtime import Runtime
+from appliance.runtime import Runtime, model_id
+from appliance.state.batches import BatchStore
 from appliance.state.database import open_database
 from appliance.state.deployments import DeploymentStore
-from appliance.state.keys import KeyStore, hash_secret
+from appliance.state.files import FileStore
+from appliance.state.keys import ApiKey, KeyStore, hash_secret
 from appliance.state.ledger import Ledger
 from appliance.state.responses import ResponseStore
 from appliance.state.webhooks import WebhookStore
@@ -108,7 +115,9 @@ BODIES: list[type[msgspec.Struct]] = [
     UpdateDeploymentBody,
     *OPENAI_ANSWERS,  # and the OpenAI answers
     *RESPONSES_DOCUMENTED,  # /v1/responses
+    *BATCHES_DOCUMENTED,  # /v1/files, /v1/batches
 ]
+OPENAI = [OpenAIController, ResponsesController, FilesController, BatchesController]
 
 
 def create_app(
@@ -141,22 +150,48 @@ def create_app(
             )
             await deployments.start()
             admin, reader = config.server.admin_key, config.server.metrics_key
+            auth = Authenticator(
+                keys,
+                hash_secret(admin) if admin else None,
+                hash_secret(reader) if reader else None,
+            )
+            meter = Meter(ledger, Limiter(), spending, Metrics(models))
+            responses = ResponseStore(db, config.server.responses_retention_days * 86400.0)
+            files = FileStore(db, loaded.files_dir, config.server.max_file_bytes)
+            batches = BatchStore(db)
+
+            def key_of(key_id: str) -> ApiKey | None:
+                if key_id == ADMIN_KEY_ID:
+                    return auth.admin_key() if admin else None
+                key = keys.cached(key_id)
+                return key if key is not None and key.status(time.time()) == "active" else None
+
+            runner = BatchRunner(
+                store=batches,
+                files=files,
+                meter=meter,
+                models=models,
+                responses=responses,
+                events=events,
+                key_of=key_of,
+                policy_of=lambda key: policy_for(key, config, lambda n: model_id(models, n)),
+                max_in_flight=config.server.batch_lines_in_flight,
+            )
             app.state.runtime = Runtime(
                 loaded=loaded,
                 db=db,
                 keys=keys,
                 ledger=ledger,
                 models=models,
-                auth=Authenticator(
-                    keys,
-                    hash_secret(admin) if admin else None,
-                    hash_secret(reader) if reader else None,
-                ),
-                meter=(meter := Meter(ledger, Limiter(), spending, Metrics(models))),
+                auth=auth,
+                meter=meter,
                 events=events,
                 webhooks=WebhookStore(db),
                 deployments=deployments,
-                responses=ResponseStore(db, config.server.responses_retention_days * 86400.0),
+                responses=responses,
+                files=files,
+                batches=batches,
+                batch_runner=runner,
             )
             meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
@@ -170,6 +205,7 @@ def create_app(
                 tasks.start_soon(WebhookSender(WebhookStore(db), events, policy).run)
                 tasks.start_soon(alerts.run)
                 tasks.start_soon(deployments.run)
+                tasks.start_soon(runner.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:
@@ -190,8 +226,8 @@ def create_app(
     )
     return Litestar(
         route_handlers=[
-            Router(path="/v1", route_handlers=[OpenAIController, ResponsesController, management]),
-            Router(path="/", route_handlers=[OpenAIController, ResponsesController]),
+            Router(path="/v1", route_handlers=[*OPENAI, management]),
+            Router(path="/", route_handlers=OPENAI),
             metrics,
         ],
         lifespan=[lifespan],

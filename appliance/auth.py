@@ -42,10 +42,14 @@ class Authenticator:
                 raise Unauthorized(f"This API key expired at {when}.", code="expired_api_key")
             return key
         if self.is_admin_secret(secret):
-            return ApiKey(ADMIN_KEY_ID, "admin", "", self.admin_hash or "", None, "admin", 0.0)
+            return self.admin_key()
         if self.keys.was_revoked(secret):
             raise Unauthorized("This API key has been revoked.", code="revoked_api_key")
         raise Unauthorized("Incorrect API key provided.")
+
+    def admin_key(self) -> ApiKey:
+        """The server's admin key, as the key a request presents."""
+        return ApiKey(ADMIN_KEY_ID, "admin", "", self.admin_hash or "", None, "admin", 0.0)
 
     def is_admin_secret(self, secret: str) -> bool:
         return _same(self.admin_hash, secret)

@@ -91,12 +91,14 @@ def documented(
     stream: type[msgspec.Struct] | None = None,
     errors: Mapping[str, str] | None = None,
     error: type[msgspec.Struct] | None = None,
+    form: bool = False,
 ) -> type[Operation]:
     """An Operation class with `body` as its JSON request body (with `examples`: name to
     body) and, when `answer` is
     given, its responses: 200 with `answer` as JSON (and, with `stream`, an event stream
     whose every `data:` line is one `stream`: `event_schema`), and `errors` (status: when) answering
-    `error` as JSON. Every type named here must also go to `add_body_schemas`."""
+    `error` as JSON; with `form`, the body is multipart/form-data with `body`'s fields as
+    its parts. Every type named here must also go to `add_body_schemas`."""
 
     @dataclass
     class Documented(Operation):
@@ -107,7 +109,8 @@ def documented(
                     media.examples = {
                         name: Example(summary=name, value=value) for name, value in examples.items()
                     }
-                self.request_body = RequestBody(content={"application/json": media}, required=True)
+                kind = "multipart/form-data" if form else "application/json"
+                self.request_body = RequestBody(content={kind: media}, required=True)
             if answer is None:
                 return
             content = {"application/json": _media(answer)}

@@ -84,6 +84,9 @@ class RequestContext:
     finished: bool = False
     # Called once when the request ends, however it ends (a replica's lease).
     releases: list[Callable[[], None]] = field(default_factory=list)
+    # The /v1/batches job this request is a line of: billed at the batch price, not
+    # counted against rpm/tpm/concurrency, marked so in the ledger.
+    batch: str | None = None
 
     def use_model(self, served: ServedModel) -> None:
         """Route to `served`, if the key may use it; its prices now apply."""
@@ -96,7 +99,7 @@ class RequestContext:
             )
         self.model, self.backend = served.id, served.backend_name
         self.deployment = served.id
-        self.prices = UnitPrices.of(served.config.pricing)
+        self.prices = UnitPrices.of(served.config.pricing, batch=self.batch is not None)
 
     async def admit(self, completion_tokens: int) -> None:
         """Pass the budget and rate limits, charging the prompt plus `completion_tokens`
@@ -108,6 +111,7 @@ class RequestContext:
             self.prompt_tokens + completion_tokens,
             self.prices.cost(prompt_bound, completion_tokens),
             self.prices.cost(self.prompt_tokens, 1),
+            rate_limited=self.batch is None,
         )
         self.admitted = True
 
@@ -165,7 +169,7 @@ class RequestContext:
             headers["x-deployment-id"] = self.deployment
         if self.replica is not None:
             headers["x-replica-id"] = self.replica
-        if not self.key.is_admin:
+        if not self.key.is_admin and self.batch is None:
             headers.update(self.meter.limiter.headers(self.key.id, self.policy))
         return headers
 
@@ -216,6 +220,7 @@ class RequestContext:
             completion_price=self.prices.completion,
             cost_pusd=self.prices.cost(prompt, completion),
             tokens_per_s=speed,
+            batch_id=self.batch,
         )
 
     async def finish(
@@ -245,7 +250,7 @@ class RequestContext:
             return
         log.info(
             "request id=%s key=%s endpoint=%s model=%s route=%s prompt_tokens=%d "
-            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s",
+            "completion_tokens=%d cost_usd=%s latency_ms=%.1f ttft_ms=%s status=%s http=%d%s%s%s",
             self.id,
             self.key.name,
             self.endpoint,
@@ -259,6 +264,7 @@ class RequestContext:
             status,
             http_status,
             f" replica={self.replica}" if self.replica else "",
+            f" batch={self.batch}" if self.batch else "",
             f" error={error.code}: {_bounded(error.message)}" if error else "",
         )
 

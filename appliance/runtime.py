@@ -6,6 +6,7 @@ Handlers receive its parts as dependencies (`appliance.dependencies`), never the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter, policy_for
@@ -14,12 +15,17 @@ from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
 from appliance.registry import ModelRegistry
+from appliance.state.batches import BatchStore
 from appliance.state.database import Database
+from appliance.state.files import FileStore
 from appliance.state.keys import ApiKey, KeyStore
 from appliance.state.ledger import Ledger
 from appliance.state.responses import ResponseStore
 from appliance.state.webhooks import WebhookStore
 from appliance.webhooks.events import EventBus
+
+if TYPE_CHECKING:  # the runner serves through the routes, which read the runtime
+    from appliance.batches.runner import BatchRunner
 
 
 def model_id(models: ModelRegistry, name: str) -> str | None:
@@ -44,6 +50,9 @@ class Runtime:
     webhooks: WebhookStore
     deployments: DeploymentManager
     responses: ResponseStore  # stored /v1/responses
+    files: FileStore  # /v1/files
+    batches: BatchStore  # /v1/batches
+    batch_runner: BatchRunner
 
     def model_id(self, name: str) -> str | None:
         return model_id(self.models, name)

@@ -16,7 +16,9 @@ failed) its status is what its owner set with `hold`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -27,6 +29,8 @@ from backends.least_busy import LeastBusy
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Engine)
+# How far back `spare_lease` looks for the most interactive requests in flight at once.
+PEAK_WINDOW_SECONDS = 60.0
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Replica(Generic[E]):
     slot: int
     engine: E
     in_flight: int = 0
+    background: int = 0  # of in_flight, leases taken by `spare_lease` (batch lines)
     served: int = 0
     retired: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,10 +71,13 @@ class Replica(Generic[E]):
 class Lease(Generic[E]):
     """One request's hold on one replica: serve on `engine`; `release` ends it (once)."""
 
-    def __init__(self, replica: Replica[E]) -> None:
+    def __init__(self, replica: Replica[E], background: bool = False) -> None:
         self.replica = replica
+        self.background = background
         self._released = False
         replica.take()
+        if background:
+            replica.background += 1
 
     @property
     def id(self) -> str:
@@ -82,6 +90,8 @@ class Lease(Generic[E]):
     def release(self) -> None:
         if not self._released:
             self._released = True
+            if self.background:
+                self.replica.background -= 1
             self.replica.give_back()
 
 
@@ -93,6 +103,8 @@ class ReplicaSet(Generic[E]):
         self._held = EngineStatus.STOPPED
         self._held_error: str | None = None
         self._capabilities: Capabilities | None = None
+        # (monotonic time, interactive requests in flight) at each interactive lease.
+        self._interactive: collections.deque[tuple[float, int]] = collections.deque()
 
     # -- the set ------------------------------------------------------------------------
 
@@ -151,7 +163,45 @@ class ReplicaSet(Generic[E]):
         best = self._picker.pick(self.replicas, lambda r: r.ready)
         if best is None:
             raise EngineUnavailable(f"no replica of `{self.name}` is ready")
-        return Lease(best)
+        lease = Lease(best)
+        now = time.monotonic()
+        count = sum(r.in_flight - r.background for r in self.replicas)
+        while self._interactive and self._interactive[-1][1] <= count:
+            self._interactive.pop()  # a later, higher count covers it
+        self._interactive.append((now, count))
+        return lease
+
+    def interactive_peak(self) -> int:
+        """The most interactive requests in flight at once in the last PEAK_WINDOW_SECONDS."""
+        horizon = time.monotonic() - PEAK_WINDOW_SECONDS
+        while self._interactive and self._interactive[0][0] < horizon:
+            self._interactive.popleft()
+        now = sum(r.in_flight - r.background for r in self.replicas)
+        return max([now, *(count for _, count in self._interactive)])
+
+    def spare_lease(self) -> Lease[E] | None:
+        """A hold for background work (a batch line) on spare capacity only, else None.
+
+        With C slots over the ready replicas (each engine's `capabilities.parallel`), B
+        requests in flight on them (interactive and background) and P the most
+        interactive requests in flight at once in the last minute (`interactive_peak`),
+        it is lent only if B + 1 + P + 1 <= C: as many slots as interactive traffic
+        recently needed at once, plus one, stay free, so interactive requests up to that
+        concurrency never wait behind a batch line and share the decode steps with few
+        of them. A deployment of one slot is lent only while idle (a request that comes
+        then waits for that one line). The replica with the most free slots is chosen."""
+        reserve = self.interactive_peak() + 1
+        ready = [r for r in self.replicas if r.ready]
+        slots = {id(r): max(1, r.engine.capabilities.parallel) for r in ready}
+        capacity = sum(slots.values())
+        busy = sum(r.in_flight for r in ready)
+        room = busy == 0 if capacity == 1 else busy + 1 + reserve <= capacity
+        if not ready or not room:
+            return None
+        best = max(ready, key=lambda r: slots[id(r)] - r.in_flight)
+        if slots[id(best)] - best.in_flight <= 0:
+            return None
+        return Lease(best, background=True)
 
     # -- status and lifecycle, over the replicas -----------------------------------------
 

@@ -99,11 +99,14 @@ class ConsoleApp(App[None]):
         self._redraw()
 
     async def _fetch_listing(self, mode: str) -> None:
-        """Fetch what the screen of `mode` lists, if anything: keys or deployments."""
+        """Fetch what the screen of `mode` lists, if anything: keys, deployments, or the
+        batches shown above the requests."""
         if mode == "keys":
             self.state.keys = await self.client.keys()
         elif mode == "models":
             self.state.deployments = await self.client.deployments()
+        elif mode == "requests":
+            self.state.batches = await self.client.batches()
 
     async def refresh_listing(self, mode: str) -> None:
         """Fetch a screen's listing now (after an action), telling the user if that fails."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from tui.wire import CreatedKey, Deployment, KeyInfo, LiveSnapshot, Tier
+from tui.wire import BatchRow, CreatedKey, Deployment, KeyInfo, LiveSnapshot, Tier
 
 ErrorKind = Literal["unreachable", "unauthorized", "forbidden", "rejected", "protocol"]
 T = TypeVar("T")
@@ -156,6 +156,10 @@ class RadianceClient:
     async def revoke_key(self, key_id: str) -> KeyInfo:
         path = f"/api-keys/{quote(key_id, safe='')}"
         return await self._data(KeyInfo, "DELETE", path)
+
+    async def batches(self) -> list[BatchRow]:
+        """The newest batches of every key (OpenAI's list: `data`, no pagination)."""
+        return await self._data(list[BatchRow], "GET", "/batches", params={"limit": 100})
 
     async def deployments(self) -> list[Deployment]:
         return await self._listing(list[Deployment], "/deployments")

@@ -1,16 +1,17 @@
-"""A live tail of the requests that ended: time, key, model, tokens, latency and status."""
+"""A live tail of the requests that ended: time, key, model, tokens, latency and status;
+above it, while batches run, a line per running batch with its counts."""
 
 from __future__ import annotations
 
 import datetime
 
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer, Header, Static
 
 from tui import formatting as fmt
 from tui.state import ConsoleState
 from tui.widgets import Banner, ConsoleScreen
-from tui.wire import RecentRequest
+from tui.wire import BatchRow, RecentRequest
 
 COLUMNS = ("Time", "Status", "Key", "Model", "Tokens", "Latency", "TTFT", "Endpoint")
 
@@ -35,22 +36,43 @@ def _row(item: RecentRequest, zone: datetime.tzinfo | None) -> tuple[object, ...
     )
 
 
+def batch_lines(batches: list[BatchRow] | None) -> str:
+    """One line per running batch: its id, status, lines done of all, failed, endpoint."""
+    lines = []
+    for batch in batches or []:
+        if not batch.running:
+            continue
+        counts = batch.request_counts
+        done = counts.completed + counts.failed
+        lines.append(
+            f"{batch.id}  {batch.status}  {done}/{counts.total} done, {counts.failed} failed  "
+            f"{batch.endpoint}"
+        )
+    return "\n".join(lines)
+
+
 class RequestsScreen(ConsoleScreen):
     """Newest at the bottom; the cursor follows new rows while it sits on the last one."""
 
     DEFAULT_CSS = """
     RequestsScreen DataTable { height: 1fr; }
+    RequestsScreen #batches { height: auto; padding: 0 1; display: none; }
     """
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner()
+        yield Static(id="batches")
         table: DataTable[object] = DataTable(id="requests", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
         yield Footer()
 
     def show_state(self, state: ConsoleState) -> None:
+        running = batch_lines(state.batches)
+        panel = self.query_one("#batches", Static)
+        panel.display = bool(running)
+        panel.update(f"Batches running\n{running}" if running else "")
         table = self.query_one("#requests", DataTable)
         following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         kept = {_key(item) for item in state.tail}

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tui.client import ServerError
-from tui.wire import Deployment, KeyInfo, LiveSnapshot, ModelLive, RecentRequest, Tier
+from tui.wire import BatchRow, Deployment, KeyInfo, LiveSnapshot, ModelLive, RecentRequest, Tier
 
 HISTORY = 180  # samples kept per model for the sparklines: three minutes at one per second
 TAIL = 500  # requests kept for the live tail
@@ -41,6 +41,7 @@ class ConsoleState:
     tail: deque[RecentRequest] = field(default_factory=lambda: deque(maxlen=TAIL))
     keys: list[KeyInfo] | None = None
     deployments: list[Deployment] | None = None
+    batches: list[BatchRow] | None = None  # the newest batches, for the requests screen
     tiers: list[Tier] | None = None
     problem: ServerError | None = None
     retry_in: float = 0.0

@@ -7,6 +7,7 @@ client; the Structs ignore fields they do not know, so a newer server does not b
 from __future__ import annotations
 
 from appliance.management.wire import (
+    BatchRow,
     CreatedKey,
     Deployment,
     KeyInfo,
@@ -20,6 +21,7 @@ from appliance.management.wire import (
 )
 
 __all__ = [
+    "BatchRow",
     "CreatedKey",
     "Deployment",
     "KeyInfo",

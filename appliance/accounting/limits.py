@@ -34,6 +34,7 @@ class Policy:
     budget_pusd: int | None = None
     budget_period: str = "month"
     expires_at: float | None = None
+    batch_lines_in_flight: int | None = None  # /v1/batches lines of the key at once
 
 
 class RateLimited(ApiError):
@@ -184,6 +185,13 @@ class Limiter:
         window.charges.append(charge)
         window.tokens += tokens
         window.in_flight += 1
+        return Admission(window, charge)
+
+    def unlimited(self, tokens: int) -> Admission:
+        """An admission outside every window (a batch line: not counted against rpm/tpm)."""
+        window = _Window(in_flight=1)
+        charge = _Charge(self._clock(), tokens)
+        window.charges.append(charge)
         return Admission(window, charge)
 
     def headers(self, key_id: str, policy: Policy) -> dict[str, str]:

@@ -48,6 +48,7 @@ def policy_for(key: ApiKey, config: Config, model_id: Callable[[str], str | None
         budget_pusd=picodollars(key.budget_usd) if key.budget_usd else None,
         budget_period=key.budget_period or "month",
         expires_at=key.expires_at,
+        batch_lines_in_flight=tier.batch_lines_in_flight if tier else None,
     )
 
 
@@ -70,7 +71,14 @@ class Meter:
     budget_exhausted: list[Callable[[str], None]] = field(default_factory=list)
 
     async def admit(
-        self, key: ApiKey, policy: Policy, tokens: int, cost_pusd: int = 0, least_pusd: int = 0
+        self,
+        key: ApiKey,
+        policy: Policy,
+        tokens: int,
+        cost_pusd: int = 0,
+        least_pusd: int = 0,
+        *,
+        rate_limited: bool = True,
     ) -> Admission | None:
         """Check the budget and the rate limits; None for a key without limits.
 
@@ -79,11 +87,12 @@ class Meter:
         of it until the request's real cost is in the ledger. Between the spend read and
         the reservation nothing awaits, so concurrent requests see each other's holds.
         `least_pusd` is the least it can cost (its prompt and one token): a budget with
-        less than that left is as good as spent, and the listeners hear of it."""
+        less than that left is as good as spent, and the listeners hear of it.
+        Without `rate_limited` (a batch line) the request passes the budget only."""
         if key.is_admin:
             return None
         if policy.budget_pusd is None:
-            return self.limiter.admit(key.id, policy, tokens)
+            return self._limits(key, policy, tokens, rate_limited)
         now = time.time()
         start = period_start(policy.budget_period, now)
         spent = await self.spending.spent(key.id, start)
@@ -109,9 +118,14 @@ class Meter:
                 f"{resets}.",
                 param="max_tokens",
             )
-        admission = self.limiter.admit(key.id, policy, tokens)
+        admission = self._limits(key, policy, tokens, rate_limited)
         admission.release_hold = self.spending.hold(key.id, start, cost_pusd)
         return admission
+
+    def _limits(self, key: ApiKey, policy: Policy, tokens: int, rate_limited: bool) -> Admission:
+        if rate_limited:
+            return self.limiter.admit(key.id, policy, tokens)
+        return self.limiter.unlimited(tokens)
 
     async def settle_open(self) -> None:
         """Settle the requests still under way (the server stops): each gets its row."""

@@ -53,7 +53,10 @@ class UnitPrices:
     completion: str
 
     @classmethod
-    def of(cls, pricing: Pricing) -> UnitPrices:
+    def of(cls, pricing: Pricing, batch: bool = False) -> UnitPrices:
+        """The model's prices; for a batch line its `batch` prices, when it has them."""
+        if batch and pricing.batch is not None:
+            return cls(pricing.batch.prompt, pricing.batch.completion)
         return cls(pricing.prompt, pricing.completion)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> int:

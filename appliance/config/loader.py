@@ -53,6 +53,11 @@ class LoadedConfig:
         return self.resolve(self.config.server.database)
 
     @property
+    def files_dir(self) -> Path:
+        """The folder /v1/files uploads and batch results are kept in."""
+        return self.resolve(self.config.server.files_dir)
+
+    @property
     def models_dir(self) -> Path:
         """The folder hf:// sources are downloaded into."""
         return self.resolve(self.config.server.models_dir)

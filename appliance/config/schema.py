@@ -86,6 +86,12 @@ class ServerConfig(Base, frozen=True):
     # the last moments. "power": each commit also waits for the disk (fsync), surviving
     # a power cut, at about 0.3 ms per commit.
     ledger_durability: Literal["process", "power"] = "process"
+    # Where /v1/files uploads and batch results are kept; relative to this file.
+    files_dir: str = "files"
+    # The largest file POST /v1/files accepts (bytes); a larger upload gets 413.
+    max_file_bytes: PositiveInt = 200 * 1024 * 1024
+    # /v1/batches lines running at once over the whole server, when capacity allows.
+    batch_lines_in_flight: PositiveInt = 8
 
 
 def _decimal_ok(text: str) -> bool:
@@ -100,11 +106,20 @@ def _decimal_ok(text: str) -> bool:
 Usd = Annotated[str, Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$")]
 
 
+class BatchPricing(Base, frozen=True):
+    """USD per one million tokens for the lines of a /v1/batches job."""
+
+    prompt: Usd = "0"
+    completion: Usd = "0"
+
+
 class Pricing(Base, frozen=True):
     """USD per one million tokens, as decimal strings so no float rounding creeps in."""
 
     prompt: Usd = "0"
     completion: Usd = "0"
+    # What a /v1/batches line pays; without it a batch line pays `prompt` and `completion`.
+    batch: BatchPricing | None = None
 
 
 class AutoscalingConfig(Base, frozen=True):
@@ -172,6 +187,8 @@ class TierConfig(Base, frozen=True):
     concurrency: PositiveInt | None = None  # requests in flight at once
     max_tokens: PositiveInt | None = None  # cap on a request's completion tokens
     models: list[Name] | None = None  # allow-list of model ids or aliases
+    # /v1/batches lines of one key running at once (batches ignore rpm, tpm, concurrency).
+    batch_lines_in_flight: PositiveInt | None = None
 
 
 class Budget(Base, frozen=True):

@@ -184,3 +184,23 @@ class Deployment(Camel, frozen=True):
     download: Download | None = None
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class BatchCounts(msgspec.Struct, frozen=True):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class BatchRow(msgspec.Struct, frozen=True):
+    """A /v1/batches Batch as the console reads it (GET /v1/batches with the admin key)."""
+
+    id: str
+    status: str
+    endpoint: str = ""
+    created_at: int = 0
+    request_counts: BatchCounts = BatchCounts()
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("validating", "in_progress", "finalizing", "cancelling")

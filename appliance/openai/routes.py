@@ -53,7 +53,7 @@ from appliance.request_context import REQUEST_ID, RequestContext
 from appliance.runtime import Runtime
 from appliance.state.keys import ApiKey
 from backends.base import Engine, EngineError, ProxyEngine, TokenEngine
-from backends.replicas import ReplicaSet
+from backends.replicas import Lease, ReplicaSet
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
@@ -123,12 +123,16 @@ def provide_inference(request: AnyRequest, state: State) -> Inference:
 INFERENCE = Provide(provide_inference, sync_to_thread=False)
 
 
-def _on_replica(served: ServedModel, ctx: RequestContext) -> Engine:
+def _on_replica(served: ServedModel, ctx: RequestContext, lease: Lease[Any] | None) -> Engine:
     """The engine of one of `served`'s replicas (the least busy), held until the request
-    ends."""
+    ends; or the one of `lease`, taken already (a batch line takes spare capacity)."""
     replicas = served.engine
     if not isinstance(replicas, ReplicaSet):
         return replicas
+    if lease is not None and lease.replica in replicas.replicas:
+        ctx.replica = lease.id
+        engine: Engine = lease.engine
+        return engine
     try:
         lease = replicas.lease()
     except EngineError as exc:
@@ -191,6 +195,7 @@ async def _serve(
     ctx: RequestContext,
     models: ModelRegistry,
     deployment: str | None,
+    lease: Lease[Any] | None = None,
 ) -> Answer:
     """Decode, resolve the model and its replica, and serve on it as its contract says:
     a proxy engine forwards the body, a token engine is given prompts to sample."""
@@ -207,7 +212,7 @@ async def _serve(
         )
     ctx.use_model(served)
     served.require_ready()
-    engine = _on_replica(served, ctx)
+    engine = _on_replica(served, ctx, lease)
     if isinstance(engine, ProxyEngine):
         return await forward(raw, body, served, engine, ctx)
     if not isinstance(engine, TokenEngine):

@@ -204,6 +204,64 @@ MIGRATIONS: Sequence[Migration] = (
         CREATE INDEX responses_expires_at ON responses (expires_at);
         """,
     ),
+    Migration(
+        # /v1/files (the bytes live under server.files_dir), /v1/batches with one row per
+        # input line (its outcome is written once, so a restart resumes where it stopped),
+        # and the ledger's mark on a request that was a batch line.
+        "0007_files_and_batches",
+        """
+        ALTER TABLE requests ADD COLUMN batch_id TEXT;
+        CREATE TABLE files (
+            id          TEXT PRIMARY KEY,
+            key_id      TEXT NOT NULL,
+            filename    TEXT NOT NULL,
+            purpose     TEXT NOT NULL,
+            bytes       INTEGER NOT NULL,
+            sha256      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER
+        );
+        CREATE INDEX files_key_created ON files (key_id, created_at);
+        CREATE TABLE batches (
+            id                TEXT PRIMARY KEY,
+            key_id            TEXT NOT NULL,
+            endpoint          TEXT NOT NULL,
+            input_file_id     TEXT NOT NULL,
+            completion_window TEXT NOT NULL,
+            status            TEXT NOT NULL,
+            metadata          TEXT,
+            errors            TEXT,
+            output_file_id    TEXT,
+            error_file_id     TEXT,
+            total             INTEGER NOT NULL DEFAULT 0,
+            completed         INTEGER NOT NULL DEFAULT 0,
+            failed            INTEGER NOT NULL DEFAULT 0,
+            input_tokens      INTEGER NOT NULL DEFAULT 0,
+            output_tokens     INTEGER NOT NULL DEFAULT 0,
+            created_at        INTEGER NOT NULL,
+            expires_at        INTEGER NOT NULL,
+            in_progress_at    INTEGER,
+            finalizing_at     INTEGER,
+            completed_at      INTEGER,
+            failed_at         INTEGER,
+            expired_at        INTEGER,
+            cancelling_at     INTEGER,
+            cancelled_at      INTEGER
+        );
+        CREATE INDEX batches_key_created ON batches (key_id, created_at);
+        CREATE INDEX batches_status ON batches (status);
+        CREATE TABLE batch_lines (
+            batch_id   TEXT NOT NULL,
+            line       INTEGER NOT NULL,
+            custom_id  TEXT,
+            model      TEXT,
+            body       TEXT,
+            outcome    TEXT CHECK (outcome IN ('output', 'error')),
+            result     TEXT,
+            PRIMARY KEY (batch_id, line)
+        );
+        """,
+    ),
 )
 
 

@@ -62,6 +62,7 @@ class RequestRecord:
     completion_price: str = "0"
     cost_pusd: int = 0  # picodollars, exact
     tokens_per_s: float | None = None  # decode speed after the first token
+    batch_id: str | None = None  # the /v1/batches job the request was a line of
 
     @property
     def hour(self) -> int:

@@ -30,6 +30,10 @@ EVENTS = (
     "key.created",
     "key.revoked",
     "budget.threshold_reached",
+    "batch.completed",
+    "batch.failed",
+    "batch.expired",
+    "batch.cancelled",
 )
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a marker, not a secret)
 _HOOK_COLUMNS = "id, url, events, description, secret, created_at"

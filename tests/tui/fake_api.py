@@ -35,6 +35,7 @@ class FakeApi:
             _key("k4", "old-batch", "rad-9Zp", "free", "api", status="revoked"),
         ]
         self.deployments: dict[str, dict[str, Any]] = {dep["id"]: dep for dep in _deployments()}
+        self.batches: list[dict[str, Any]] = []  # as GET /v1/batches answers
         # (method, deployment id, JSON body or None) of every PUT and DELETE, in order.
         self.actions: list[tuple[str, str, Any]] = []
 
@@ -55,6 +56,8 @@ class FakeApi:
             body = json.loads(request.content)
             made = _key("k5", body["name"], "rad-Ne1", body.get("tier"), "api")
             return _ok({**made, "key": "rad-Ne1-fixed-secret-for-the-snapshot"})
+        if path == "/v1/batches":
+            return httpx.Response(200, json={"object": "list", "data": self.batches})
         if path == "/v1/tiers":
             return _ok([{"name": "free", "rpm": 60}, {"name": "pro", "rpm": 600}])
         if path == "/v1/deployments" and request.method == "GET":

@@ -1,0 +1,244 @@
+"""/v1/files: upload (multipart `file` + `purpose`, streamed to disk), list, retrieve,
+content, delete. A key sees only its own files; the admin key sees every file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import multipart  # type: ignore[import-untyped]
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import File
+
+from appliance.errors import InvalidRequest, NotFound, PayloadTooLarge
+from appliance.openai.answers import ErrorResponse
+from appliance.openai.batch_protocol import (
+    UPLOAD_PURPOSES,
+    FileDeleted,
+    FileList,
+    FileObject,
+    FilePurpose,
+    FileUpload,
+)
+from appliance.openapi_docs import documented
+from appliance.state.files import FileStore, FileTooLarge, FileWriter, StoredFile
+from appliance.state.keys import ApiKey
+
+AnyRequest = Request[Any, Any, Any]
+MAX_PAGE = 10000
+# Room for the multipart framing and the `purpose` field around the file's own bytes.
+_FRAMING = 64 * 1024
+_MAX_FILENAME = 255
+
+
+def owner(caller: ApiKey) -> str | None:
+    """Whose files a caller sees: its own, or (the admin) everyone's."""
+    return None if caller.is_admin else caller.id
+
+
+def _missing(file_id: str) -> NotFound:
+    return NotFound(f"No file with id `{file_id[:64]}` found.", param="file_id")
+
+
+async def find_file(files: FileStore, caller: ApiKey, file_id: str) -> StoredFile:
+    stored = await files.get(file_id, owner(caller))
+    if stored is None:
+        raise _missing(file_id)
+    return stored
+
+
+class _Upload:
+    """The parts of one multipart upload as they stream in: `file` goes to disk."""
+
+    def __init__(self, files: FileStore) -> None:
+        self.files = files
+        self.writer: FileWriter | None = None
+        self.filename: str | None = None
+        self.purpose = bytearray()
+        self._part: str | None = None
+
+    def event(self, event: object) -> None:
+        if isinstance(event, multipart.MultipartSegment):
+            self._part = event.name
+            if event.name == "file":
+                if self.writer is not None:
+                    raise InvalidRequest("send one `file` part", param="file")
+                self.filename = (event.filename or "upload.jsonl")[:_MAX_FILENAME]
+                self.writer = self.files.writer()
+        elif event is None:
+            self._part = None
+        elif isinstance(event, bytes | bytearray):
+            if self._part == "file" and self.writer is not None:
+                self.writer.write(bytes(event))
+            elif self._part == "purpose":
+                self.purpose += event
+                if len(self.purpose) > 64:
+                    raise InvalidRequest("`purpose` is too long", param="purpose")
+
+
+def _boundary(request: AnyRequest) -> str:
+    kind, options = multipart.parse_options_header(request.headers.get("content-type", ""))
+    if kind != "multipart/form-data" or not options.get("boundary"):
+        raise InvalidRequest(
+            "Upload a file as multipart/form-data with the parts `file` and `purpose`.",
+            param="file",
+        )
+    return str(options["boundary"])
+
+
+async def _receive(request: AnyRequest, upload: _Upload, limit: int) -> None:
+    try:
+        parser = multipart.PushMultipartParser(_boundary(request), max_header_count=8)
+    except multipart.MultipartError as exc:
+        raise InvalidRequest(f"bad multipart body: {exc}", param="file") from None
+    received = 0
+    try:
+        with parser:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit + _FRAMING:
+                    raise FileTooLarge(limit)
+                for event in parser.parse(chunk):
+                    upload.event(event)
+            for event in parser.parse(b""):
+                upload.event(event)
+    except multipart.MultipartError as exc:
+        raise InvalidRequest(f"bad multipart body: {exc}", param="file") from None
+
+
+_ERRORS = {"401": "No key, a bad, revoked or expired key", "404": "No such file for this key"}
+
+
+class FilesController(Controller):
+    path = "/files"
+
+    @post(
+        "/",
+        status_code=200,
+        summary="Upload a file (multipart `file` and `purpose`), streamed to disk",
+        request_max_body_size=None,  # the upload is capped by server.max_file_bytes
+        operation_class=documented(
+            body=FileUpload,
+            form=True,
+            answer=FileObject,
+            answer_description="The file",
+            errors={
+                "400": "No `file` part, or `purpose` is missing or not one of "
+                + ", ".join(UPLOAD_PURPOSES),
+                "401": _ERRORS["401"],
+                "413": "The file is over server.max_file_bytes",
+            },
+            error=ErrorResponse,
+        ),
+    )
+    async def upload(
+        self,
+        request: AnyRequest,
+        caller: NamedDependency[ApiKey],
+        files: NamedDependency[FileStore],
+    ) -> FileObject:
+        upload = _Upload(files)
+        try:
+            await _receive(request, upload, files.max_bytes)
+            purpose = upload.purpose.decode("utf-8", "replace").strip()
+            if upload.writer is None or upload.filename is None:
+                raise InvalidRequest("the upload has no `file` part", param="file")
+            if purpose not in UPLOAD_PURPOSES:
+                raise InvalidRequest(
+                    f"`purpose` must be one of {', '.join(UPLOAD_PURPOSES)}", param="purpose"
+                )
+            return await files.commit(upload.writer, caller.id, upload.filename, purpose)
+        except FileTooLarge:
+            raise PayloadTooLarge(
+                f"The file is larger than this server accepts ({files.max_bytes} bytes).",
+                param="file",
+                code="file_too_large",
+            ) from None
+        finally:
+            if upload.writer is not None and not upload.writer.path.exists():
+                upload.writer.discard()
+
+    @get(
+        "/",
+        summary="The files of this key (the admin: every file), newest first",
+        operation_class=documented(
+            answer=FileList,
+            answer_description="A page of files",
+            errors={"401": _ERRORS["401"], "400": "`limit`, `order` or `purpose` is invalid"},
+            error=ErrorResponse,
+        ),
+    )
+    async def list_files(
+        self,
+        caller: NamedDependency[ApiKey],
+        files: NamedDependency[FileStore],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+        order: FromQuery[Literal["asc", "desc"]] = "desc",
+        after: FromQuery[str | None] = None,
+        purpose: FromQuery[FilePurpose | None] = None,
+    ) -> FileList:
+        page, more = await files.page(owner(caller), purpose, after, limit, order)
+        return FileList(
+            data=page,
+            first_id=page[0].id if page else None,
+            last_id=page[-1].id if page else None,
+            has_more=more,
+        )
+
+    @get(
+        "/{file_id:str}",
+        summary="One file's details",
+        operation_class=documented(
+            answer=FileObject, answer_description="The file", errors=_ERRORS, error=ErrorResponse
+        ),
+    )
+    async def retrieve(
+        self,
+        caller: NamedDependency[ApiKey],
+        files: NamedDependency[FileStore],
+        file_id: FromPath[str],
+    ) -> FileObject:
+        return (await find_file(files, caller, file_id)).file
+
+    @get(
+        "/{file_id:str}/content",
+        summary="A file's content",
+        media_type="application/octet-stream",
+        responses={
+            int(status): ResponseSpec(
+                data_container=ErrorResponse, description=when, generate_examples=False
+            )
+            for status, when in _ERRORS.items()
+        },
+    )
+    async def content(
+        self,
+        caller: NamedDependency[ApiKey],
+        files: NamedDependency[FileStore],
+        file_id: FromPath[str],
+    ) -> Response[Any]:
+        stored = await find_file(files, caller, file_id)
+        path = files.path(stored.file.id)
+        if not path.exists():
+            raise _missing(file_id)
+        return File(path, filename=stored.file.filename, media_type="application/octet-stream")
+
+    @delete(
+        "/{file_id:str}",
+        status_code=200,
+        summary="Delete a file",
+        operation_class=documented(
+            answer=FileDeleted, answer_description="Deleted", errors=_ERRORS, error=ErrorResponse
+        ),
+    )
+    async def remove(
+        self,
+        caller: NamedDependency[ApiKey],
+        files: NamedDependency[FileStore],
+        file_id: FromPath[str],
+    ) -> FileDeleted:
+        if not await files.delete(file_id, owner(caller)):
+            raise _missing(file_id)
+        return FileDeleted(id=file_id)
