@@ -4,13 +4,16 @@ Each step of the loop:
 
 1. releases the slots whose clients went away, and admits waiting requests (FIFO) into
    idle slots, each into the idle slot whose cache shares the longest prefix with it
-   (else the lowest idle slot);
+   (else the lowest idle slot); a request with the very prompt of a slot still processing
+   its prompt (the sibling choices of ``n``, submitted together) follows that slot instead;
 2. decodes one token for every generating slot in one batch and samples each with its own
    sampler chain;
 3. evaluates prompt chunks of the slots processing their prompts, oldest first, up to
    ``batch_size`` tokens in the step, so a long prompt is spread over several steps while
    the other streams keep going; a slot whose prompt is done samples its first token and
-   starts generating.
+   starts generating; so do its followers, each given a copy of its sequence
+   (``llama_memory_seq_cp``) and sampling its first token from the same logits, which is
+   exactly what it would have computed itself.
 
 With one slot (``parallel: 1``) this serves one request at a time, the others waiting in
 the same FIFO queue.
@@ -86,6 +89,7 @@ class Scheduler:
         self._stopping = False
         self.prompt_tokens_reused = 0
         self.prompt_tokens_evaluated = 0
+        self.prompt_tokens_shared = 0  # prompt tokens a sibling copied instead of evaluating
         self.steps = 0
         self._thread = threading.Thread(target=self._run, name=f"llama-batch-{name}", daemon=True)
         self._thread.start()
@@ -102,6 +106,18 @@ class Scheduler:
             if len(self.waiting) >= self._max_queue:
                 return False
             self.waiting.append(request)
+            self._wake.notify()
+        return True
+
+    def submit_all(self, requests: list[Request]) -> bool:
+        """Queue requests together (the choices of one prompt), so that they are admitted
+        in one go; False when ``max_queue`` requests already wait."""
+        with self._wake:
+            if self._stopping:
+                raise EngineUnavailable("the model is stopping")
+            if len(self.waiting) >= self._max_queue:
+                return False
+            self.waiting.extend(requests)
             self._wake.notify()
         return True
 
@@ -164,6 +180,12 @@ class Scheduler:
             if request.cancelled.is_set():
                 request.release()
                 continue
+            leader = self._leader_for(request)
+            if leader is not None:
+                slot = min(idle, key=lambda s: s.seq_id)
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.follow(request, leader)
+                continue
             # Most reuse first; else the lowest slot. llama.cpp attends over the range of
             # sequences a batch touches, so slots packed low keep each step small.
             slot = max(idle, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
@@ -176,6 +198,19 @@ class Scheduler:
             slot.assign(request, reuse)
             self.prompt_tokens_reused += reuse
 
+    def _leader_for(self, request: Request) -> Slot | None:
+        """A slot still evaluating exactly this prompt, whose sequence can be shared."""
+        for slot in self.slots:
+            if (
+                slot.state is SlotState.PROCESSING_PROMPT
+                and slot.leader is None
+                and slot.pending
+                and slot.request is not None
+                and slot.request.prompt == request.prompt
+            ):
+                return slot
+        return None
+
     def _step(self) -> None:
         """Decode one token for every generating slot, then prompt chunks up to the budget."""
         budget = self._step_tokens
@@ -187,7 +222,9 @@ class Scheduler:
             for index, slot in enumerate(generating):
                 self._sample(slot, index)
             budget -= len(generating)
-        prompting = [s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT]
+        prompting = [
+            s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT and s.leader is None
+        ]
         prompting.sort(key=lambda s: s.request.started if s.request else 0.0)
         progressed = False
         for slot in prompting:
@@ -200,7 +237,20 @@ class Scheduler:
                 budget -= len(chunk)
                 progressed = True
                 if not slot.pending:
+                    self._share_prompt(slot, len(chunk) - 1)
                     self._sample(slot, len(chunk) - 1)
+
+    def _share_prompt(self, leader: Slot, index: int) -> None:
+        """Give the leader's followers its evaluated prompt and their first tokens."""
+        import llama_cpp
+
+        followers, leader.followers = leader.followers, []
+        for slot in followers:
+            # Across streams llama.cpp copies whole sequences, at the next decode.
+            llama_cpp.llama_memory_seq_cp(self._memory, leader.seq_id, slot.seq_id, -1, -1)
+            slot.copy_of(leader)
+            self.prompt_tokens_shared += len(leader.cached)
+            self._sample(slot, index)
 
     def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> bool:
         """Evaluate (slot, first position, tokens) rows in one llama_decode call, with
@@ -283,6 +333,7 @@ class Scheduler:
         return raw.decode("utf-8", errors="replace"), tuple(raw)
 
     def _vacate(self, slot: Slot, error: BaseException | None = None) -> None:
+        slot.unlink()
         request = slot.vacate()
         self._took(time.perf_counter() - request.started)
         request.release(error)

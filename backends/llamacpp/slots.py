@@ -6,9 +6,11 @@ A slot is in one of three states (llama.cpp's server names them ``slot_state``):
       ^                     |                               |
       +------- vacate ------+----------- vacate ------------+
 
-An idle slot holds no request; while processing its prompt it is given prompt chunks;
-while generating it is given one token per decode step. Any state but IDLE ends in IDLE
-when the request finishes, is cancelled or fails.
+An idle slot holds no request; while processing its prompt it is given prompt chunks,
+unless it follows another slot processing the same prompt (a sibling choice of ``n``): then
+it waits, is given a copy of that slot's sequence when the prompt is done, and samples its
+first token from the same logits; while generating it is given one token per decode step.
+Any state but IDLE ends in IDLE when the request finishes, is cancelled or fails.
 
 A slot remembers which tokens its sequence holds in the KV cache, also after its request
 ends, so that the next request sharing a prefix with them (a common system prompt, the
@@ -137,6 +139,9 @@ class Slot:
     exact: int = 0
     request: Request | None = None
     state: SlotState = SlotState.IDLE
+    # The slot evaluating this slot's prompt for it, and the slots this one evaluates for.
+    leader: Slot | None = None
+    followers: list[Slot] = field(default_factory=list)
 
     def _move(self, to: SlotState) -> None:
         if to not in _MOVES[self.state]:
@@ -157,6 +162,37 @@ class Slot:
         self.pending = list(request.prompt[reuse:])
         self.request = request
         request.started = time.perf_counter()
+
+    def follow(self, request: Request, leader: Slot) -> None:
+        """Give the idle slot to ``request``, whose prompt ``leader`` is evaluating; the
+        slot's own sequence must already be gone from the KV cache."""
+        self._move(SlotState.PROCESSING_PROMPT)
+        self.clear()
+        self.request = request
+        self.leader = leader
+        leader.followers.append(self)
+        request.started = time.perf_counter()
+
+    def copy_of(self, leader: Slot) -> None:
+        """The leader's prompt is done and its sequence copied into this slot's."""
+        self.cached = list(leader.cached)
+        self.exact = leader.exact
+        self.leader = None
+
+    def unlink(self) -> None:
+        """Leave the prompt sharing: stop following, and hand this slot's followers to the
+        first of them, which evaluates the prompt itself from now on."""
+        if self.leader is not None:
+            self.leader.followers.remove(self)
+            self.leader = None
+        followers, self.followers = self.followers, []
+        if followers:
+            heir, *rest = followers
+            heir.leader = None
+            heir.pending = list(heir.request.prompt) if heir.request else []
+            heir.followers = rest
+            for follower in rest:
+                follower.leader = heir
 
     def take(self, count: int) -> tuple[int, list[int]]:
         """The position and up to ``count`` pending tokens to evaluate now (cached from here)."""
