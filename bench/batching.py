@@ -146,7 +146,11 @@ def running(command: list[str], port: int, log: pathlib.Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{log.stem} did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-            yield base
+            try:
+                yield base
+            except Exception:
+                print(f"{log.stem} log:\n{log.read_text()[-3000:]}", file=sys.stderr)
+                raise
         finally:
             process.terminate()
             try:
@@ -213,7 +217,8 @@ async def measure(
             number = 10000 * round_ + 1000 * streams + 10 * worker + sent
             results.append(await one_stream(client, base, server, number, max_tokens))
 
-    limits = httpx.Limits(max_connections=streams + 2)
+    # No keep-alive: llama-server closes idle connections, and a reused one can be gone.
+    limits = httpx.Limits(max_connections=streams + 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         await one_stream(client, base, server, 0, 8)  # warm up
         started = time.perf_counter()

@@ -10,8 +10,10 @@ Each step of the loop:
    sampler chain;
 3. evaluates prompt chunks of the slots processing their prompts, oldest first, up to
    ``batch_size`` tokens in the step, so a long prompt is spread over several steps while
-   the other streams keep going; a slot whose prompt is done samples its first token and
-   starts generating; so do its followers, each given a copy of its sequence
+   the other streams keep going. The oldest prompt's next chunk rides in step 2's batch
+   (rows in sequence order), so a new request does not stall the running ones for a
+   decode of its own; the rest get calls of their own. A slot whose prompt is done samples
+   its first token and starts generating; so do its followers, each given a copy of its sequence
    (``llama_memory_seq_cp``) and sampling its first token from the same logits, which is
    exactly what it would have computed itself.
 
@@ -19,9 +21,19 @@ With one slot (``parallel: 1``) this serves one request at a time, the others wa
 the same FIFO queue.
 
 The context has one sequence per slot with its own ``context_length`` cells (llama.cpp's
-non-unified KV cache), and each prompt chunk is decoded alone, so a sequence's tokens do
-not depend on what else is running: the same request gives the same output alone or in a
-crowd, with or without a reused prefix.
+non-unified KV cache). Such a cache splits a batch into micro-batches of consecutive
+sequence ids with as many tokens each, so a step whose slots have a hole (slot 1 idle
+between 0 and 2) costs two graph computations: mixing the new prompt's chunk into the
+step fills the hole the finished request left, and its first micro-batch holds one token
+of every slot, the rest of the chunk a second one (what llama-server does too).
+
+Determinism: prompt chunks start at multiples of ``PROMPT_CHUNK`` whatever else runs, and
+a sequence attends only to its own cells. llama.cpp's CPU kernels may still round a token
+differently in another batch shape (on some CPUs the decode of several sequences differs
+from one sequence's in the last bits), so a seeded draw near a boundary can differ between
+a request alone and in a crowd; greedy text stays the same in the tests (alone, in a
+crowd, with a reused prefix, as a sibling choice). Before mixing, each prompt chunk was a
+call of its own, which kept a prompt's cache exact but stalled every stream for it.
 """
 
 from __future__ import annotations
@@ -75,7 +87,7 @@ class Scheduler:
         self._n_vocab = model.n_vocab()
         self._step_tokens = max(batch_size, slots)  # tokens evaluated per step
         self._chunk = prompt_chunk(batch_size)
-        self._batch = llama_cpp.llama_batch_init(max(slots, self._chunk), 0, 1)
+        self._batch = llama_cpp.llama_batch_init(slots + self._chunk, 0, 1)
         self._limit = context_length
         self._max_queue = max_queue
         self._took = took
@@ -215,23 +227,36 @@ class Scheduler:
         """Decode one token for every generating slot, then prompt chunks up to the budget."""
         budget = self._step_tokens
         generating = [s for s in self.slots if s.state is SlotState.GENERATING]
-        if generating:
-            rows = [(slot, *slot.take(1)) for slot in generating]
-            if not self._decode(rows):
-                return
-            for index, slot in enumerate(generating):
-                self._sample(slot, index)
-            budget -= len(generating)
         prompting = [
             s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT and s.leader is None
         ]
         prompting.sort(key=lambda s: s.request.started if s.request else 0.0)
         progressed = False
+        if generating:
+            rows = [(slot, *slot.take(1)) for slot in generating]
+            mixed = None
+            if prompting:
+                mixed = prompting.pop(0)
+                rows.append((mixed, *mixed.take_prompt_chunk(self._chunk)))
+                rows.sort(key=lambda row: row[0].seq_id)
+            ends = self._decode(rows)
+            if ends is None:
+                return
+            for slot, end in zip([row[0] for row in rows], ends, strict=True):
+                if slot is mixed:
+                    self.prompt_tokens_evaluated += end[1]
+                    if not slot.pending:
+                        self._share_prompt(slot, end[0])
+                        self._sample(slot, end[0])
+                else:
+                    self._sample(slot, end[0])
+            budget -= len(generating)
+            progressed = mixed is not None
         for slot in prompting:
             # Always move the oldest prompt on, even when decoding used the whole budget.
             while slot.state is SlotState.PROCESSING_PROMPT and (budget > 0 or not progressed):
                 start, chunk = slot.take_prompt_chunk(self._chunk)
-                if not self._decode([(slot, start, chunk)]):
+                if self._decode([(slot, start, chunk)]) is None:
                     return
                 self.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
@@ -252,13 +277,15 @@ class Scheduler:
             self.prompt_tokens_shared += len(leader.cached)
             self._sample(slot, index)
 
-    def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> bool:
+    def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> list[tuple[int, int]] | None:
         """Evaluate (slot, first position, tokens) rows in one llama_decode call, with
-        logits for the last token of each row that has nothing more pending."""
+        logits for the last token of each row that has nothing more pending; each row's
+        (output index, tokens), or None when the call failed."""
         import llama_cpp
 
         batch = self._batch
         n = 0
+        ends = []
         for slot, start, tokens in rows:
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
@@ -268,14 +295,15 @@ class Scheduler:
                 batch.logits[n] = False
                 n += 1
             batch.logits[n - 1] = not slot.pending
+            ends.append((n - 1, len(tokens)))
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self._ctx, batch)
         self.steps += 1
         if code != 0:
             log.error("llama_decode returned %d for %d tokens", code, n)
             self._fail_running(EngineError(f"llama_decode failed ({code})"))
-            return False
-        return True
+            return None
+        return ends
 
     def _sample(self, slot: Slot, index: int) -> None:
         import llama_cpp

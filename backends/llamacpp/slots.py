@@ -18,8 +18,7 @@ earlier turns of a conversation) evaluates only the rest of its prompt.
 
 Reuse must not change the output, and llama.cpp's kernels do not compute a token the same
 way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for one).
-So prompts are evaluated in chunks that start at multiples of a fixed size, one sequence
-per chunk, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
+So prompts are evaluated in chunks that start at multiples of a fixed size, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
 exactly the keys and values a cold run of the new prompt computes for it.
 """
 
