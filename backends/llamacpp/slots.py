@@ -16,10 +16,12 @@ A slot remembers which tokens its sequence holds in the KV cache, also after its
 ends, so that the next request sharing a prefix with them (a common system prompt, the
 earlier turns of a conversation) evaluates only the rest of its prompt.
 
-Reuse must not change the output, and llama.cpp's kernels do not compute a token the same
-way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for one).
-So prompts are evaluated in chunks that start at multiples of a fixed size, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
-exactly the keys and values a cold run of the new prompt computes for it.
+Reuse should not change the output, and llama.cpp's kernels do not compute a token the
+same way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for
+one). So prompts are evaluated in chunks that start at multiples of a fixed size, and a
+slot lends only whole chunks of an earlier prompt: a reused chunk holds the keys and values
+a cold run of the new prompt computes for it, up to the rounding of the batch it rode in
+(see scheduler.py).
 """
 
 from __future__ import annotations
