@@ -224,7 +224,8 @@ class Scheduler:
         return None
 
     def _step(self) -> None:
-        """Decode one token for every generating slot, then prompt chunks up to the budget."""
+        """Decode one token for every generating slot with the oldest prompt's next chunk,
+        then more prompt chunks up to the budget, each in a call of its own."""
         budget = self._step_tokens
         generating = [s for s in self.slots if s.state is SlotState.GENERATING]
         prompting = [
@@ -236,13 +237,14 @@ class Scheduler:
             rows = [(slot, *slot.take(1)) for slot in generating]
             mixed = None
             if prompting:
-                mixed = prompting.pop(0)
+                mixed = prompting[0]  # more of it follows below, within the budget
                 rows.append((mixed, *mixed.take_prompt_chunk(self._chunk)))
                 rows.sort(key=lambda row: row[0].seq_id)
             ends = self._decode(rows)
             if ends is None:
                 return
             for slot, end in zip([row[0] for row in rows], ends, strict=True):
+                budget -= end[1]
                 if slot is mixed:
                     self.prompt_tokens_evaluated += end[1]
                     if not slot.pending:
@@ -250,7 +252,6 @@ class Scheduler:
                         self._sample(slot, end[0])
                 else:
                     self._sample(slot, end[0])
-            budget -= len(generating)
             progressed = mixed is not None
         for slot in prompting:
             # Always move the oldest prompt on, even when decoding used the whole budget.
