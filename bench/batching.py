@@ -168,7 +168,7 @@ PEER_SAMPLING: dict[str, dict[str, Any]] = {
 
 
 async def one_stream(
-    client: httpx.AsyncClient, base: str, server: str, number: int, max_tokens: int
+    client: httpx.AsyncClient, base: str, number: int, max_tokens: int, server: str = "radiance"
 ) -> tuple[int, float]:
     """Send one streaming chat request; return (completion tokens, seconds to the first)."""
     body = {
@@ -215,12 +215,12 @@ async def measure(
     async def client_loop(worker: int, client: httpx.AsyncClient) -> None:
         for sent in range(share[worker]):
             number = 10000 * round_ + 1000 * streams + 10 * worker + sent
-            results.append(await one_stream(client, base, server, number, max_tokens))
+            results.append(await one_stream(client, base, number, max_tokens, server))
 
     # No keep-alive: llama-server closes idle connections, and a reused one can be gone.
     limits = httpx.Limits(max_connections=streams + 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        await one_stream(client, base, server, 0, 8)  # warm up
+        await one_stream(client, base, 0, 8, server)  # warm up
         started = time.perf_counter()
         await asyncio.gather(*[client_loop(worker, client) for worker in range(streams)])
         seconds = time.perf_counter() - started
