@@ -317,7 +317,11 @@ class LlamaCppEngine(TokenEngine):
             for params in choices:
                 # Compiling a grammar and parsing it into a sampler may take a while for a
                 # large schema: off the event loop, so other requests' deltas keep flowing.
-                sampler = await asyncio.to_thread(self._sampler, model, params)
+                # A chain without one takes microseconds: no thread hop for it.
+                if params.json_schema is None:
+                    sampler = self._sampler(model, params)
+                else:
+                    sampler = await asyncio.to_thread(self._sampler, model, params)
                 queue: asyncio.Queue[object] = asyncio.Queue()
                 requests.append(
                     Request(prompt.tokens, params, sampler, scheduler.outbox, loop, queue)
