@@ -46,7 +46,7 @@ from backends.llamacpp.choices import ChoiceGroup
 from backends.llamacpp.embedding import EMBEDDING_CONTEXT, Embedder
 from backends.llamacpp.grammar import JsonGrammars
 from backends.llamacpp.sampling import SlotSampler
-from backends.llamacpp.scheduler import Scheduler, prompt_chunk
+from backends.llamacpp.scheduler import Scheduler, batch_capacity
 from backends.llamacpp.slots import Request
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class LlamaCppEngine(TokenEngine):
         params.kv_unified = False
         params.n_ctx = settings.parallel * settings.context_length
         # A llama_decode call holds one token per slot, or one prompt chunk.
-        params.n_batch = params.n_ubatch = settings.parallel + prompt_chunk(settings.batch_size)
+        params.n_batch = params.n_ubatch = batch_capacity(settings.parallel, settings.batch_size)
         params.n_threads = params.n_threads_batch = settings.threads
         params.no_perf = True
         if settings.parallel == 1:

@@ -66,6 +66,11 @@ def prompt_chunk(batch_size: int) -> int:
     return min(batch_size, PROMPT_CHUNK)
 
 
+def batch_capacity(slots: int, batch_size: int) -> int:
+    """Tokens one llama_decode call may hold: one per slot and up to a chunk per slot."""
+    return slots * (1 + prompt_chunk(batch_size))
+
+
 class Scheduler:
     def __init__(
         self,
@@ -87,7 +92,9 @@ class Scheduler:
         self._n_vocab = model.n_vocab()
         self._step_tokens = max(batch_size, slots)  # tokens evaluated per step
         self._chunk = prompt_chunk(batch_size)
-        self._batch = llama_cpp.llama_batch_init(slots + self._chunk, 0, 1)
+        # A step's batch: a token per generating slot and prompt chunks.
+        self._capacity = batch_capacity(slots, batch_size)
+        self._batch = llama_cpp.llama_batch_init(self._capacity, 0, 1)
         self._limit = context_length
         self._max_queue = max_queue
         self._took = took
@@ -200,8 +207,8 @@ class Scheduler:
                 continue
             # Most reuse first; else the lowest slot. llama.cpp attends over the range of
             # sequences a batch touches, so slots packed low keep each step small.
-            slot = max(idle, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
-            reuse = slot.reusable(request.prompt, self._chunk)
+            slot = max(idle, key=lambda s: (s.reusable(request.prompt), -s.seq_id))
+            reuse = slot.reusable(request.prompt)
             if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
                 # This memory cannot drop part of a sequence: start the sequence over.
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -224,8 +231,9 @@ class Scheduler:
         return None
 
     def _step(self) -> None:
-        """Decode one token for every generating slot with the oldest prompt's next chunk,
-        then more prompt chunks up to the budget, each in a call of its own."""
+        """Decode one token for every generating slot and the next chunk of the prompts
+        that fit, in one call; then more of the oldest prompts, in calls of their own, up
+        to the budget."""
         budget = self._step_tokens
         generating = [s for s in self.slots if s.state is SlotState.GENERATING]
         prompting = [
@@ -233,26 +241,32 @@ class Scheduler:
         ]
         prompting.sort(key=lambda s: s.request.started if s.request else 0.0)
         progressed = False
-        if generating:
-            rows = [(slot, *slot.take(1)) for slot in generating]
-            mixed = None
-            if prompting:
-                mixed = prompting[0]  # more of it follows below, within the budget
-                rows.append((mixed, *mixed.take_prompt_chunk(self._chunk)))
-                rows.sort(key=lambda row: row[0].seq_id)
+        rows = [(slot, *slot.take(1)) for slot in generating]
+        mixed: list[Slot] = []
+        used = len(rows)
+        for slot in prompting:
+            # The next chunk of every prompt that fits rides in the step's batch (the
+            # oldest one always does).
+            if mixed and self._next_chunk(slot) > min(self._capacity, budget) - used:
+                break
+            rows.append((slot, *slot.take_prompt_chunk(self._chunk)))
+            mixed.append(slot)
+            used += len(rows[-1][2])
+        if rows:
+            rows.sort(key=lambda row: row[0].seq_id)
             ends = self._decode(rows)
             if ends is None:
                 return
             for slot, end in zip([row[0] for row in rows], ends, strict=True):
                 budget -= end[1]
-                if slot is mixed:
-                    self.prompt_tokens_evaluated += end[1]
-                    if not slot.pending:
-                        self._share_prompt(slot, end[0])
-                        self._sample(slot, end[0])
-                else:
+                if slot not in mixed:
                     self._sample(slot, end[0])
-            progressed = mixed is not None
+                    continue
+                self.prompt_tokens_evaluated += end[1]
+                if not slot.pending:
+                    self._share_prompt(slot, end[0])
+                    self._sample(slot, end[0])
+            progressed = bool(mixed)
         for slot in prompting:
             # Always move the oldest prompt on, even when decoding used the whole budget.
             while slot.state is SlotState.PROCESSING_PROMPT and (budget > 0 or not progressed):
@@ -265,6 +279,10 @@ class Scheduler:
                 if not slot.pending:
                     self._share_prompt(slot, len(chunk) - 1)
                     self._sample(slot, len(chunk) - 1)
+
+    def _next_chunk(self, slot: Slot) -> int:
+        """How many tokens the slot's next prompt chunk holds."""
+        return min(len(slot.pending), self._chunk - len(slot.cached) % self._chunk)
 
     def _share_prompt(self, leader: Slot, index: int) -> None:
         """Give the leader's followers its evaluated prompt and their first tokens."""

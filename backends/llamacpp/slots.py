@@ -149,11 +149,10 @@ class Slot:
             raise SlotStateError(f"slot {self.seq_id}: {self.state.value} cannot become {to.value}")
         self.state = to
 
-    def reusable(self, prompt: Sequence[int], chunk: int) -> int:
-        """How many prompt tokens this slot's cache holds exactly as a cold run would: whole
-        chunks only, and never the last prompt token (its logits are needed)."""
-        shared = min(common_prefix(self.cached, prompt), len(prompt) - 1, self.exact)
-        return shared - shared % chunk
+    def reusable(self, prompt: Sequence[int]) -> int:
+        """How many prompt tokens this slot's cache holds: the longest common prefix, as
+        llama-server reuses, but never the last prompt token (its logits are needed)."""
+        return min(common_prefix(self.cached, prompt), len(prompt) - 1)
 
     def assign(self, request: Request, reuse: int) -> None:
         """Give the idle slot to ``request``, keeping the first ``reuse`` cached tokens."""

@@ -272,8 +272,8 @@ async def test_a_shared_prefix_is_reused_and_gives_a_cold_run_s_output(start: St
     reused = after["prompt_tokens_reused"] - before["prompt_tokens_reused"]
     evaluated = after["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"]
     shared = len(chat(warm, "", system).tokens) - 8
-    # Whole 128-token chunks of the shared system prompt were reused, the rest evaluated.
-    assert shared >= 512 and reused == shared - shared % 128
+    # The common prefix (the system prompt and more) was reused, the rest evaluated.
+    assert shared >= 512 and shared <= reused < len(second.tokens)
     assert evaluated + reused == len(second.tokens)
     cold = await start("endless", parallel=2, context_length=1024)
     cold_result = await run(cold, second, params)

@@ -48,8 +48,10 @@ def test_a_slot_goes_from_idle_through_its_prompt_to_generating_and_back(model: 
     assert slot.state is SlotState.GENERATING and slot.pending == [9, 10]
     assert slot.vacate() is first
     assert slot.state is SlotState.IDLE and not slot.pending
-    # The cache outlives the request: a prompt sharing its first chunk reuses it.
-    assert slot.cached == [1, 2, 3, 4, 5] and slot.reusable((1, 2, 3, 4, 7, 8), 4) == 4
+    # The cache outlives the request: a prompt sharing a prefix with it reuses it, all but
+    # the prompt's last token (its logits are needed).
+    assert slot.cached == [1, 2, 3, 4, 5] and slot.reusable((1, 2, 3, 4, 5, 8)) == 5
+    assert slot.reusable((1, 2, 3, 7, 8)) == 3 and slot.reusable((1, 2, 3)) == 2
     first.sampler.close()
 
 
