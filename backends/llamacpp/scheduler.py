@@ -10,9 +10,10 @@ Each step of the loop:
    sampler chain;
 3. evaluates prompt chunks of the slots processing their prompts, oldest first, up to
    ``batch_size`` tokens in the step, so a long prompt is spread over several steps while
-   the other streams keep going. The oldest prompt's next chunk rides in step 2's batch
-   (rows in sequence order), so a new request does not stall the running ones for a
-   decode of its own; the rest get calls of their own. A slot whose prompt is done samples
+   the other streams keep going. The next chunk of every prompt that fits rides in step
+   2's batch (rows in sequence order), so new requests are evaluated together and do not
+   stall the running ones for decodes of their own; what is left of the oldest prompts
+   gets calls of its own, within the budget. A slot whose prompt is done samples
    its first token and starts generating; so do its followers, each given a copy of its sequence
    (``llama_memory_seq_cp``) and sampling its first token from the same logits, which is
    exactly what it would have computed itself.
@@ -27,13 +28,16 @@ between 0 and 2) costs two graph computations: mixing the new prompt's chunk int
 step fills the hole the finished request left, and its first micro-batch holds one token
 of every slot, the rest of the chunk a second one (what llama-server does too).
 
-Determinism: prompt chunks start at multiples of ``PROMPT_CHUNK`` whatever else runs, and
-a sequence attends only to its own cells. llama.cpp's CPU kernels may still round a token
-differently in another batch shape (on some CPUs the decode of several sequences differs
-from one sequence's in the last bits), so a seeded draw near a boundary can differ between
-a request alone and in a crowd; greedy text stays the same in the tests (alone, in a
-crowd, with a reused prefix, as a sibling choice). Before mixing, each prompt chunk was a
-call of its own, which kept a prompt's cache exact but stalled every stream for it.
+Determinism: a sequence attends only to its own cells, but llama.cpp's CPU kernels may
+round a token differently in another batch shape (on some CPUs the decode of several
+sequences differs from one sequence's in the last bits), so a seeded draw near a boundary
+can differ between a request alone and in a crowd; greedy text stays the same in the tests
+(alone, in a crowd, with a reused prefix, as a sibling choice), and a request alone gives
+the same output every time. Before, each prompt chunk was a call of its own, aligned to
+multiples of ``PROMPT_CHUNK``, and only whole chunks were reused: a prompt's cache was
+exact whatever ran beside it, but every new request stalled the running streams, and a
+prompt re-evaluated up to 127 tokens a slot already held. Chunks still end at multiples
+of ``PROMPT_CHUNK``.
 """
 
 from __future__ import annotations

@@ -16,12 +16,10 @@ A slot remembers which tokens its sequence holds in the KV cache, also after its
 ends, so that the next request sharing a prefix with them (a common system prompt, the
 earlier turns of a conversation) evaluates only the rest of its prompt.
 
-Reuse should not change the output, and llama.cpp's kernels do not compute a token the
-same way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for
-one). So prompts are evaluated in chunks that start at multiples of a fixed size, and a
-slot lends only whole chunks of an earlier prompt: a reused chunk holds the keys and values
-a cold run of the new prompt computes for it, up to the rounding of the batch it rode in
-(see scheduler.py).
+A slot lends the longest common prefix of its cache and the new prompt, token by token as
+llama-server does, all but the prompt's last token (its logits are needed). The reused
+keys and values were computed in another batch than a cold run would use, which may
+differ in the last bits (see scheduler.py); the tests hold greedy and seeded text the same.
 """
 
 from __future__ import annotations
@@ -136,8 +134,6 @@ class Slot:
     cached: list[int] = field(default_factory=list)
     # Tokens still to be evaluated: the rest of the prompt, then each sampled token.
     pending: list[int] = field(default_factory=list)
-    # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
-    exact: int = 0
     request: Request | None = None
     state: SlotState = SlotState.IDLE
     # The slot evaluating this slot's prompt for it, and the slots this one evaluates for.
@@ -158,7 +154,6 @@ class Slot:
         """Give the idle slot to ``request``, keeping the first ``reuse`` cached tokens."""
         self._move(SlotState.PROCESSING_PROMPT)
         del self.cached[reuse:]
-        self.exact = min(self.exact, reuse)
         self.pending = list(request.prompt[reuse:])
         self.request = request
         request.started = time.perf_counter()
@@ -176,7 +171,6 @@ class Slot:
     def copy_of(self, leader: Slot) -> None:
         """The leader's prompt is done and its sequence copied into this slot's."""
         self.cached = list(leader.cached)
-        self.exact = leader.exact
         self.leader = None
 
     def unlink(self) -> None:
@@ -204,10 +198,7 @@ class Slot:
 
     def take_prompt_chunk(self, size: int) -> tuple[int, list[int]]:
         """The next prompt chunk: up to the next multiple of ``size``."""
-        start, chunk = self.take(size - len(self.cached) % size)
-        if len(self.cached) % size == 0:
-            self.exact = len(self.cached)
-        return start, chunk
+        return self.take(size - len(self.cached) % size)
 
     def continue_with(self, token: int) -> None:
         """Queue a sampled token for the next decode step (the slot is generating)."""
@@ -219,7 +210,6 @@ class Slot:
         """Forget the cache (its sequence was removed from the KV cache)."""
         self.cached.clear()
         self.pending.clear()
-        self.exact = 0
 
     def vacate(self) -> Request:
         """End the slot's request: the slot is idle, its cache kept for the next one."""
