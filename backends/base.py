@@ -290,6 +290,16 @@ class TokenEngine(Engine):
         Closing the iterator (the client went away) cancels the generation promptly.
         """
 
+    def generate_choices(
+        self, prompt: Prompt, choices: Sequence[SamplingParams]
+    ) -> list[AsyncIterator[Delta]]:
+        """Stream several sequences of one prompt (the ``n`` choices of a request).
+
+        Each iterator gives what ``generate`` gives for its params; an engine may decode
+        them together and evaluate the prompt once. Starting any of them starts them all.
+        """
+        return [self.generate(prompt, params) for params in choices]
+
     async def embed(self, inputs: Sequence[Prompt]) -> Embeddings:
         """One vector per prompt, for an engine whose ``capabilities.embeddings`` is set."""
         raise EngineError("this engine does not compute embeddings")

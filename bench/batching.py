@@ -1,20 +1,27 @@
-"""Aggregate tokens/s and time to first token at 1, 4 and 8 concurrent streams.
+"""Aggregate tokens/s and time to first token at 1 and 4 concurrent streams, radiance
+against llama.cpp's own ``llama-server`` on the same GGUF and threads, side by side.
 
-Compares, on one machine in one run, three servers of the same GGUF:
+Servers (``--servers``), each a real subprocess on a free port, all started up front:
 
-- ``radiance``: `radiance up` with the batching llama.cpp engine (``parallel: 8``);
-- ``radiance-serial``: `radiance up` with ``parallel: 1`` (one request at a time);
-- ``llama-cpp-python``: llama-cpp-python's own server (``python -m llama_cpp.server``).
+- ``radiance``: `radiance up` with the batching llama.cpp engine (``parallel: 4``);
+- ``llama-server``: llama.cpp's server built from the llama.cpp that llama-cpp-python
+  vendors (``--parallel 4``; found with ``--llama-server`` or built by
+  ``bench/llama_server.py`` under ``~/.cache/radiance``);
+- ``llama-cpp-python`` (optional): llama-cpp-python's own server, one request at a time.
 
-Each server runs alone as a real subprocess on a free port. At each concurrency level,
-that many clients each send ``--rounds`` streaming chat requests one after another
-(a closed loop); every stream runs to its fixed ``max_tokens`` because the benchmark
-model (``radiance demo-model --bench``) never emits its end token. Aggregate tokens/s is
-all tokens generated at the level over its wall time; TTFT is per request, from sending
-it to its first content chunk.
+A round measures every level on every server, the servers' order alternating from round
+to round, so drifting load on a shared machine falls on all of them alike. At each level
+``--requests`` streaming chat requests are spread over that many clients, each sending its
+share one after another (a closed loop); every stream runs to ``--max-tokens`` because the
+benchmark model (``radiance demo-model --bench``) never emits its end token. Aggregate
+tokens/s is all completion tokens of the level (from the usage chunk) over its wall time;
+TTFT is per request, from sending it to its first content chunk. Every server gets the same
+sampling: temperature 0.8, top-p 1, a seed per request; llama-server is also sent
+``top_k: 0, min_p: 0`` (its defaults are 40 and 0.05, which radiance does not take), so
+both draw from the whole vocabulary.
 
     .venv/bin/pip install -e '.[dev,bench]'
-    .venv/bin/python bench/batching.py --rounds 3 --repeat 2    # ~10 minutes on 2 cores
+    .venv/bin/python bench/batching.py --rounds 3    # ~5 minutes on 2 cores, plus a build
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import llama_server
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -46,6 +55,7 @@ KEY = "sk-bench-0123456789"
 class Level:
     server: str
     streams: int
+    round: int
     tokens: int
     seconds: float
     ttft: tuple[float, ...]
@@ -129,14 +139,18 @@ def running(command: list[str], port: int, log: pathlib.Path) -> Iterator[str]:
             deadline = time.monotonic() + 180
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"{command[2]} exited:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"{log.stem} exited:\n{log.read_text()[-3000:]}")
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"{base}/models", timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[2]} did not start:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"{log.stem} did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
-            yield base
+            try:
+                yield base
+            except Exception:
+                print(f"{log.stem} log:\n{log.read_text()[-3000:]}", file=sys.stderr)
+                raise
         finally:
             process.terminate()
             try:
@@ -146,21 +160,32 @@ def running(command: list[str], port: int, log: pathlib.Path) -> Iterator[str]:
                 process.wait()
 
 
+# What llama-server is sent besides the common body: its own stages that radiance does not
+# have, turned off (its defaults are top_k 40 and min_p 0.05).
+PEER_SAMPLING: dict[str, dict[str, Any]] = {
+    "llama-server": {"top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0}
+}
+
+
 async def one_stream(
-    client: httpx.AsyncClient, base: str, number: int, max_tokens: int
+    client: httpx.AsyncClient, base: str, number: int, max_tokens: int, server: str = "radiance"
 ) -> tuple[int, float]:
-    """Send one streaming chat request; return (content chunks, seconds to the first)."""
+    """Send one streaming chat request; return (completion tokens, seconds to the first)."""
     body = {
         "model": "bench",
         "messages": [{"role": "user", "content": f"Request {number}: tell me a long story."}],
         "max_tokens": max_tokens,
         "temperature": 0.8,
+        "top_p": 1.0,
         "seed": number,
         "stream": True,
+        "stream_options": {"include_usage": True},
+        **PEER_SAMPLING.get(server, {}),
     }
     sent = time.perf_counter()
     first = None
     chunks = 0
+    usage = None
     async with client.stream(
         "POST", f"{base}/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
     ) as response:
@@ -168,57 +193,72 @@ async def one_stream(
         async for line in response.aiter_lines():
             if not line.startswith("data: {"):
                 continue
-            choices = json.loads(line[6:])["choices"]
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                usage = event["usage"]["completion_tokens"]
+            choices = event["choices"]
             if choices and choices[0]["delta"].get("content"):
                 chunks += 1
                 if first is None:
                     first = time.perf_counter() - sent
     if first is None:
         raise RuntimeError(f"request {number} produced no text")
-    return chunks, first
+    return (usage if usage is not None else chunks), first
 
 
-async def measure(base: str, server: str, streams: int, rounds: int, max_tokens: int) -> Level:
+async def measure(
+    base: str, server: str, streams: int, requests: int, max_tokens: int, round_: int
+) -> Level:
     results: list[tuple[int, float]] = []
+    share = [requests // streams + (worker < requests % streams) for worker in range(streams)]
 
     async def client_loop(worker: int, client: httpx.AsyncClient) -> None:
-        for round_ in range(rounds):
-            number = 1000 * streams + 10 * worker + round_
-            results.append(await one_stream(client, base, number, max_tokens))
+        for sent in range(share[worker]):
+            number = 10000 * round_ + 1000 * streams + 10 * worker + sent
+            results.append(await one_stream(client, base, number, max_tokens, server))
 
-    limits = httpx.Limits(max_connections=streams + 2)
+    # No keep-alive: llama-server closes idle connections, and a reused one can be gone.
+    limits = httpx.Limits(max_connections=streams + 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        await one_stream(client, base, 0, 8)  # warm up
+        await one_stream(client, base, 0, 8, server)  # warm up
         started = time.perf_counter()
         await asyncio.gather(*[client_loop(worker, client) for worker in range(streams)])
         seconds = time.perf_counter() - started
-    tokens = sum(chunks for chunks, _ in results)
+    tokens = sum(count for count, _ in results)
     if tokens != len(results) * max_tokens:
-        print(f"  note: {server} made {tokens} chunks for {len(results)} x {max_tokens} tokens")
+        print(f"  note: {server} made {tokens} tokens for {len(results)} x {max_tokens}")
     ttft = tuple(t for _, t in results)
-    return Level(server, streams, tokens, seconds, ttft, os.getloadavg()[0])
+    return Level(server, streams, round_, tokens, seconds, ttft, os.getloadavg()[0])
 
 
-def table(levels: list[Level], peer: str) -> str:
-    by = {(level.server, level.streams): level for level in levels}
-    servers = list(dict.fromkeys(level.server for level in levels))
+def table(runs: list[Level], peer: str) -> str:
+    """Mean tokens/s over the rounds per server and level, TTFT over all its requests."""
+    servers = list(dict.fromkeys(run.server for run in runs))
     lines = [
-        "| streams | server | tok/s | TTFT p50 (s) | TTFT p95 (s) "
-        f"| tok/s vs {peer} | TTFT p95 vs {peer} |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| streams | server | tok/s (mean) | tok/s (each round) | TTFT p50 (s) | TTFT p95 (s) "
+        f"| load avg | tok/s vs {peer} |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for streams in sorted({level.streams for level in levels}):
+    mean: dict[tuple[str, int], float] = {}
+    for run in runs:
+        key = (run.server, run.streams)
+        mean[key] = float(
+            np.mean([r.tokens_per_second for r in runs if (r.server, r.streams) == key])
+        )
+    for streams in sorted({run.streams for run in runs}):
         for server in servers:
-            level = by.get((server, streams))
-            if level is None:
+            mine = [run for run in runs if (run.server, run.streams) == (server, streams)]
+            if not mine:
                 continue
-            base = by.get((peer, streams))
-            speed = f"{level.tokens_per_second / base.tokens_per_second:.2f}x" if base else ""
-            ttft = f"{level.ttft_percentile(95) / base.ttft_percentile(95):.2f}x" if base else ""
+            ttft = [t for run in mine for t in run.ttft]
+            base = mean.get((peer, streams))
+            ratio = f"{mean[(server, streams)] / base:.2f}x" if base else ""
+            each = ", ".join(f"{run.tokens_per_second:.0f}" for run in mine)
+            load = max(run.load for run in mine)
             lines.append(
-                f"| {streams} | {server} | {level.tokens_per_second:.1f} "
-                f"| {level.ttft_percentile(50):.3f} | {level.ttft_percentile(95):.3f} "
-                f"| {speed} | {ttft} |"
+                f"| {streams} | {server} | {mean[(server, streams)]:.1f} | {each} "
+                f"| {np.percentile(ttft, 50):.3f} | {np.percentile(ttft, 95):.3f} "
+                f"| {load:.2f} | {ratio} |"
             )
     return "\n".join(lines)
 
@@ -232,22 +272,38 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+def start_command(
+    server: str, args: argparse.Namespace, folder: pathlib.Path, port: int
+) -> list[str]:
+    if server == "radiance":
+        return radiance_command(args.model, folder, args.parallel, args.threads, port)
+    if server == "llama-server":
+        binary = args.llama_server or llama_server.default_binary()
+        if not binary.exists():
+            print("building llama-server from llama-cpp-python's sdist (about 10 minutes)")
+            binary = llama_server.build()
+        return llama_server.command(
+            binary, args.model, port=port, threads=args.threads, parallel=args.parallel, ctx=2048
+        )
+    if server == "llama-cpp-python":
+        return peer_command(args.model, args.threads, port)
+    raise SystemExit(f"unknown server {server}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=pathlib.Path, default=ROOT / "models" / "bench.gguf")
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=4, help="requests per client per level")
-    parser.add_argument("--streams", default="1,4,8", help="concurrency levels")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--requests", type=int, default=16, help="requests per level")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, servers alternating")
+    parser.add_argument("--streams", default="1,4", help="concurrency levels")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=4, help="slots of each server")
+    parser.add_argument("--servers", default="radiance,llama-server", help="which to run")
     parser.add_argument(
-        "--repeat",
-        type=int,
-        default=1,
-        help="measure each level this many times and keep the fastest run (other work on a "
-        "shared machine only ever slows a run down)",
-    )
-    parser.add_argument(
-        "--servers", default="radiance,llama-cpp-python,radiance-serial", help="which to run"
+        "--llama-server",
+        type=pathlib.Path,
+        help="the llama-server binary (default: built by bench/llama_server.py)",
     )
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures here")
     args = parser.parse_args()
@@ -258,63 +314,60 @@ def main() -> int:
             check=True,
         )
     levels_wanted = [int(n) for n in args.streams.split(",")]
-    slots = max(levels_wanted)
+    servers = args.servers.split(",")
     print(f"machine: {machine()}")
     print(
-        f"model: {args.model} ({args.model.stat().st_size / 1e6:.0f} MB), "
-        f"max_tokens {args.max_tokens}, {args.rounds} requests per client"
+        f"model: {args.model} ({args.model.stat().st_size / 1e6:.0f} MB), max_tokens "
+        f"{args.max_tokens}, {args.requests} requests per level, {args.threads} threads"
     )
-    levels: list[Level] = []  # the fastest run of each level
-    everything: list[Level] = []
-    with tempfile.TemporaryDirectory(prefix="radiance-bench-") as tmp:
+    runs: list[Level] = []
+    with tempfile.TemporaryDirectory(prefix="radiance-bench-") as tmp, contextlib.ExitStack() as up:
         folder = pathlib.Path(tmp)
-        for server in args.servers.split(","):
+        bases = {}
+        for server in servers:
             port = free_port()
-            if server == "radiance":
-                command = radiance_command(args.model, folder, slots, args.threads, port)
-            elif server == "radiance-serial":
-                command = radiance_command(args.model, folder, 1, args.threads, port)
-            elif server == "llama-cpp-python":
-                command = peer_command(args.model, args.threads, port)
-            else:
-                parser.error(f"unknown server {server}")
-            with running(command, port, folder / f"{server}.log") as base:
-                for streams in levels_wanted:
-                    runs = []
-                    for _ in range(args.repeat):
-                        level = asyncio.run(
-                            measure(base, server, streams, args.rounds, args.max_tokens)
+            command = start_command(server, args, folder, port)
+            bases[server] = up.enter_context(running(command, port, folder / f"{server}.log"))
+        for round_ in range(args.rounds):
+            order = servers if round_ % 2 == 0 else servers[::-1]
+            for streams in levels_wanted:
+                for server in order:
+                    level = asyncio.run(
+                        measure(
+                            bases[server], server, streams, args.requests, args.max_tokens, round_
                         )
-                        print(
-                            f"{server:>17} x{streams}: {level.tokens_per_second:7.1f} tok/s, "
-                            f"TTFT p50 {level.ttft_percentile(50):.3f} s "
-                            f"p95 {level.ttft_percentile(95):.3f} s "
-                            f"(load average {level.load:.2f})",
-                            flush=True,
-                        )
-                        runs.append(level)
-                    everything.extend(runs)
-                    levels.append(max(runs, key=lambda run: run.tokens_per_second))
+                    )
+                    print(
+                        f"round {round_ + 1} {server:>16} x{streams}: "
+                        f"{level.tokens_per_second:7.1f} tok/s, "
+                        f"TTFT p50 {level.ttft_percentile(50):.3f} s "
+                        f"p95 {level.ttft_percentile(95):.3f} s (load average {level.load:.2f})",
+                        flush=True,
+                    )
+                    runs.append(level)
     print()
-    print(f"fastest of {args.repeat} run(s) per level:")
-    print(table(levels, "llama-cpp-python"))
+    peer = "llama-server" if "llama-server" in servers else servers[-1]
+    print(table(runs, peer))
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "machine": machine(),
                     "max_tokens": args.max_tokens,
-                    "rounds": args.rounds,
+                    "requests": args.requests,
+                    "threads": args.threads,
+                    "parallel": args.parallel,
                     "runs": [
                         {
                             "server": level.server,
                             "streams": level.streams,
+                            "round": level.round,
                             "tokens": level.tokens,
                             "seconds": level.seconds,
                             "ttft": list(level.ttft),
                             "load_average": level.load,
                         }
-                        for level in everything
+                        for level in runs
                     ],
                 },
                 indent=2,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from appliance.openai.answers import (
     CreateChatCompletionResponse,
 )
 from appliance.openai.answers import ChatCompletionStreamResponseDelta as MessageDelta
-from appliance.openai.engine_calls import api_error, first_delta, logprob_entry
+from appliance.openai.engine_calls import api_error, close_all, first_deltas, logprob_entry
 from appliance.openai.protocol import ChatCompletionRequest, ChatMessage
 from appliance.openai.sampling import check_declared, resolve_max_tokens, sampling_params
 from appliance.openai.schema_bounds import check_schema, check_tools
@@ -253,10 +253,19 @@ def _finish(tools: ToolPlan, reason: str, calls: int) -> str:
 
 
 async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatCompletionResponse:
+    streams = await first_deltas(plan.engine, plan.prompt, plan.choices)
+    try:
+        return await _complete_choices(plan, ctx, streams)
+    finally:
+        await close_all(streams)
+
+
+async def _complete_choices(
+    plan: ChatPlan, ctx: RequestContext, streams: Sequence[AsyncIterator[Delta]]
+) -> CreateChatCompletionResponse:
     choices = []
     reasoning_tokens: int | None = None
-    for index, params in enumerate(plan.choices):
-        deltas = await first_delta(plan.engine, plan.prompt, params)
+    for index, (params, deltas) in enumerate(zip(plan.choices, streams, strict=True)):
         text: list[str] = []
         entries: list[ChatCompletionTokenLogprob] = []
         reason = "length"
@@ -292,17 +301,17 @@ async def complete_chat(plan: ChatPlan, ctx: RequestContext) -> CreateChatComple
 
 
 async def open_chat_stream(plan: ChatPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
-    """Start the first choice (so queue and engine errors surface as HTTP errors), then stream."""
-    first = await first_delta(plan.engine, plan.prompt, plan.choices[0])
-    return ctx.stream(_stream_chat(plan, ctx, first), close=first.aclose)
+    """Start the choices together (so queue and engine errors surface as HTTP errors), then
+    stream them one after another."""
+    streams = await first_deltas(plan.engine, plan.prompt, plan.choices)
+    return ctx.stream(_stream_chat(plan, ctx, streams), close=lambda: close_all(streams))
 
 
 async def _stream_chat(
-    plan: ChatPlan, ctx: RequestContext, first: AsyncIterator[Delta]
+    plan: ChatPlan, ctx: RequestContext, streams: Sequence[AsyncIterator[Delta]]
 ) -> AsyncIterator[bytes]:
     reasoning: list[str] = []
-    for index, params in enumerate(plan.choices):
-        deltas = first if index == 0 else await first_delta(plan.engine, plan.prompt, params)
+    for index, (params, deltas) in enumerate(zip(plan.choices, streams, strict=True)):
         async for chunk in _choice_chunks(plan, ctx, index, params, deltas, reasoning):
             yield sse_event(chunk)
     if plan.body.stream_options and plan.body.stream_options.include_usage:

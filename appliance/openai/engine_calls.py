@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from appliance.errors import (
     ApiError,
@@ -93,3 +93,32 @@ def logprob_entry(lp: TokenLogprob) -> ChatCompletionTokenLogprob:
             TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes)) for t in lp.top
         ],
     )
+
+
+async def first_deltas(
+    engine: TokenEngine, prompt: Prompt, choices: Sequence[SamplingParams]
+) -> list[_Prefetched]:
+    """Start every choice of one prompt together (an engine may evaluate the prompt once
+    and decode the choices side by side) and wait for each one's first delta."""
+    streams = engine.generate_choices(prompt, choices)
+    started: list[_Prefetched] = []
+    try:
+        for deltas in streams:
+            try:
+                first = await deltas.__anext__()
+            except StopAsyncIteration:
+                started.append(_Prefetched(None, deltas))
+                continue
+            except EngineError as exc:
+                raise api_error(exc) from exc
+            started.append(_Prefetched(first, deltas))
+    except BaseException:
+        await close_all(streams)
+        raise
+    return started
+
+
+async def close_all(streams: Sequence[AsyncIterator[Delta]]) -> None:
+    """Let go of every choice's stream (those still running are cancelled)."""
+    for deltas in streams:
+        await deltas.aclose()  # type: ignore[attr-defined]

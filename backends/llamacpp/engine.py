@@ -42,11 +42,12 @@ from backends.base import (
     check_tokens,
 )
 from backends.llamacpp.chat_template import MARK, ChatTemplate
+from backends.llamacpp.choices import ChoiceGroup
 from backends.llamacpp.embedding import EMBEDDING_CONTEXT, Embedder
 from backends.llamacpp.grammar import JsonGrammars
 from backends.llamacpp.sampling import SlotSampler
-from backends.llamacpp.scheduler import Scheduler, prompt_chunk
-from backends.llamacpp.slots import RELEASED, Request
+from backends.llamacpp.scheduler import Scheduler, batch_capacity
+from backends.llamacpp.slots import Request
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
@@ -68,19 +69,6 @@ class LlamaCppSettings:
     gpu_layers: int = 0
     # Sequences decoded together (slots); 1 = one request at a time.
     parallel: int = 1
-
-
-async def _relay(queue: asyncio.Queue[object]) -> AsyncIterator[Delta]:
-    """The deltas the scheduler posts to `queue` until the slot is released; what it
-    raises, re-raised."""
-    while True:
-        item = await queue.get()
-        if item is RELEASED:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        assert isinstance(item, Delta)
-        yield item
 
 
 class LlamaCppEngine(TokenEngine):
@@ -127,6 +115,7 @@ class LlamaCppEngine(TokenEngine):
                 "slots": len(scheduler.slots),
                 "prompt_tokens_evaluated": scheduler.prompt_tokens_evaluated,
                 "prompt_tokens_reused": scheduler.prompt_tokens_reused,
+                "prompt_tokens_shared": scheduler.prompt_tokens_shared,
                 "decode_steps": scheduler.steps,
             },
         )
@@ -174,7 +163,7 @@ class LlamaCppEngine(TokenEngine):
         params.kv_unified = False
         params.n_ctx = settings.parallel * settings.context_length
         # A llama_decode call holds one token per slot, or one prompt chunk.
-        params.n_batch = params.n_ubatch = max(settings.parallel, prompt_chunk(settings.batch_size))
+        params.n_batch = params.n_ubatch = batch_capacity(settings.parallel, settings.batch_size)
         params.n_threads = params.n_threads_batch = settings.threads
         params.no_perf = True
         if settings.parallel == 1:
@@ -296,37 +285,54 @@ class LlamaCppEngine(TokenEngine):
             raise UnsupportedRequest(str(exc), "response_format") from exc
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+        (deltas,) = self.generate_choices(prompt, [params])
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            await deltas.aclose()  # type: ignore[attr-defined]
+
+    def generate_choices(
+        self, prompt: Prompt, choices: Sequence[SamplingParams]
+    ) -> list[AsyncIterator[Delta]]:
+        """The choices are queued together, so the scheduler evaluates the prompt in one
+        slot and gives the others a copy of its sequence (see scheduler.py)."""
+        scheduler = self._scheduler
+        group = ChoiceGroup(
+            lambda: self._submit(prompt, list(choices)),
+            lambda request: scheduler.cancel(request) if scheduler is not None else None,
+        )
+        return group.streams(len(choices))
+
+    async def _submit(self, prompt: Prompt, choices: list[SamplingParams]) -> list[Request]:
+        """Check the prompt, build every choice's sampler and queue them all."""
         model = self._ready_model()
         scheduler = self._scheduler
         if scheduler is None:
             raise EngineUnavailable(f"model {self.settings.model_id} is stopped")
         self._check_prompt(prompt)
-        # Compiling a grammar and parsing it into a sampler may take a while for a large
-        # schema: off the event loop, so other requests' deltas keep flowing.
-        sampler = await asyncio.to_thread(self._sampler, model, params)
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        request = Request(
-            prompt.tokens,
-            params,
-            sampler,
-            scheduler.outbox,
-            asyncio.get_running_loop(),
-            queue,
-        )
+        loop = asyncio.get_running_loop()
+        requests: list[Request] = []
         try:
-            if not scheduler.submit(request):
+            for params in choices:
+                # Compiling a grammar and parsing it into a sampler may take a while for a
+                # large schema: off the event loop, so other requests' deltas keep flowing.
+                # A chain without one takes microseconds: no thread hop for it.
+                if params.json_schema is None:
+                    sampler = self._sampler(model, params)
+                else:
+                    sampler = await asyncio.to_thread(self._sampler, model, params)
+                queue: asyncio.Queue[object] = asyncio.Queue()
+                requests.append(
+                    Request(prompt.tokens, params, sampler, scheduler.outbox, loop, queue)
+                )
+            if not scheduler.submit_all(requests):
                 raise self._overloaded(self.settings.max_queue)
-        except EngineError:
-            request.sampler.close()
+        except BaseException:
+            for request in requests:
+                request.sampler.close()
             raise
-        released = False
-        try:
-            async for delta in _relay(queue):
-                yield delta
-            released = True
-        finally:
-            if not released:
-                scheduler.cancel(request)
+        return requests
 
     def _overloaded(self, waiting: int) -> EngineOverloaded:
         """The error for a request refused because ``waiting`` others are queued."""

@@ -1,11 +1,13 @@
 """One sequence's llama.cpp sampler chain, built from its SamplingParams.
 
-The chain is the one llama-cpp-python's ``Llama.generate`` builds for the same values
-(the logit bias, penalties over the last 64 generated tokens, the grammar, then greedy at
-temperature 0, else top-k off, typical off, top-p, min-p off, temperature and a seeded
-draw); it is the engine's only sampling path, whatever the number of slots. Building it
-reads only the vocabulary, so it happens off the scheduler's thread; the scheduler samples
-with it and frees it.
+The chain samples as the one llama-cpp-python's ``Llama.generate`` builds for the same
+values (the logit bias, penalties over the last 64 generated tokens, the grammar, then
+greedy at temperature 0, else top-k off, typical off, top-p, min-p off, temperature and a
+seeded draw), less the stages that would leave every logit as it is: top-k 0, typical 1,
+min-p 0, top-p 1 and neutral penalties return at once in llama.cpp, draw nothing from the
+generator, and so can be left out without changing a token. It is the engine's only
+sampling path, whatever the number of slots. Building it reads only the vocabulary, so it
+happens off the scheduler's thread; the scheduler samples with it and frees it.
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ class SlotSampler:
                 *(llama_cpp.llama_logit_bias(token, bias) for token, bias in params.logit_bias)
             )
             self._add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab(), len(biases), biases))
-        self._add(
-            llama_cpp.llama_sampler_init_penalties(
-                model.n_vocab(),
-                PENALTY_LAST_N,
-                params.repetition_penalty,
-                params.frequency_penalty,
-                params.presence_penalty,
+        if (params.repetition_penalty, params.frequency_penalty, params.presence_penalty) != (
+            1.0,
+            0.0,
+            0.0,
+        ):
+            self._add(
+                llama_cpp.llama_sampler_init_penalties(
+                    model.n_vocab(),
+                    PENALTY_LAST_N,
+                    params.repetition_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                )
             )
-        )
         if grammar is not None:
             parsed = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
             if not parsed:
@@ -53,10 +60,8 @@ class SlotSampler:
             self._add(llama_cpp.llama_sampler_init_greedy())
             return
         seed = params.seed if params.seed is not None else random.getrandbits(31)
-        self._add(llama_cpp.llama_sampler_init_top_k(0))
-        self._add(llama_cpp.llama_sampler_init_typical(1.0, 1))
-        self._add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-        self._add(llama_cpp.llama_sampler_init_min_p(0.0, 1))
+        if params.top_p < 1.0:
+            self._add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
         self._add(llama_cpp.llama_sampler_init_temp(params.temperature))
         self._add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 

@@ -4,21 +4,40 @@ Each step of the loop:
 
 1. releases the slots whose clients went away, and admits waiting requests (FIFO) into
    idle slots, each into the idle slot whose cache shares the longest prefix with it
-   (else the lowest idle slot);
+   (else the lowest idle slot); a request with the very prompt of a slot still processing
+   its prompt (the sibling choices of ``n``, submitted together) follows that slot instead;
 2. decodes one token for every generating slot in one batch and samples each with its own
    sampler chain;
 3. evaluates prompt chunks of the slots processing their prompts, oldest first, up to
    ``batch_size`` tokens in the step, so a long prompt is spread over several steps while
-   the other streams keep going; a slot whose prompt is done samples its first token and
-   starts generating.
+   the other streams keep going. The next chunk of every prompt that fits rides in step
+   2's batch (rows in sequence order), so new requests are evaluated together and do not
+   stall the running ones for decodes of their own; what is left of the oldest prompts
+   gets calls of its own, within the budget. A slot whose prompt is done samples
+   its first token and starts generating; so do its followers, each given a copy of its sequence
+   (``llama_memory_seq_cp``) and sampling its first token from the same logits, which is
+   exactly what it would have computed itself.
 
 With one slot (``parallel: 1``) this serves one request at a time, the others waiting in
 the same FIFO queue.
 
 The context has one sequence per slot with its own ``context_length`` cells (llama.cpp's
-non-unified KV cache), and each prompt chunk is decoded alone, so a sequence's tokens do
-not depend on what else is running: the same request gives the same output alone or in a
-crowd, with or without a reused prefix.
+non-unified KV cache). Such a cache splits a batch into micro-batches of consecutive
+sequence ids with as many tokens each, so a step whose slots have a hole (slot 1 idle
+between 0 and 2) costs two graph computations: mixing the new prompt's chunk into the
+step fills the hole the finished request left, and its first micro-batch holds one token
+of every slot, the rest of the chunk a second one (what llama-server does too).
+
+Determinism: a sequence attends only to its own cells, but llama.cpp's CPU kernels may
+round a token differently in another batch shape (on some CPUs the decode of several
+sequences differs from one sequence's in the last bits), so a seeded draw near a boundary
+can differ between a request alone and in a crowd; greedy text stays the same in the tests
+(alone, in a crowd, with a reused prefix, as a sibling choice), and a request alone gives
+the same output every time. Before, each prompt chunk was a call of its own, aligned to
+multiples of ``PROMPT_CHUNK``, and only whole chunks were reused: a prompt's cache was
+exact whatever ran beside it, but every new request stalled the running streams, and a
+prompt re-evaluated up to 127 tokens a slot already held. Chunks still end at multiples
+of ``PROMPT_CHUNK``.
 """
 
 from __future__ import annotations
@@ -51,6 +70,11 @@ def prompt_chunk(batch_size: int) -> int:
     return min(batch_size, PROMPT_CHUNK)
 
 
+def batch_capacity(slots: int, batch_size: int) -> int:
+    """Tokens one llama_decode call may hold: one per slot and up to a chunk per slot."""
+    return slots * (1 + prompt_chunk(batch_size))
+
+
 class Scheduler:
     def __init__(
         self,
@@ -72,7 +96,9 @@ class Scheduler:
         self._n_vocab = model.n_vocab()
         self._step_tokens = max(batch_size, slots)  # tokens evaluated per step
         self._chunk = prompt_chunk(batch_size)
-        self._batch = llama_cpp.llama_batch_init(max(slots, self._chunk), 0, 1)
+        # A step's batch: a token per generating slot and prompt chunks.
+        self._capacity = batch_capacity(slots, batch_size)
+        self._batch = llama_cpp.llama_batch_init(self._capacity, 0, 1)
         self._limit = context_length
         self._max_queue = max_queue
         self._took = took
@@ -86,6 +112,7 @@ class Scheduler:
         self._stopping = False
         self.prompt_tokens_reused = 0
         self.prompt_tokens_evaluated = 0
+        self.prompt_tokens_shared = 0  # prompt tokens a sibling copied instead of evaluating
         self.steps = 0
         self._thread = threading.Thread(target=self._run, name=f"llama-batch-{name}", daemon=True)
         self._thread.start()
@@ -102,6 +129,18 @@ class Scheduler:
             if len(self.waiting) >= self._max_queue:
                 return False
             self.waiting.append(request)
+            self._wake.notify()
+        return True
+
+    def submit_all(self, requests: list[Request]) -> bool:
+        """Queue requests together (the choices of one prompt), so that they are admitted
+        in one go; False when ``max_queue`` requests already wait."""
+        with self._wake:
+            if self._stopping:
+                raise EngineUnavailable("the model is stopping")
+            if len(self.waiting) >= self._max_queue:
+                return False
+            self.waiting.extend(requests)
             self._wake.notify()
         return True
 
@@ -164,10 +203,16 @@ class Scheduler:
             if request.cancelled.is_set():
                 request.release()
                 continue
+            leader = self._leader_for(request)
+            if leader is not None:
+                slot = min(idle, key=lambda s: s.seq_id)
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+                slot.follow(request, leader)
+                continue
             # Most reuse first; else the lowest slot. llama.cpp attends over the range of
             # sequences a batch touches, so slots packed low keep each step small.
-            slot = max(idle, key=lambda s: (s.reusable(request.prompt, self._chunk), -s.seq_id))
-            reuse = slot.reusable(request.prompt, self._chunk)
+            slot = max(idle, key=lambda s: (s.reusable(request.prompt), -s.seq_id))
+            reuse = slot.reusable(request.prompt)
             if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
                 # This memory cannot drop part of a sequence: start the sequence over.
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -176,39 +221,94 @@ class Scheduler:
             slot.assign(request, reuse)
             self.prompt_tokens_reused += reuse
 
+    def _leader_for(self, request: Request) -> Slot | None:
+        """A slot still evaluating exactly this prompt, whose sequence can be shared."""
+        for slot in self.slots:
+            if (
+                slot.state is SlotState.PROCESSING_PROMPT
+                and slot.leader is None
+                and slot.pending
+                and slot.request is not None
+                and slot.request.prompt == request.prompt
+            ):
+                return slot
+        return None
+
     def _step(self) -> None:
-        """Decode one token for every generating slot, then prompt chunks up to the budget."""
+        """Decode one token for every generating slot and the next chunk of the prompts
+        that fit, in one call; then more of the oldest prompts, in calls of their own, up
+        to the budget."""
         budget = self._step_tokens
         generating = [s for s in self.slots if s.state is SlotState.GENERATING]
-        if generating:
-            rows = [(slot, *slot.take(1)) for slot in generating]
-            if not self._decode(rows):
-                return
-            for index, slot in enumerate(generating):
-                self._sample(slot, index)
-            budget -= len(generating)
-        prompting = [s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT]
+        prompting = [
+            s for s in self.slots if s.state is SlotState.PROCESSING_PROMPT and s.leader is None
+        ]
         prompting.sort(key=lambda s: s.request.started if s.request else 0.0)
         progressed = False
+        rows = [(slot, *slot.take(1)) for slot in generating]
+        mixed: list[Slot] = []
+        used = len(rows)
+        for slot in prompting:
+            # The next chunk of every prompt that fits rides in the step's batch (the
+            # oldest one always does).
+            if mixed and self._next_chunk(slot) > min(self._capacity, budget) - used:
+                break
+            rows.append((slot, *slot.take_prompt_chunk(self._chunk)))
+            mixed.append(slot)
+            used += len(rows[-1][2])
+        if rows:
+            rows.sort(key=lambda row: row[0].seq_id)
+            ends = self._decode(rows)
+            if ends is None:
+                return
+            for slot, end in zip([row[0] for row in rows], ends, strict=True):
+                budget -= end[1]
+                if slot not in mixed:
+                    self._sample(slot, end[0])
+                    continue
+                self.prompt_tokens_evaluated += end[1]
+                if not slot.pending:
+                    self._share_prompt(slot, end[0])
+                    self._sample(slot, end[0])
+            progressed = bool(mixed)
         for slot in prompting:
             # Always move the oldest prompt on, even when decoding used the whole budget.
             while slot.state is SlotState.PROCESSING_PROMPT and (budget > 0 or not progressed):
                 start, chunk = slot.take_prompt_chunk(self._chunk)
-                if not self._decode([(slot, start, chunk)]):
+                if self._decode([(slot, start, chunk)]) is None:
                     return
                 self.prompt_tokens_evaluated += len(chunk)
                 budget -= len(chunk)
                 progressed = True
                 if not slot.pending:
+                    self._share_prompt(slot, len(chunk) - 1)
                     self._sample(slot, len(chunk) - 1)
 
-    def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> bool:
+    def _next_chunk(self, slot: Slot) -> int:
+        """How many tokens the slot's next prompt chunk holds."""
+        return min(len(slot.pending), self._chunk - len(slot.cached) % self._chunk)
+
+    def _share_prompt(self, leader: Slot, index: int) -> None:
+        """Give the leader's followers its evaluated prompt and their first tokens."""
+        import llama_cpp
+
+        followers, leader.followers = leader.followers, []
+        for slot in followers:
+            # Across streams llama.cpp copies whole sequences, at the next decode.
+            llama_cpp.llama_memory_seq_cp(self._memory, leader.seq_id, slot.seq_id, -1, -1)
+            slot.copy_of(leader)
+            self.prompt_tokens_shared += len(leader.cached)
+            self._sample(slot, index)
+
+    def _decode(self, rows: list[tuple[Slot, int, list[int]]]) -> list[tuple[int, int]] | None:
         """Evaluate (slot, first position, tokens) rows in one llama_decode call, with
-        logits for the last token of each row that has nothing more pending."""
+        logits for the last token of each row that has nothing more pending; each row's
+        (output index, tokens), or None when the call failed."""
         import llama_cpp
 
         batch = self._batch
         n = 0
+        ends = []
         for slot, start, tokens in rows:
             for offset, token in enumerate(tokens):
                 batch.token[n] = token
@@ -218,14 +318,15 @@ class Scheduler:
                 batch.logits[n] = False
                 n += 1
             batch.logits[n - 1] = not slot.pending
+            ends.append((n - 1, len(tokens)))
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self._ctx, batch)
         self.steps += 1
         if code != 0:
             log.error("llama_decode returned %d for %d tokens", code, n)
             self._fail_running(EngineError(f"llama_decode failed ({code})"))
-            return False
-        return True
+            return None
+        return ends
 
     def _sample(self, slot: Slot, index: int) -> None:
         import llama_cpp
@@ -283,6 +384,7 @@ class Scheduler:
         return raw.decode("utf-8", errors="replace"), tuple(raw)
 
     def _vacate(self, slot: Slot, error: BaseException | None = None) -> None:
+        slot.unlink()
         request = slot.vacate()
         self._took(time.perf_counter() - request.started)
         request.release(error)

@@ -6,19 +6,20 @@ A slot is in one of three states (llama.cpp's server names them ``slot_state``):
       ^                     |                               |
       +------- vacate ------+----------- vacate ------------+
 
-An idle slot holds no request; while processing its prompt it is given prompt chunks;
-while generating it is given one token per decode step. Any state but IDLE ends in IDLE
-when the request finishes, is cancelled or fails.
+An idle slot holds no request; while processing its prompt it is given prompt chunks,
+unless it follows another slot processing the same prompt (a sibling choice of ``n``): then
+it waits, is given a copy of that slot's sequence when the prompt is done, and samples its
+first token from the same logits; while generating it is given one token per decode step.
+Any state but IDLE ends in IDLE when the request finishes, is cancelled or fails.
 
 A slot remembers which tokens its sequence holds in the KV cache, also after its request
 ends, so that the next request sharing a prefix with them (a common system prompt, the
 earlier turns of a conversation) evaluates only the rest of its prompt.
 
-Reuse must not change the output, and llama.cpp's kernels do not compute a token the same
-way in every batch shape (a CPU flash-attention kernel changes at 64 queries, for one).
-So prompts are evaluated in chunks that start at multiples of a fixed size, one sequence
-per chunk, and a slot lends only whole chunks of an earlier prompt: a reused chunk holds
-exactly the keys and values a cold run of the new prompt computes for it.
+A slot lends the longest common prefix of its cache and the new prompt, token by token as
+llama-server does, all but the prompt's last token (its logits are needed). The reused
+keys and values were computed in another batch than a cold run would use, which may
+differ in the last bits (see scheduler.py); the tests hold greedy and seeded text the same.
 """
 
 from __future__ import annotations
@@ -133,30 +134,59 @@ class Slot:
     cached: list[int] = field(default_factory=list)
     # Tokens still to be evaluated: the rest of the prompt, then each sampled token.
     pending: list[int] = field(default_factory=list)
-    # How many leading cached tokens were evaluated in whole, aligned prompt chunks.
-    exact: int = 0
     request: Request | None = None
     state: SlotState = SlotState.IDLE
+    # The slot evaluating this slot's prompt for it, and the slots this one evaluates for.
+    leader: Slot | None = None
+    followers: list[Slot] = field(default_factory=list)
 
     def _move(self, to: SlotState) -> None:
         if to not in _MOVES[self.state]:
             raise SlotStateError(f"slot {self.seq_id}: {self.state.value} cannot become {to.value}")
         self.state = to
 
-    def reusable(self, prompt: Sequence[int], chunk: int) -> int:
-        """How many prompt tokens this slot's cache holds exactly as a cold run would: whole
-        chunks only, and never the last prompt token (its logits are needed)."""
-        shared = min(common_prefix(self.cached, prompt), len(prompt) - 1, self.exact)
-        return shared - shared % chunk
+    def reusable(self, prompt: Sequence[int]) -> int:
+        """How many prompt tokens this slot's cache holds: the longest common prefix, as
+        llama-server reuses, but never the last prompt token (its logits are needed)."""
+        return min(common_prefix(self.cached, prompt), len(prompt) - 1)
 
     def assign(self, request: Request, reuse: int) -> None:
         """Give the idle slot to ``request``, keeping the first ``reuse`` cached tokens."""
         self._move(SlotState.PROCESSING_PROMPT)
         del self.cached[reuse:]
-        self.exact = min(self.exact, reuse)
         self.pending = list(request.prompt[reuse:])
         self.request = request
         request.started = time.perf_counter()
+
+    def follow(self, request: Request, leader: Slot) -> None:
+        """Give the idle slot to ``request``, whose prompt ``leader`` is evaluating; the
+        slot's own sequence must already be gone from the KV cache."""
+        self._move(SlotState.PROCESSING_PROMPT)
+        self.clear()
+        self.request = request
+        self.leader = leader
+        leader.followers.append(self)
+        request.started = time.perf_counter()
+
+    def copy_of(self, leader: Slot) -> None:
+        """The leader's prompt is done and its sequence copied into this slot's."""
+        self.cached = list(leader.cached)
+        self.leader = None
+
+    def unlink(self) -> None:
+        """Leave the prompt sharing: stop following, and hand this slot's followers to the
+        first of them, which evaluates the prompt itself from now on."""
+        if self.leader is not None:
+            self.leader.followers.remove(self)
+            self.leader = None
+        followers, self.followers = self.followers, []
+        if followers:
+            heir, *rest = followers
+            heir.leader = None
+            heir.pending = list(heir.request.prompt) if heir.request else []
+            heir.followers = rest
+            for follower in rest:
+                follower.leader = heir
 
     def take(self, count: int) -> tuple[int, list[int]]:
         """The position and up to ``count`` pending tokens to evaluate now (cached from here)."""
@@ -168,10 +198,7 @@ class Slot:
 
     def take_prompt_chunk(self, size: int) -> tuple[int, list[int]]:
         """The next prompt chunk: up to the next multiple of ``size``."""
-        start, chunk = self.take(size - len(self.cached) % size)
-        if len(self.cached) % size == 0:
-            self.exact = len(self.cached)
-        return start, chunk
+        return self.take(size - len(self.cached) % size)
 
     def continue_with(self, token: int) -> None:
         """Queue a sampled token for the next decode step (the slot is generating)."""
@@ -183,7 +210,6 @@ class Slot:
         """Forget the cache (its sequence was removed from the KV cache)."""
         self.cached.clear()
         self.pending.clear()
-        self.exact = 0
 
     def vacate(self) -> Request:
         """End the slot's request: the slot is idle, its cache kept for the next one."""

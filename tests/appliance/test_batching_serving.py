@@ -237,3 +237,43 @@ def test_a_client_that_leaves_frees_its_slot_for_a_waiting_request(
             ).fetchone()
         time.sleep(0.1)
     assert row is not None and row[0] == "cancelled" and 1 <= row[1] < 480
+
+
+def test_n_choices_are_decoded_together_and_the_prompt_counted_once(
+    batching_server: RunningServer,
+) -> None:
+    async def scenario(client: openai.AsyncOpenAI) -> None:
+        ask = {
+            "model": "endless",
+            "messages": [{"role": "user", "content": "Three takes, please."}],
+            "max_tokens": 12,
+            "temperature": 0.0,
+        }
+        one = await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        three = await client.chat.completions.create(n=3, **ask)  # type: ignore[call-overload]
+        assert [c.index for c in three.choices] == [0, 1, 2]
+        # Greedy: every sibling gives the lone request's text, decoded side by side.
+        assert {c.message.content for c in three.choices} == {one.choices[0].message.content}
+        assert three.usage.prompt_tokens == one.usage.prompt_tokens
+        assert three.usage.completion_tokens == 36
+
+        seeded = {**ask, "temperature": 1.0, "seed": 11, "n": 2, "stream": True}
+        stream = await client.chat.completions.create(
+            stream_options={"include_usage": True},
+            **seeded,  # type: ignore[arg-type]
+        )
+        texts = ["", ""]
+        usage = None
+        async for chunk in stream:
+            for choice in chunk.choices:
+                texts[choice.index] += choice.delta.content or ""
+            usage = chunk.usage or usage
+        assert all(texts) and texts[0] != texts[1]  # seed + i for choice i
+        assert usage is not None and usage.prompt_tokens == one.usage.prompt_tokens
+        assert usage.completion_tokens == 24
+
+    async def main() -> None:
+        async with client_for(batching_server) as client:
+            await scenario(client)
+
+    asyncio.run(main())

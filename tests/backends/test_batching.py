@@ -272,13 +272,59 @@ async def test_a_shared_prefix_is_reused_and_gives_a_cold_run_s_output(start: St
     reused = after["prompt_tokens_reused"] - before["prompt_tokens_reused"]
     evaluated = after["prompt_tokens_evaluated"] - before["prompt_tokens_evaluated"]
     shared = len(chat(warm, "", system).tokens) - 8
-    # Whole 128-token chunks of the shared system prompt were reused, the rest evaluated.
-    assert shared >= 512 and reused == shared - shared % 128
+    # The common prefix (the system prompt and more) was reused, the rest evaluated.
+    assert shared >= 512 and shared <= reused < len(second.tokens)
     assert evaluated + reused == len(second.tokens)
     cold = await start("endless", parallel=2, context_length=1024)
     cold_result = await run(cold, second, params)
     assert cold.stats().extra["prompt_tokens_reused"] == 0
     assert warm_result.text == cold_result.text
+
+
+async def test_the_choices_of_one_prompt_share_its_evaluation(start: Start) -> None:
+    """n choices: the prompt is evaluated once, the siblings copy its sequence and decode
+    side by side; each choice is what a request of its own seed gives."""
+    alone_engine = await start("endless")
+    engine = await start("endless")
+    prompt = chat(engine, "Tell me about the sea. " * 12)
+    choices = [
+        SamplingParams(max_tokens=30, temperature=1.0, seed=s, logprobs=True) for s in (7, 8, 9)
+    ]
+    alone = [await run(alone_engine, prompt, params) for params in choices]
+
+    async def read(deltas: AsyncIterator[Delta]) -> Result:
+        return Result([delta async for delta in deltas])
+
+    steps = engine.stats().extra["decode_steps"]
+    together = await asyncio.gather(
+        *[read(deltas) for deltas in engine.generate_choices(prompt, choices)]
+    )
+    stats = engine.stats().extra
+    assert stats["prompt_tokens_evaluated"] == len(prompt.tokens)
+    assert stats["prompt_tokens_shared"] == 2 * len(prompt.tokens)
+    assert stats["decode_steps"] - steps < sum(r.tokens for r in together) * 0.6
+    assert [r.tokens for r in together] == [30, 30, 30]
+    assert len({r.text for r in together}) == 3  # the seeds make a difference
+    # The first token comes from the very logits a lone request samples; a later seeded
+    # draw may differ in a batch on some CPUs (see the test above), so most must match.
+    firsts = [next(lp.token for d in r.deltas for lp in d.logprobs) for r in together]
+    assert firsts == [next(lp.token for d in r.deltas for lp in d.logprobs) for r in alone]
+    assert sum(t.text == a.text for t, a in zip(together, alone, strict=True)) >= 2
+
+
+async def test_closing_an_unread_choice_cancels_it(start: Start) -> None:
+    engine = await start("endless")
+    prompt = chat(engine, "hello")
+    params = SamplingParams(max_tokens=400, temperature=0.0)
+    first, second = engine.generate_choices(prompt, [params, params])
+    assert (await first.__anext__()).tokens == 1
+    await second.aclose()  # type: ignore[attr-defined]
+    await first.aclose()  # type: ignore[attr-defined]
+    for _ in range(500):
+        if not engine.stats().running:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.stats().running == 0
 
 
 async def test_full_queue_is_refused_and_stop_ends_streams(start: Start) -> None:

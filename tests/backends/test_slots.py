@@ -48,8 +48,10 @@ def test_a_slot_goes_from_idle_through_its_prompt_to_generating_and_back(model: 
     assert slot.state is SlotState.GENERATING and slot.pending == [9, 10]
     assert slot.vacate() is first
     assert slot.state is SlotState.IDLE and not slot.pending
-    # The cache outlives the request: a prompt sharing its first chunk reuses it.
-    assert slot.cached == [1, 2, 3, 4, 5] and slot.reusable((1, 2, 3, 4, 7, 8), 4) == 4
+    # The cache outlives the request: a prompt sharing a prefix with it reuses it, all but
+    # the prompt's last token (its logits are needed).
+    assert slot.cached == [1, 2, 3, 4, 5] and slot.reusable((1, 2, 3, 4, 5, 8)) == 5
+    assert slot.reusable((1, 2, 3, 7, 8)) == 3 and slot.reusable((1, 2, 3)) == 2
     first.sampler.close()
 
 
@@ -67,3 +69,24 @@ def test_moves_the_states_do_not_allow_are_refused(model: Any) -> None:
     assert slot.vacate() is busy and slot.state is SlotState.IDLE
     busy.sampler.close()
     other.sampler.close()
+
+
+def test_followers_wait_for_their_leader_and_one_takes_over_if_it_leaves(model: Any) -> None:
+    leader, first, second = Slot(0), Slot(1), Slot(2)
+    prompt = (1, 2, 3, 4, 5)
+    leader.assign(request(model, prompt), 0)
+    first.follow(request(model, prompt), leader)
+    second.follow(request(model, prompt), leader)
+    assert first.state is SlotState.PROCESSING_PROMPT and not first.pending
+    assert leader.followers == [first, second] and second.leader is leader
+    # The leader is cancelled before its prompt is done: the first follower evaluates it.
+    leader.unlink()
+    leader.vacate()
+    assert first.leader is None and first.pending == list(prompt)
+    assert first.followers == [second] and second.leader is first
+    first.take_prompt_chunk(128)
+    second.copy_of(first)
+    assert second.cached == list(prompt) and second.leader is None
+    for slot in (first, second):
+        slot.continue_with(9)
+        assert slot.state is SlotState.GENERATING
