@@ -16,7 +16,7 @@ from appliance.openai.answers import (
     CompletionUsage,
     CreateCompletionResponse,
 )
-from appliance.openai.engine_calls import first_delta
+from appliance.openai.engine_calls import close_all, first_deltas
 from appliance.openai.protocol import MAX_COMPLETION_RUNS, CompletionRequest
 from appliance.openai.sampling import (
     check_declared,
@@ -126,48 +126,82 @@ def _envelope(
     )
 
 
+def _by_prompt(plan: CompletionPlan) -> list[tuple[Prompt, list[int]]]:
+    """The runs of each prompt (its `n` choices), in order: each group is started at once,
+    so an engine may evaluate the prompt once and decode its choices side by side."""
+    groups: list[tuple[Prompt, list[int]]] = []
+    for index, (prompt, _) in enumerate(plan.runs):
+        if groups and groups[-1][0] is prompt:
+            groups[-1][1].append(index)
+        else:
+            groups.append((prompt, [index]))
+    return groups
+
+
+async def _start(
+    plan: CompletionPlan, prompt: Prompt, indices: list[int]
+) -> list[AsyncIterator[Delta]]:
+    return list(await first_deltas(plan.engine, prompt, [plan.runs[i][1] for i in indices]))
+
+
 async def complete_text(plan: CompletionPlan, ctx: RequestContext) -> CreateCompletionResponse:
-    choices = []
-    for index, (prompt, params) in enumerate(plan.runs):
-        collected: list[Delta] = []
-        finish = "length"
-        async for delta in await first_delta(plan.engine, prompt, params):
-            ctx.add_tokens(delta.tokens)
-            collected.append(delta)
-            finish = delta.finish_reason or finish
-        choices.append(_choice(plan, index, collected, finish))
-    return _envelope(plan, ctx, choices, CompletionUsage(**ctx.usage()))
+    choices: dict[int, CompletionChoice] = {}
+    for prompt, indices in _by_prompt(plan):
+        streams = await _start(plan, prompt, indices)
+        try:
+            for index, deltas in zip(indices, streams, strict=True):
+                collected: list[Delta] = []
+                finish = "length"
+                async for delta in deltas:
+                    ctx.add_tokens(delta.tokens)
+                    collected.append(delta)
+                    finish = delta.finish_reason or finish
+                choices[index] = _choice(plan, index, collected, finish)
+        finally:
+            await close_all(streams)
+    return _envelope(
+        plan, ctx, [choices[i] for i in sorted(choices)], CompletionUsage(**ctx.usage())
+    )
 
 
 async def open_text_stream(plan: CompletionPlan, ctx: RequestContext) -> AsyncIterator[bytes]:
-    prompt, params = plan.runs[0]
-    first = await first_delta(plan.engine, prompt, params)
-    return ctx.stream(_stream_text(plan, ctx, first), close=first.aclose)
+    groups = _by_prompt(plan)
+    running = await _start(plan, *groups[0])  # errors before the first byte are a status
+    return ctx.stream(_stream_text(plan, ctx, groups, running), close=lambda: close_all(running))
 
 
 async def _stream_text(
-    plan: CompletionPlan, ctx: RequestContext, first: AsyncIterator[Delta]
+    plan: CompletionPlan,
+    ctx: RequestContext,
+    groups: list[tuple[Prompt, list[int]]],
+    running: list[AsyncIterator[Delta]],
 ) -> AsyncIterator[bytes]:
+    """Each prompt's choices one after another (they decode together meanwhile);
+    `running` holds the streams of the prompt under way, for the request's close."""
     include_usage = bool(plan.body.stream_options and plan.body.stream_options.include_usage)
     # Every chunk has `usage: null` when the last one brings the usage.
     pending: UnsetType | None = None if include_usage else UNSET
-    for index, (prompt, params) in enumerate(plan.runs):
-        deltas = first if index == 0 else await first_delta(plan.engine, prompt, params)
-        offset = 0  # where the next token stands in the whole text (as text_offset says)
-        if plan.body.echo:
-            yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)], pending))
-            offset = len(prompt.text)
-        async for delta in deltas:
-            ctx.add_tokens(delta.tokens)
-            if not (delta.text or delta.logprobs or delta.finish_reason):
-                continue
-            choice = CompletionChoice(
-                index=index,
-                text=delta.text,
-                logprobs=_logprobs([delta], offset) if params.logprobs else None,
-                finish_reason=_finish(delta.finish_reason),
-            )
-            offset += sum(len(lp.token) for lp in delta.logprobs)
-            yield sse_event(_envelope(plan, ctx, [choice], pending))
+    for number, (prompt, indices) in enumerate(groups):
+        if number:
+            await close_all(running)
+            running[:] = await _start(plan, prompt, indices)
+        for index, deltas in zip(indices, list(running), strict=True):
+            params = plan.runs[index][1]
+            offset = 0  # where the next token stands in the whole text (as text_offset says)
+            if plan.body.echo:
+                yield sse_event(_envelope(plan, ctx, [_choice(plan, index, [], None)], pending))
+                offset = len(prompt.text)
+            async for delta in deltas:
+                ctx.add_tokens(delta.tokens)
+                if not (delta.text or delta.logprobs or delta.finish_reason):
+                    continue
+                choice = CompletionChoice(
+                    index=index,
+                    text=delta.text,
+                    logprobs=_logprobs([delta], offset) if params.logprobs else None,
+                    finish_reason=_finish(delta.finish_reason),
+                )
+                offset += sum(len(lp.token) for lp in delta.logprobs)
+                yield sse_event(_envelope(plan, ctx, [choice], pending))
     if include_usage:
         yield sse_event(_envelope(plan, ctx, [], CompletionUsage(**ctx.usage())))

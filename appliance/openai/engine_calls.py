@@ -71,19 +71,6 @@ class _Prefetched:
         await self._rest.aclose()  # type: ignore[attr-defined]
 
 
-async def first_delta(engine: TokenEngine, prompt: Prompt, params: SamplingParams) -> _Prefetched:
-    """Start a generation and wait for its first delta, so that a full queue, a bad
-    grammar or a dead engine is reported before any response byte is sent."""
-    deltas = engine.generate(prompt, params)
-    try:
-        first = await deltas.__anext__()
-    except StopAsyncIteration:
-        return _Prefetched(None, deltas)
-    except EngineError as exc:
-        raise api_error(exc) from exc
-    return _Prefetched(first, deltas)
-
-
 def logprob_entry(lp: TokenLogprob) -> ChatCompletionTokenLogprob:
     return ChatCompletionTokenLogprob(
         token=lp.token,
@@ -99,7 +86,8 @@ async def first_deltas(
     engine: TokenEngine, prompt: Prompt, choices: Sequence[SamplingParams]
 ) -> list[_Prefetched]:
     """Start every choice of one prompt together (an engine may evaluate the prompt once
-    and decode the choices side by side) and wait for each one's first delta."""
+    and decode the choices side by side) and wait for each one's first delta, so that a
+    full queue, a bad grammar or a dead engine is reported before any response byte."""
     streams = engine.generate_choices(prompt, choices)
     started: list[_Prefetched] = []
     try:

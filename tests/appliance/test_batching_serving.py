@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import openai
 import pytest
-from conftest import ALICE, RunningServer, start_server
+from conftest import ADMIN, ALICE, RunningServer, start_server
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +271,51 @@ def test_n_choices_are_decoded_together_and_the_prompt_counted_once(
         assert all(texts) and texts[0] != texts[1]  # seed + i for choice i
         assert usage is not None and usage.prompt_tokens == one.usage.prompt_tokens
         assert usage.completion_tokens == 24
+
+    async def main() -> None:
+        async with client_for(batching_server) as client:
+            await scenario(client)
+
+    asyncio.run(main())
+
+
+def test_completions_n_choices_share_each_prompt_s_evaluation(
+    batching_server: RunningServer,
+) -> None:
+    def shared() -> int:
+        view = httpx.get(
+            f"{batching_server.base_url}/models/endless",
+            headers={"authorization": f"Bearer {ADMIN}"},
+        ).json()
+        return int(view["engine_stats"]["prompt_tokens_shared"])
+
+    async def scenario(client: openai.AsyncOpenAI) -> None:
+        ask = {"model": "endless", "max_tokens": 10, "temperature": 0.0}
+        prompts = ["One two three", "Four five six seven"]
+        alone = [
+            (await client.completions.create(prompt=p, **ask)).choices[0].text  # type: ignore[call-overload]
+            for p in prompts
+        ]
+        many = await client.completions.create(prompt=prompts, n=3, **ask)  # type: ignore[call-overload]
+        assert [c.index for c in many.choices] == list(range(6))
+        # Prompt p's choices are 3p..3p+2; greedy siblings give the lone request's text.
+        assert [c.text for c in many.choices] == [alone[0]] * 3 + [alone[1]] * 3
+        assert many.usage is not None and many.usage.completion_tokens == 60
+        # Two slots: each prompt is evaluated once and copied to its sibling.
+        before = shared()
+        pair = await client.completions.create(prompt=prompts, n=2, **ask)  # type: ignore[call-overload]
+        assert [c.text for c in pair.choices] == [alone[0]] * 2 + [alone[1]] * 2
+        assert pair.usage is not None
+        assert shared() - before == pair.usage.prompt_tokens
+
+        stream = await client.completions.create(
+            prompt=prompts, n=2, stream=True, **{**ask, "temperature": 1.0, "seed": 3}
+        )  # type: ignore[call-overload]
+        texts = [""] * 4
+        async for chunk in stream:
+            for choice in chunk.choices:
+                texts[choice.index] += choice.text
+        assert all(texts) and texts[0] != texts[1] and texts[2] != texts[3]
 
     async def main() -> None:
         async with client_for(batching_server) as client:
