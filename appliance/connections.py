@@ -18,7 +18,10 @@ import asyncio
 import logging
 import resource
 
+from msgspec.json import encode
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from appliance.errors import InvalidRequest, envelope
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,17 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refuses (a control character in a header, a bad length,
+        not HTTP): the API's error envelope, then the connection closes."""
+        body = encode(envelope(InvalidRequest(f"{msg} (malformed HTTP)", code="invalid_http")))
+        head = (
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head + body)
+        self.transport.close()
 
     def _await_head(self) -> None:
         if self._head_timer is None and not self.transport.is_closing():

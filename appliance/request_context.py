@@ -29,7 +29,7 @@ from appliance.accounting.money import UnitPrices, usd
 from appliance.errors import ApiError, Forbidden, InternalError, ServiceUnavailable, envelope
 from appliance.registry import ServedModel
 from appliance.state.keys import ApiKey
-from appliance.state.ledger import RequestRecord
+from appliance.state.ledger import RequestRecord, tokens_per_second
 
 log = logging.getLogger("radiance.requests")
 FREE = UnitPrices("0", "0")
@@ -196,9 +196,6 @@ class RequestContext:
         prompt, completion = (self.prompt_tokens, self.completion_tokens) if billed else (0, 0)
         latency_ms = round(latency_ms, 3)
         ttft_ms = None if ttft_ms is None else round(ttft_ms, 3)
-        speed = None  # decode speed after the first token (RequestRecord.generation)
-        if ttft_ms is not None and completion >= 2:
-            speed = round((completion - 1) / (max(latency_ms - ttft_ms, 0.001) / 1000), 3)
         return RequestRecord(
             id=self.id,
             key_id=self.key.id,
@@ -219,7 +216,7 @@ class RequestContext:
             prompt_price=self.prices.prompt,
             completion_price=self.prices.completion,
             cost_pusd=self.prices.cost(prompt, completion),
-            tokens_per_s=speed,
+            tokens_per_s=tokens_per_second(completion, latency_ms, ttft_ms),
             batch_id=self.batch,
         )
 

@@ -154,7 +154,9 @@ def _duration_ms(text: str) -> float:
     return float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[match[2]]
 
 
-def wrk(port: int, mode: str, connections: int, duration: int, script: pathlib.Path) -> Run:
+def wrk(
+    server: str, port: int, mode: str, connections: int, duration: int, script: pathlib.Path
+) -> Run:
     body = {**BODY, "stream": True} if mode == "stream" else BODY
     script.write_text(
         f"wrk.method = 'POST'\nwrk.body = '{json.dumps(body)}'\n"
@@ -183,7 +185,7 @@ def wrk(port: int, mode: str, connections: int, duration: int, script: pathlib.P
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return Run("", mode, connections, rps, p50, p99)
+    return Run(server, mode, connections, rps, p50, p99)
 
 
 def main() -> None:
@@ -233,18 +235,14 @@ def main() -> None:
                 for connections in args.connections:
                     for server, port in ports.items():
                         duration = 1 if round_number == 0 else args.duration
-                        run = wrk(port, mode, connections, duration, script)
+                        run = wrk(server, port, mode, connections, duration, script)
                         if round_number:
-                            runs.append(Run(server, mode, connections, *_figures(run)))
+                            runs.append(run)
             if round_number:
                 print(f"round {round_number} done, load {os.getloadavg()[0]:.2f}", flush=True)
     _report(runs, list(ports))
     if args.json:
         args.json.write_text(json.dumps([run.__dict__ for run in runs], indent=1))
-
-
-def _figures(run: Run) -> tuple[float, float, float]:
-    return run.requests_per_s, run.p50_ms, run.p99_ms
 
 
 def _report(runs: list[Run], servers: list[str]) -> None:

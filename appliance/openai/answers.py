@@ -15,7 +15,8 @@ upstream's JSON, which has these shapes and may hold more fields.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -26,6 +27,20 @@ class ResponseBody(msgspec.Struct, kw_only=True):
 
 
 # -- errors ---------------------------------------------------------------------------
+
+
+L = TypeVar("L")
+
+
+def cursor_list(kind: Callable[..., L], page: Sequence[Any], has_more: bool) -> L:
+    """One page of an OpenAI list (`data`, `first_id`, `last_id`, `has_more`) whose
+    entries have ids; the next page starts `after` its `last_id`."""
+    return kind(
+        data=list(page),
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
+        has_more=has_more,
+    )
 
 
 class OpenAIError(ResponseBody, kw_only=True):

@@ -16,7 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from appliance.batches.runner import BatchRunner
 from appliance.error_handlers import from_http_exception
 from appliance.errors import InvalidRequest, NotFound
-from appliance.openai.answers import ErrorResponse
+from appliance.openai.answers import ErrorResponse, cursor_list
 from appliance.openai.batch_protocol import (
     BATCH_EXAMPLES,
     Batch,
@@ -129,12 +129,7 @@ class BatchesController(Controller):
         after: FromQuery[str | None] = None,
     ) -> BatchList:
         page, more = await batches.page(owner(caller), after, limit)
-        return BatchList(
-            data=page,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
-            has_more=more,
-        )
+        return cursor_list(BatchList, page, more)
 
     @get(
         "/{batch_id:str}",

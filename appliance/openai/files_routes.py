@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
 from appliance.errors import InvalidRequest, NotFound, PayloadTooLarge
-from appliance.openai.answers import ErrorResponse
+from appliance.openai.answers import ErrorResponse, cursor_list
 from appliance.openai.batch_protocol import (
     UPLOAD_PURPOSES,
     FileDeleted,
@@ -180,12 +180,7 @@ class FilesController(Controller):
         purpose: FromQuery[FilePurpose | None] = None,
     ) -> FileList:
         page, more = await files.page(owner(caller), purpose, after, limit, order)
-        return FileList(
-            data=page,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
-            has_more=more,
-        )
+        return cursor_list(FileList, page, more)
 
     @get(
         "/{file_id:str}",

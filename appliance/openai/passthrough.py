@@ -104,6 +104,13 @@ def _completion_budget(
     if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
         requested, param = body.max_completion_tokens, "max_completion_tokens"
     if requested is not None:
+        if requested > served.config.context_length:
+            raise InvalidRequest(
+                f"`{param}` is {requested}, more than the model's context length "
+                f"({served.config.context_length} tokens).",
+                param=param,
+                code="context_length_exceeded",
+            )
         if cap is not None and requested > cap:
             raise InvalidRequest(
                 f"`{param}` is {requested}, but this API key's tier allows at most {cap}.",

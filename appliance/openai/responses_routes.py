@@ -17,7 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.errors import ApiError, InvalidRequest, NotFound
-from appliance.openai.answers import ErrorResponse
+from appliance.openai.answers import ErrorResponse, cursor_list
 from appliance.openai.protocol import ChatCompletionRequest
 from appliance.openai.responses_answer import ResponseShell, whole_response
 from appliance.openai.responses_protocol import (
@@ -213,9 +213,4 @@ class ResponsesController(Controller):
                 )
             items = items[ids.index(after) + 1 :]
         page = items[:limit]
-        return InputItemList(
-            data=page,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
-            has_more=len(items) > len(page),
-        )
+        return cursor_list(InputItemList, page, len(items) > len(page))

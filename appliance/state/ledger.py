@@ -71,9 +71,22 @@ class RequestRecord:
     @property
     def generation(self) -> tuple[int, float] | None:
         """(tokens after the first, ms they took), when there were at least two tokens."""
-        if self.ttft_ms is None or self.completion_tokens < 2:
-            return None
-        return self.completion_tokens - 1, max(self.latency_ms - self.ttft_ms, 0.001)
+        return generation_of(self.completion_tokens, self.latency_ms, self.ttft_ms)
+
+
+def generation_of(
+    completion: int, latency_ms: float, ttft_ms: float | None
+) -> tuple[int, float] | None:
+    """A request's decoding after its first token: (tokens, ms), from two tokens on."""
+    if ttft_ms is None or completion < 2:
+        return None
+    return completion - 1, max(latency_ms - ttft_ms, 0.001)
+
+
+def tokens_per_second(completion: int, latency_ms: float, ttft_ms: float | None) -> float | None:
+    """The decode speed a row records (`tokens_per_s`), from `generation_of`."""
+    decoded = generation_of(completion, latency_ms, ttft_ms)
+    return None if decoded is None else round(decoded[0] / (decoded[1] / 1000), 3)
 
 
 _COLUMNS = ", ".join(f.name for f in fields(RequestRecord))

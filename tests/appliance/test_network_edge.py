@@ -197,6 +197,31 @@ def test_connection_limits_must_be_positive(tmp_path: pathlib.Path, field: str, 
     assert problem.path == f"$.server.{field}" and problem.line == 2
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Odd: a\rb\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"\x00\xff NOT HTTP\r\n\r\n",
+    ],
+    ids=["CR in a header", "negative length", "not HTTP"],
+)
+def test_malformed_http_is_a_400_in_the_api_envelope(
+    server: RunningServer, request_bytes: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(request_bytes)
+        sock.settimeout(CLOSE_BOUND)
+        answer = b""
+        while chunk := sock.recv(4096):  # the server closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_http" and error["type"] == "invalid_request_error"
+    assert chat(server.base_url) == "tiny"
+
+
 def test_a_thousand_idle_connections_do_not_block_a_request(
     serve: Callable[..., RunningServer],
 ) -> None:

@@ -233,7 +233,13 @@ def test_front_checks_limits_and_parameters_before_forwarding(front: RunningServ
     # Without max_tokens the tier's cap is sent upstream, so it holds.
     capped = carol.chat.completions.create(model="small", messages=HELLO)
     assert capped.usage is not None and capped.usage.completion_tokens <= 5
-    assert len(rows(front)) == before + 3
+    # More than the context can hold is the client's error, not a rate limit to retry.
+    for param, value in (("max_tokens", 2**70), ("max_completion_tokens", 10**9)):
+        with pytest.raises(openai.BadRequestError) as info:
+            client(front).chat.completions.create(model="narrow", messages=HELLO, **{param: value})
+        assert info.value.body["param"] == param  # type: ignore[index]
+        assert info.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+    assert len(rows(front)) == before + 5
 
 
 def test_upstream_errors_pass_through_in_the_openai_envelope(front: RunningServer) -> None:
