@@ -104,20 +104,15 @@ def _completion_budget(
     if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
         requested, param = body.max_completion_tokens, "max_completion_tokens"
     if requested is not None:
-        if requested > served.config.context_length:
-            raise InvalidRequest(
-                f"`{param}` is {requested}, more than the model's context length "
-                f"({served.config.context_length} tokens).",
-                param=param,
-                code="context_length_exceeded",
-            )
         if cap is not None and requested > cap:
             raise InvalidRequest(
                 f"`{param}` is {requested}, but this API key's tier allows at most {cap}.",
                 param=param,
                 code="max_tokens_exceeded",
             )
-        return requested
+        # Never more than the context holds: the limits count this, and a value beyond
+        # it is for the upstream to refuse (a 400 naming it), not a rate limit to retry.
+        return min(requested, served.config.context_length)
     if isinstance(body, CompletionRequest):
         default: int | None = min(16, cap) if cap is not None else 16  # OpenAI's default
     else:
