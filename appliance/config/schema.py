@@ -113,6 +113,13 @@ class BatchPricing(Base, frozen=True):
     completion: Usd = "0"
 
 
+class FineTunedPricing(Base, frozen=True):
+    """USD per one million tokens for the models fine-tuned from this one."""
+
+    prompt: Usd = "0"
+    completion: Usd = "0"
+
+
 class Pricing(Base, frozen=True):
     """USD per one million tokens, as decimal strings so no float rounding creeps in."""
 
@@ -120,6 +127,10 @@ class Pricing(Base, frozen=True):
     completion: Usd = "0"
     # What a /v1/batches line pays; without it a batch line pays `prompt` and `completion`.
     batch: BatchPricing | None = None
+    # What a fine-tuning job pays per million trained tokens (examples x epochs).
+    training: Usd = "0"
+    # What the models fine-tuned from this one pay; without it they pay as this one.
+    fine_tuned: FineTunedPricing | None = None
 
 
 class AutoscalingConfig(Base, frozen=True):
@@ -167,6 +178,13 @@ class ModelConfig(Base, frozen=True):
     # count at start, kept between its min_replicas and max_replicas.
     replicas: Annotated[int, Meta(ge=1, le=64)] = 1
     autoscaling: AutoscalingConfig | None = None
+    # The model's Hugging Face weights (a folder with config.json and safetensors, or an
+    # hf://OWNER/REPO[@REVISION] source), which fine-tuning jobs train LoRA adapters on.
+    # A vLLM model trains from its own source when this is not set.
+    train_from: str | None = None
+    # A LoRA adapter applied on top of the source: llamacpp, a GGUF LoRA file; vllm, a
+    # PEFT adapter folder. Fine-tuned models are deployments of their base with one.
+    adapter: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.parameters)) != len(self.parameters):
