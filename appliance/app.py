@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from appliance.accounting.budget_alerts import BudgetAlerts
-from appliance.accounting.limits import Limiter
+from appliance.accounting.limits import Limiter, Policy
 from appliance.accounting.meter import Meter, policy_for
 from appliance.accounting.spending import Spending
 from appliance.auth import ADMIN_KEY_ID, Authenticator
@@ -24,6 +24,9 @@ from appliance.dependencies import DEPENDENCIES, admin_only, metrics_reader
 from appliance.deployments.manager import DeploymentManager
 from appliance.deployments.provisioner import EngineFactory
 from appliance.error_handlers import EXCEPTION_HANDLERS, MANAGEMENT_HANDLERS
+from appliance.fine_tuning.billing import TrainingBill
+from appliance.fine_tuning.jobs import FineTuning
+from appliance.fine_tuning.runner import FineTuningRunner
 from appliance.management.analytics_routes import AnalyticsController
 from appliance.management.billing_routes import BillingController
 from appliance.management.deployments_routes import (
@@ -42,6 +45,8 @@ from appliance.openai.answers import ErrorResponse
 from appliance.openai.batch_protocol import DOCUMENTED as BATCHES_DOCUMENTED
 from appliance.openai.batches_routes import BatchesController
 from appliance.openai.files_routes import FilesController
+from appliance.openai.fine_tuning_protocol import DOCUMENTED as FINE_TUNING_DOCUMENTED
+from appliance.openai.fine_tuning_routes import FineTuningJobsController
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_protocol import DOCUMENTED as RESPONSES_DOCUMENTED
 from appliance.openai.responses_routes import ResponsesController
@@ -53,6 +58,7 @@ from appliance.state.batches import BatchStore
 from appliance.state.database import open_database
 from appliance.state.deployments import DeploymentStore
 from appliance.state.files import FileStore
+from appliance.state.fine_tuning import FineTuningStore
 from appliance.state.keys import ApiKey, KeyStore, hash_secret
 from appliance.state.ledger import Ledger
 from appliance.state.responses import ResponseStore
@@ -116,8 +122,15 @@ BODIES: list[type[msgspec.Struct]] = [
     *OPENAI_ANSWERS,  # and the OpenAI answers
     *RESPONSES_DOCUMENTED,  # /v1/responses
     *BATCHES_DOCUMENTED,  # /v1/files, /v1/batches
+    *FINE_TUNING_DOCUMENTED,  # /v1/fine_tuning/jobs
 ]
-OPENAI = [OpenAIController, ResponsesController, FilesController, BatchesController]
+OPENAI = [
+    OpenAIController,
+    ResponsesController,
+    FilesController,
+    BatchesController,
+    FineTuningJobsController,
+]
 
 
 def create_app(
@@ -166,6 +179,12 @@ def create_app(
                 key = keys.cached(key_id)
                 return key if key is not None and key.status(time.time()) == "active" else None
 
+            def model_of(name: str) -> str | None:
+                return model_id(models, name)
+
+            def policy_of(key: ApiKey) -> Policy:
+                return policy_for(key, config, model_of)
+
             runner = BatchRunner(
                 store=batches,
                 files=files,
@@ -174,8 +193,27 @@ def create_app(
                 responses=responses,
                 events=events,
                 key_of=key_of,
-                policy_of=lambda key: policy_for(key, config, lambda n: model_id(models, n)),
+                policy_of=policy_of,
                 max_in_flight=config.server.batch_lines_in_flight,
+            )
+            tuning_store = FineTuningStore(db)
+            tuning_runner = FineTuningRunner(
+                store=tuning_store,
+                files=files,
+                loaded=loaded,
+                deployments=deployments,
+                bill=TrainingBill(ledger, meter, loaded, key_of, policy_of),
+                events=events,
+                jobs_dir=loaded.files_dir / "fine_tuning",
+            )
+            fine_tuning = FineTuning(
+                store=tuning_store,
+                runner=tuning_runner,
+                files=files,
+                meter=meter,
+                loaded=loaded,
+                model_id=model_of,
+                policy_of=policy_of,
             )
             app.state.runtime = Runtime(
                 loaded=loaded,
@@ -192,6 +230,7 @@ def create_app(
                 files=files,
                 batches=batches,
                 batch_runner=runner,
+                fine_tuning=fine_tuning,
             )
             meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
@@ -206,6 +245,7 @@ def create_app(
                 tasks.start_soon(alerts.run)
                 tasks.start_soon(deployments.run)
                 tasks.start_soon(runner.run)
+                tasks.start_soon(tuning_runner.run)
                 yield
                 tasks.cancel_scope.cancel()
         finally:

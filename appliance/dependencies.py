@@ -74,6 +74,7 @@ DEPENDENCIES: dict[str, Provide] = {
     "files": _part(lambda runtime: runtime.files),
     "batches": _part(lambda runtime: runtime.batches),
     "batch_runner": _part(lambda runtime: runtime.batch_runner),
+    "fine_tuning": _part(lambda runtime: runtime.fine_tuning),
     "caller": Provide(_caller, sync_to_thread=False),
     "policy": Provide(_policy, sync_to_thread=False),
     "audience": Provide(_audience, sync_to_thread=False),

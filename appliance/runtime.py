@@ -26,6 +26,7 @@ from appliance.webhooks.events import EventBus
 
 if TYPE_CHECKING:  # the runner serves through the routes, which read the runtime
     from appliance.batches.runner import BatchRunner
+    from appliance.fine_tuning.jobs import FineTuning
 
 
 def model_id(models: ModelRegistry, name: str) -> str | None:
@@ -53,6 +54,7 @@ class Runtime:
     files: FileStore  # /v1/files
     batches: BatchStore  # /v1/batches
     batch_runner: BatchRunner
+    fine_tuning: FineTuning  # /v1/fine_tuning/jobs, /v1/fine-tuning
 
     def model_id(self, name: str) -> str | None:
         return model_id(self.models, name)

@@ -233,6 +233,20 @@ class WebhooksConfig(Base, frozen=True):
     max_backoff_seconds: PositiveInt = 600  # the wait between attempts doubles up to this
 
 
+class TrainingConfig(Base, frozen=True):
+    """Where fine-tuning jobs train: a trainer process per job, beside the serving engines."""
+
+    # CPU threads a trainer may use; the serving engines keep the rest of the cores.
+    threads: PositiveInt = 1
+    # CUDA devices a trainer runs on (its CUDA_VISIBLE_DEVICES); empty trains on the CPU.
+    gpus: list[Annotated[int, Meta(ge=0)]] = msgspec.field(default_factory=list)
+    # The share of a GPU's memory a trainer may allocate, when it shares the GPU with a
+    # vLLM backend (whose own share is its gpu_memory_utilization): keep the sum under 1.
+    gpu_memory_fraction: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    # Jobs that train at once; the others wait `queued`.
+    jobs_at_once: Annotated[int, Meta(ge=1, le=16)] = 1
+
+
 class Config(Base, frozen=True):
     server: ServerConfig = ServerConfig()
     # The engines' own Structs (`backends.engines`), told apart by `engine:`.
@@ -241,3 +255,4 @@ class Config(Base, frozen=True):
     tiers: dict[Name, TierConfig] = msgspec.field(default_factory=dict)
     keys: list[KeyConfig] = msgspec.field(default_factory=list)
     webhooks: WebhooksConfig = WebhooksConfig()
+    training: TrainingConfig = TrainingConfig()

@@ -45,6 +45,7 @@ class Deployment:
     target: int | None = None  # replicas wanted now (autoscaling moves it)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    adapter: str | None = None  # a LoRA adapter on the model (fine-tuned models)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
     # Changes under way (bring-up, scaling, rollout); deleting cancels them.
@@ -101,6 +102,7 @@ def deployment_view(dep: Deployment) -> wire.Deployment:
         name=dep.id,
         model_id=dep.model_id,
         source=model.source if model else dep.source,
+        adapter=dep.adapter,
         declared=dep.declared,
         status=dep.status,
         error=dep.error,

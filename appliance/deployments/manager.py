@@ -167,14 +167,20 @@ class DeploymentManager:
             raise DeploymentExists(name)
         check_scaling_fields(body.configuration, body.configuration)
         model = plan_model(
-            self.loaded, name, body.model_id, body.source, body.pricing, body.configuration
+            self.loaded,
+            name,
+            body.model_id,
+            body.source,
+            body.pricing,
+            body.configuration,
+            body.adapter,
         )
         # Claimed before the first await: a second create of the same name, arriving
         # while this one is stored, is told the name is taken (409), not a database error.
         self._claimed.add(name)
         try:
             stored = await self.store.add(
-                name, body.model_id, body.source, body.pricing, body.configuration
+                name, body.model_id, body.source, body.pricing, body.configuration, body.adapter
             )
         except sqlite3.IntegrityError:  # another process stored it first
             raise DeploymentExists(name) from None
@@ -202,7 +208,9 @@ class DeploymentManager:
                 target_queue=None,
             )
         check_scaling_fields(changes, wanted)
-        model = plan_model(self.loaded, dep.id, dep.model_id, dep.source, dep.pricing, wanted)
+        model = plan_model(
+            self.loaded, dep.id, dep.model_id, dep.source, dep.pricing, wanted, dep.adapter
+        )
         previous = dep.configuration
         await self.store.update(dep.id, wanted)
         dep.configuration = wanted

@@ -79,13 +79,16 @@ def stored(row: StoredDeployment, model: ModelConfig | None, registry: ModelRegi
         served=_loading(_routed(row.id, row.model_id, config, registry)),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        adapter=row.adapter,
     )
 
 
 def restored(loaded: LoadedConfig, row: StoredDeployment, registry: ModelRegistry) -> Deployment:
     """A stored deployment, deployed again; failed if radiance.yaml no longer allows it."""
     try:
-        model = plan_model(loaded, row.id, row.model_id, row.source, row.pricing, row.configuration)
+        model = plan_model(
+            loaded, row.id, row.model_id, row.source, row.pricing, row.configuration, row.adapter
+        )
     except DeploymentInvalid as exc:
         dep = stored(row, None, registry)
         dep.error = f"radiance.yaml no longer allows this deployment: {exc}"

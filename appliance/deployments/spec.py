@@ -65,6 +65,8 @@ class CreateDeploymentBody(Wire, kw_only=True):
     source: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
     pricing: PricingBody | None = None
     configuration: Configuration = msgspec.field(default_factory=Configuration)
+    # A LoRA adapter on the model (llamacpp: a GGUF LoRA file; vllm: a PEFT folder).
+    adapter: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
 
 
 class UpdateDeploymentBody(Wire, kw_only=True):
@@ -182,8 +184,10 @@ def plan_model(
     source: str | None,
     pricing: PricingBody | None,
     conf: Configuration,
+    adapter: str | None = None,
 ) -> ModelConfig:
-    """The model config of a deployment, checked as radiance.yaml would check it."""
+    """The model config of a deployment, checked as radiance.yaml would check it; with an
+    `adapter`, a declared model's `pricing.fine_tuned` prices apply when it has them."""
     config = loaded.config
     base = next((m for m in config.models if m.id == model_id), None)
     if base is None and source is None:
@@ -222,6 +226,7 @@ def plan_model(
         "autoscaling": _autoscaling(conf),
         "replicas": conf.replicas or (base.replicas if base else 1),
         "aliases": [],
+        "adapter": adapter,
     }
     if conf.context_length is not None:
         fields["context_length"] = conf.context_length
@@ -240,6 +245,13 @@ def plan_model(
                 f"`{model_id}` runs on engine `{engine_of(backends[base.backend])}`",
                 "configuration.backend",
             )
+        if adapter is not None:
+            fields["train_from"] = None
+            if base.pricing.fine_tuned is not None:
+                tuned = base.pricing.fine_tuned
+                fields["pricing"] = Pricing(
+                    prompt=tuned.prompt, completion=tuned.completion, training=base.pricing.training
+                )
         model = msgspec.structs.replace(base, **fields)
     _check_against_config(loaded, model)
     _check_gpus(loaded, model)

@@ -176,6 +176,7 @@ class Deployment(Camel, frozen=True):
     name: str = ""
     model_id: str = ""
     source: str | None = None
+    adapter: str | None = None
     declared: bool = False
     error: str | None = None
     configuration: DeploymentConfiguration = DeploymentConfiguration()

@@ -23,7 +23,7 @@ from appliance.openai.batch_protocol import (
     BatchList,
     CreateBatchRequest,
 )
-from appliance.openai.decoding import decode_request
+from appliance.openai.decoding import check_metadata, decode_request
 from appliance.openai.files_routes import owner
 from appliance.openapi_docs import documented
 from appliance.state.batches import BatchStore
@@ -38,19 +38,6 @@ _ERRORS = {"401": "No key, a bad, revoked or expired key", "404": "No such batch
 
 def _missing(batch_id: str) -> NotFound:
     return NotFound(f"No batch with id `{batch_id[:64]}` found.", param="batch_id")
-
-
-def _check_metadata(metadata: dict[str, str] | None) -> None:
-    if metadata is None:
-        return
-    if len(metadata) > 16:
-        raise InvalidRequest("`metadata` holds at most 16 pairs", param="metadata")
-    for name, value in metadata.items():
-        if len(name) > 64 or len(value) > 512:
-            raise InvalidRequest(
-                "`metadata` keys are at most 64 characters, values at most 512",
-                param="metadata",
-            )
 
 
 class BatchesController(Controller):
@@ -87,7 +74,7 @@ class BatchesController(Controller):
         except HTTPException as exc:
             raise from_http_exception(exc) from None
         body, _ = decode_request(raw, CreateBatchRequest)
-        _check_metadata(body.metadata)
+        check_metadata(body.metadata)
         stored = await files.get(body.input_file_id, owner(caller))
         if stored is None:
             raise NotFound(

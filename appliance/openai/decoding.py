@@ -72,3 +72,17 @@ def invalid_value(failure: Failure) -> InvalidRequest:
 def _written(step: Step) -> str:
     """A step as msgspec writes it: `.field`, `[index]`, and `[...]` for a mapping's entry."""
     return {"field": f".{step.key}", "index": f"[{step.key}]"}.get(step.kind, "[...]")
+
+
+def check_metadata(metadata: dict[str, str] | None) -> None:
+    """OpenAI's bounds on `metadata`: 16 pairs, keys of 64 characters, values of 512."""
+    if metadata is None:
+        return
+    if len(metadata) > 16:
+        raise InvalidRequest("`metadata` holds at most 16 pairs", param="metadata")
+    for name, value in metadata.items():
+        if len(name) > 64 or len(value) > 512:
+            raise InvalidRequest(
+                "`metadata` keys are at most 64 characters, values at most 512",
+                param="metadata",
+            )

@@ -262,6 +262,72 @@ MIGRATIONS: Sequence[Migration] = (
         );
         """,
     ),
+    Migration(
+        # Fine-tuning: jobs with their events and checkpoints (the trainer's files live
+        # under server.files_dir), the seed's datasets (a validated fine-tune file), and
+        # the LoRA adapter of an API deployment (a fine-tuned model is one).
+        "0008_fine_tuning",
+        """
+        ALTER TABLE deployments ADD COLUMN adapter TEXT;
+        CREATE TABLE fine_tuning_jobs (
+            id               TEXT PRIMARY KEY,
+            key_id           TEXT NOT NULL,
+            model            TEXT NOT NULL,
+            training_file    TEXT NOT NULL,
+            validation_file  TEXT,
+            status           TEXT NOT NULL,
+            suffix           TEXT,
+            seed             INTEGER NOT NULL,
+            hyperparameters  TEXT NOT NULL,
+            metadata         TEXT,
+            error            TEXT,
+            fine_tuned_model TEXT,
+            trained_tokens   INTEGER,
+            result_files     TEXT NOT NULL DEFAULT '[]',
+            step             INTEGER NOT NULL DEFAULT 0,
+            total_steps      INTEGER,
+            last_loss        REAL,
+            created_at       INTEGER NOT NULL,
+            finished_at      INTEGER,
+            estimated_finish INTEGER
+        );
+        CREATE INDEX fine_tuning_jobs_key_created ON fine_tuning_jobs (key_id, created_at);
+        CREATE INDEX fine_tuning_jobs_status ON fine_tuning_jobs (status);
+        CREATE TABLE fine_tuning_events (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            id         TEXT NOT NULL UNIQUE,
+            job_id     TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            level      TEXT NOT NULL,
+            type       TEXT NOT NULL,
+            message    TEXT NOT NULL,
+            data       TEXT
+        );
+        CREATE INDEX fine_tuning_events_job ON fine_tuning_events (job_id, seq);
+        CREATE TABLE fine_tuning_checkpoints (
+            id         TEXT PRIMARY KEY,
+            job_id     TEXT NOT NULL,
+            step       INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            metrics    TEXT NOT NULL,
+            path       TEXT NOT NULL,
+            UNIQUE (job_id, step)
+        );
+        CREATE TABLE datasets (
+            id         TEXT PRIMARY KEY,
+            key_id     TEXT NOT NULL,
+            name       TEXT NOT NULL,
+            file_id    TEXT NOT NULL,
+            model      TEXT,
+            status     TEXT NOT NULL,
+            examples   INTEGER,
+            tokens     INTEGER,
+            errors     TEXT,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX datasets_key_created ON datasets (key_id, created_at);
+        """,
+    ),
 )
 
 

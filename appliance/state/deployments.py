@@ -15,7 +15,7 @@ import msgspec
 from appliance.deployments.spec import Configuration, PricingBody
 from appliance.state.database import Database
 
-_COLUMNS = "id, model_id, source, pricing, configuration, created_at, updated_at"
+_COLUMNS = "id, model_id, source, pricing, configuration, created_at, updated_at, adapter"
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class StoredDeployment:
     configuration: Configuration
     created_at: float
     updated_at: float
+    adapter: str | None = None
 
 
 def _row(row: tuple[object, ...]) -> StoredDeployment:
@@ -39,6 +40,7 @@ def _row(row: tuple[object, ...]) -> StoredDeployment:
         configuration=msgspec.json.decode(str(row[4]), type=Configuration),
         created_at=float(str(row[5])),
         updated_at=float(str(row[6])),
+        adapter=None if row[7] is None else str(row[7]),
     )
 
 
@@ -59,12 +61,13 @@ class DeploymentStore:
         source: str | None,
         pricing: PricingBody | None,
         configuration: Configuration,
+        adapter: str | None = None,
     ) -> StoredDeployment:
         now = time.time()
-        stored = StoredDeployment(id, model_id, source, pricing, configuration, now, now)
+        stored = StoredDeployment(id, model_id, source, pricing, configuration, now, now, adapter)
         async with self._db.transaction() as conn:
             await conn.execute(
-                f"INSERT INTO deployments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                f"INSERT INTO deployments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 (
                     id,
                     model_id,
@@ -73,6 +76,7 @@ class DeploymentStore:
                     msgspec.json.encode(configuration).decode(),
                     now,
                     now,
+                    adapter,
                 ),
             )
         return stored

@@ -34,6 +34,9 @@ EVENTS = (
     "batch.failed",
     "batch.expired",
     "batch.cancelled",
+    "fine_tuning.job.succeeded",
+    "fine_tuning.job.failed",
+    "fine_tuning.job.cancelled",
 )
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a marker, not a secret)
 _HOOK_COLUMNS = "id, url, events, description, secret, created_at"

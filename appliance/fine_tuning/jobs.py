@@ -1,0 +1,151 @@
+"""Fine-tuning jobs as the API sees them: made, read and cancelled by the key that owns them.
+
+Both the OpenAI routes (/v1/fine_tuning/jobs) and the seed's (/v1/fine-tuning) call this;
+it knows nothing of the web framework. A job is checked before it exists: the model can be
+fine-tuned and the key may use it, the files are the key's `fine-tune` files and every line
+of them is a valid chat example (an error names the line and field), the budget is not
+spent. What needs the base's tokenizer (lengths, token counts) is the runner's first step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.accounting.limits import Policy
+from appliance.accounting.meter import Meter
+from appliance.config import LoadedConfig
+from appliance.errors import Forbidden, InvalidRequest, NotFound
+from appliance.fine_tuning.bases import training_base
+from appliance.fine_tuning.runner import FineTuningRunner, model_name
+from appliance.openai.decoding import check_metadata
+from appliance.openai.fine_tuning_protocol import (
+    CreateFineTuningJobRequest,
+    FineTuningJob,
+    Hyperparameters,
+    ResolvedHyperparameters,
+)
+from appliance.state.files import FileStore
+from appliance.state.fine_tuning import FineTuningStore, StoredJob
+from appliance.state.keys import ApiKey
+from backends.training.examples import check_file
+
+MAX_ERRORS_SHOWN = 3
+
+
+def _owner(caller: ApiKey) -> str | None:
+    return None if caller.is_admin else caller.id
+
+
+@dataclass
+class FineTuning:
+    store: FineTuningStore
+    runner: FineTuningRunner
+    files: FileStore
+    meter: Meter
+    loaded: LoadedConfig
+    model_id: Callable[[str], str | None]
+    policy_of: Callable[[ApiKey], Policy]
+
+    model_name = staticmethod(model_name)
+
+    async def owned(self, job_id: str, caller: ApiKey) -> StoredJob:
+        stored = await self.store.get(job_id, _owner(caller))
+        if stored is None:
+            raise NotFound(
+                f"No fine-tuning job with id `{job_id[:64]}` found.", param="fine_tuning_job_id"
+            )
+        return stored
+
+    async def create(self, caller: ApiKey, body: CreateFineTuningJobRequest) -> FineTuningJob:
+        check_metadata(body.metadata)
+        hyper = _hyperparameters(body)
+        model = self.model_id(body.model)
+        if model is None:
+            raise NotFound(
+                f"The model `{body.model[:128]}` does not exist.",
+                param="model",
+                code="model_not_found",
+            )
+        policy = self.policy_of(caller)
+        if policy.models is not None and model not in policy.models:
+            raise Forbidden(
+                f"This API key may not use the model `{body.model[:128]}`.",
+                param="model",
+                code="model_not_allowed",
+            )
+        base = training_base(self.loaded, model)
+        await self._check_file(caller, body.training_file, "training_file")
+        if body.validation_file is not None:
+            await self._check_file(caller, body.validation_file, "validation_file")
+        admission = await self.meter.admit(caller, policy, 0, rate_limited=False)
+        if admission is not None:  # the budget is not spent; nothing is held yet
+            admission.settle(0)
+            admission.release_hold()
+        job = await self.store.create(
+            caller.id,
+            base.model.id,
+            body.training_file,
+            body.validation_file,
+            body.suffix,
+            secrets.randbelow(2**31) if body.seed is None else body.seed,
+            ResolvedHyperparameters(
+                n_epochs=hyper.n_epochs,
+                batch_size=hyper.batch_size,
+                learning_rate_multiplier=hyper.learning_rate_multiplier,
+            ),
+            body.metadata,
+        )
+        self.runner.poke()
+        return job
+
+    async def cancel(self, job_id: str, caller: ApiKey) -> FineTuningJob:
+        stored = await self.owned(job_id, caller)
+        if not await self.runner.cancel(stored.job.id) and stored.job.status != "cancelled":
+            raise InvalidRequest(
+                f"The job has {stored.job.status}; only a job under way can be cancelled.",
+                param="fine_tuning_job_id",
+                code="job_not_cancellable",
+            )
+        refreshed = await self.store.get(stored.job.id, None)
+        assert refreshed is not None
+        return refreshed.job
+
+    async def _check_file(self, caller: ApiKey, file_id: str, param: str) -> None:
+        stored = await self.files.get(file_id, _owner(caller))
+        if stored is None:
+            raise NotFound(f"No file with id `{file_id[:64]}` found.", param=param)
+        if stored.file.purpose != "fine-tune":
+            raise InvalidRequest(
+                f"The file `{file_id}` has purpose `{stored.file.purpose}`; upload it with "
+                "purpose `fine-tune`.",
+                param=param,
+            )
+        path: pathlib.Path = self.files.path(file_id)
+        errors = await asyncio.to_thread(check_file, path)
+        if errors:
+            shown = "; ".join(
+                f"line {e.line}" + (f", {e.param}" if e.param else "") + f": {e.message}"
+                for e in errors[:MAX_ERRORS_SHOWN]
+            )
+            more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 3 else ""
+            raise InvalidRequest(
+                f"The {param.replace('_', ' ')} is not a valid fine-tune file: {shown}{more}.",
+                param=param,
+                code="invalid_file",
+            )
+
+
+def _hyperparameters(body: CreateFineTuningJobRequest) -> Hyperparameters:
+    """The job's hyperparameters, given at the top or in `method.supervised`, not both."""
+    method = body.method.supervised if body.method and body.method.supervised else None
+    inner = method.hyperparameters if method else None
+    if inner is not None and body.hyperparameters is not None and inner != body.hyperparameters:
+        raise InvalidRequest(
+            "`hyperparameters` and `method.supervised.hyperparameters` differ; give one.",
+            param="hyperparameters",
+        )
+    return inner or body.hyperparameters or Hyperparameters()
