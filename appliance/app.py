@@ -46,7 +46,10 @@ from appliance.openai.batch_protocol import DOCUMENTED as BATCHES_DOCUMENTED
 from appliance.openai.batches_routes import BatchesController
 from appliance.openai.files_routes import FilesController
 from appliance.openai.fine_tuning_protocol import DOCUMENTED as FINE_TUNING_DOCUMENTED
-from appliance.openai.fine_tuning_routes import FineTuningJobsController
+from appliance.openai.fine_tuning_routes import (
+    FineTunedModelsController,
+    FineTuningJobsController,
+)
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_protocol import DOCUMENTED as RESPONSES_DOCUMENTED
 from appliance.openai.responses_routes import ResponsesController
@@ -130,6 +133,7 @@ OPENAI = [
     FilesController,
     BatchesController,
     FineTuningJobsController,
+    FineTunedModelsController,
 ]
 
 
@@ -210,6 +214,7 @@ def create_app(
                 store=tuning_store,
                 runner=tuning_runner,
                 files=files,
+                deployments=deployments,
                 meter=meter,
                 loaded=loaded,
                 model_id=model_of,

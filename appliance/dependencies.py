@@ -57,7 +57,7 @@ def _audience(
     if header is None:
         return Audience(public_only=True)
     key = auth.bearer(header)
-    return Audience(allowed=_runtime(state).policy(key).models, admin=key.is_admin)
+    return Audience(allowed=_runtime(state).policy(key).models, admin=key.is_admin, key_id=key.id)
 
 
 DEPENDENCIES: dict[str, Provide] = {

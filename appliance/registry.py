@@ -40,6 +40,12 @@ class ServedModel:
     parent: str | None = None
     # A download of the model's file, while and after it runs.
     download: DownloadProgress | None = None
+    # The key a fine-tuned model belongs to: no other key (but the admin) sees or uses it.
+    owner: str | None = None
+
+    def hidden_from(self, key_id: str | None, admin: bool = False) -> bool:
+        """Whether a caller (no key: None) may not know of this model at all."""
+        return self.owner is not None and not admin and key_id != self.owner
 
     @property
     def id(self) -> str:

@@ -26,7 +26,14 @@ import msgspec
 from appliance.accounting.limits import Admission, Policy
 from appliance.accounting.meter import Meter
 from appliance.accounting.money import UnitPrices, usd
-from appliance.errors import ApiError, Forbidden, InternalError, ServiceUnavailable, envelope
+from appliance.errors import (
+    ApiError,
+    Forbidden,
+    InternalError,
+    ModelNotFound,
+    ServiceUnavailable,
+    envelope,
+)
 from appliance.registry import ServedModel
 from appliance.state.keys import ApiKey
 from appliance.state.ledger import RequestRecord, tokens_per_second
@@ -90,6 +97,11 @@ class RequestContext:
 
     def use_model(self, served: ServedModel) -> None:
         """Route to `served`, if the key may use it; its prices now apply."""
+        if served.hidden_from(self.key.id, self.key.is_admin):
+            raise ModelNotFound(
+                f"The model `{self.route_model}` does not exist or this key may not use it.",
+                param="model",
+            )
         allowed = self.policy.models
         if allowed is not None and served.id not in allowed and served.parent not in allowed:
             raise Forbidden(

@@ -57,6 +57,8 @@ def _check_model(
             yield where.problem(f"{path}.tool_parser", message, hint)
     for issue in plugin.check_model(model, backend):
         yield _located(where, path, issue)
+    if model.train_from is not None:
+        yield from _check_train_from(model.train_from, f"{path}.train_from", where, base_dir)
     if plugin.source_kind is None:
         return
     if model.source is None:
@@ -71,6 +73,24 @@ def _check_model(
         message = f"{most} replicas cannot share the {len(gpus)} GPUs of `{model.backend}`"
         hint = f"each {plugin.label} replica gets an equal slice of the backend's gpus"
         yield where.problem(f"{path}.{field}", message, hint)
+
+
+def _check_train_from(
+    train_from: str, path: str, where: SourceMap, base_dir: Path
+) -> Iterator[ConfigProblem]:
+    """Hugging Face weights: a folder with config.json, or a hub repository."""
+    if is_hub_source(train_from):
+        if HubRepo.parse(train_from) is None:
+            hint = "a hub repository is hf://OWNER/REPO or hf://OWNER/REPO@REVISION"
+            yield where.problem(path, f"train_from `{train_from}` is not a hub repository", hint)
+        return
+    folder = base_dir / Path(train_from).expanduser()
+    if not (folder / "config.json").is_file():
+        hint = (
+            "a folder of Hugging Face weights (config.json, *.safetensors, the tokenizer); "
+            "`radiance demo-model` writes one beside the demo GGUF"
+        )
+        yield where.problem(path, f"train_from `{folder}` has no config.json", hint)
 
 
 def check_source(

@@ -46,6 +46,7 @@ class Deployment:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     adapter: str | None = None  # a LoRA adapter on the model (fine-tuned models)
+    owner: str | None = None  # the key a fine-tuned model belongs to
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
     # Changes under way (bring-up, scaling, rollout); deleting cancels them.

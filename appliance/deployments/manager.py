@@ -160,8 +160,9 @@ class DeploymentManager:
 
     # -- the API's changes -------------------------------------------------------------
 
-    async def create(self, body: CreateDeploymentBody) -> Deployment:
-        """Check and store a new deployment, and start bringing it up."""
+    async def create(self, body: CreateDeploymentBody, owner: str | None = None) -> Deployment:
+        """Check and store a new deployment, and start bringing it up; with an `owner`, only
+        that key (and the admin) sees and uses it (a fine-tuned model)."""
         name = body.name or body.model_id
         if name in self._deployments or name in self._claimed or self.registry.taken(name):
             raise DeploymentExists(name)
@@ -180,7 +181,13 @@ class DeploymentManager:
         self._claimed.add(name)
         try:
             stored = await self.store.add(
-                name, body.model_id, body.source, body.pricing, body.configuration, body.adapter
+                name,
+                body.model_id,
+                body.source,
+                body.pricing,
+                body.configuration,
+                body.adapter,
+                owner,
             )
         except sqlite3.IntegrityError:  # another process stored it first
             raise DeploymentExists(name) from None

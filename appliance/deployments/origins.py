@@ -68,6 +68,8 @@ def adopted(served: ServedModel) -> Deployment:
 def stored(row: StoredDeployment, model: ModelConfig | None, registry: ModelRegistry) -> Deployment:
     """A deployment made through the API; `model` None if it can no longer be planned."""
     config = model or ModelConfig(id=row.id, backend="")
+    served = _routed(row.id, row.model_id, config, registry)
+    served.owner = row.owner
     return Deployment(
         id=row.id,
         model_id=row.model_id,
@@ -76,10 +78,11 @@ def stored(row: StoredDeployment, model: ModelConfig | None, registry: ModelRegi
         configuration=row.configuration,
         model=model,
         declared=False,
-        served=_loading(_routed(row.id, row.model_id, config, registry)),
+        served=_loading(served),
         created_at=row.created_at,
         updated_at=row.updated_at,
         adapter=row.adapter,
+        owner=row.owner,
     )
 
 

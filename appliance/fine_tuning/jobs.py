@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from appliance.accounting.limits import Policy
 from appliance.accounting.meter import Meter
 from appliance.config import LoadedConfig
-from appliance.errors import Forbidden, InvalidRequest, NotFound
+from appliance.deployments.manager import DeploymentManager, DeploymentNotFound
+from appliance.errors import Forbidden, InvalidRequest, ModelNotFound, NotFound
 from appliance.fine_tuning.bases import training_base
 from appliance.fine_tuning.runner import FineTuningRunner, model_name
 from appliance.openai.decoding import check_metadata
@@ -45,6 +46,7 @@ class FineTuning:
     store: FineTuningStore
     runner: FineTuningRunner
     files: FileStore
+    deployments: DeploymentManager
     meter: Meter
     loaded: LoadedConfig
     model_id: Callable[[str], str | None]
@@ -113,6 +115,25 @@ class FineTuning:
         refreshed = await self.store.get(stored.job.id, None)
         assert refreshed is not None
         return refreshed.job
+
+    async def delete_model(self, name: str, caller: ApiKey) -> None:
+        """Remove a fine-tuned model: the key it belongs to, or the admin."""
+        try:
+            dep = self.deployments.get(name)
+        except DeploymentNotFound:
+            dep = None
+        if dep is None or dep.served.hidden_from(caller.id, caller.is_admin):
+            raise ModelNotFound(
+                f"The model `{name[:128]}` does not exist or this key may not use it.",
+                param="model",
+            )
+        if dep.adapter is None or not name.startswith("ft:"):
+            raise InvalidRequest(
+                f"`{name[:128]}` is not a fine-tuned model; only those can be deleted here.",
+                param="model",
+                code="model_not_deletable",
+            )
+        await self.deployments.delete(name)
 
     async def _check_file(self, caller: ApiKey, file_id: str, param: str) -> None:
         stored = await self.files.get(file_id, _owner(caller))

@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from appliance.auth import ADMIN_KEY_ID
 from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentExists, DeploymentManager
 from appliance.deployments.spec import CreateDeploymentBody, DeploymentInvalid
@@ -321,7 +322,7 @@ class FineTuningRunner:
             )
             return
         await self.store.note(job.id, f"Deploying the fine-tuned model {name}")
-        problem = await self._deploy(name, base, str(adapter))
+        problem = await self._deploy(name, base, str(adapter), stored.key_id)
         if problem is not None:
             await self._fail(
                 job.id, "deployment_failed", f"{name} could not be served: {problem}", bill=trained
@@ -341,11 +342,12 @@ class FineTuningRunner:
             log.info("fine-tuning job %s succeeded: %s (%d tokens)", job.id, name, trained)
             await self._announce(job.id, "succeeded")
 
-    async def _deploy(self, name: str, base: TrainingBase, adapter: str) -> str | None:
-        """Deploy the adapter on its base; None once it serves, else why it does not."""
+    async def _deploy(self, name: str, base: TrainingBase, adapter: str, owner: str) -> str | None:
+        """Deploy the adapter on its base, the job's key's alone; None once it serves, else
+        why it does not."""
         body = CreateDeploymentBody(model_id=base.model.id, name=name, adapter=adapter)
         try:
-            await self.deployments.create(body)
+            await self.deployments.create(body, owner=None if owner == ADMIN_KEY_ID else owner)
         except DeploymentExists:
             pass  # deployed before a restart
         except DeploymentInvalid as exc:

@@ -3,17 +3,17 @@ with their events and checkpoints. The work is the runner's (`appliance.fine_tun
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from appliance.error_handlers import from_http_exception
-from appliance.errors import InvalidRequest, NotFound
+from appliance.errors import InvalidRequest
 from appliance.fine_tuning.jobs import FineTuning
-from appliance.openai.answers import ErrorResponse, cursor_list
+from appliance.openai.answers import ErrorResponse, ResponseBody, cursor_list
 from appliance.openai.decoding import decode_request
 from appliance.openai.files_routes import owner
 from appliance.openai.fine_tuning_protocol import (
@@ -186,4 +186,36 @@ class FineTuningJobsController(Controller):
         return cursor_list(FineTuningJobCheckpointList, found, more)
 
 
-__all__ = ["FineTuningJobsController", "NotFound"]
+class ModelDeleted(ResponseBody, kw_only=True):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+
+
+class FineTunedModelsController(Controller):
+    path = "/models"
+
+    @delete(
+        "/{model_id:path}",
+        status_code=200,
+        summary="Delete a fine-tuned model (its deployment): the key that trained it, or the admin",
+        operation_class=documented(
+            answer=ModelDeleted,
+            answer_description="The model is deleted; its requests under way finish first",
+            errors={
+                "401": _ERRORS["401"],
+                "400": "The model is not a fine-tuned model",
+                "404": "No such model for this key",
+            },
+            error=ErrorResponse,
+        ),
+    )
+    async def delete_model(
+        self,
+        caller: NamedDependency[ApiKey],
+        fine_tuning: NamedDependency[FineTuning],
+        model_id: FromPath[str],
+    ) -> ModelDeleted:
+        name = model_id.lstrip("/")
+        await fine_tuning.delete_model(name, caller)
+        return ModelDeleted(id=name)

@@ -25,8 +25,11 @@ class Audience:
     allowed: frozenset[str] | None = None
     admin: bool = False
     public_only: bool = False
+    key_id: str | None = None
 
     def sees(self, served: ServedModel) -> bool:
+        if served.hidden_from(self.key_id, self.admin):
+            return False
         if self.public_only:
             return served.config.public
         return may_use(served, self.allowed)

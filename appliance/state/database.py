@@ -269,6 +269,7 @@ MIGRATIONS: Sequence[Migration] = (
         "0008_fine_tuning",
         """
         ALTER TABLE deployments ADD COLUMN adapter TEXT;
+        ALTER TABLE deployments ADD COLUMN owner TEXT;
         CREATE TABLE fine_tuning_jobs (
             id               TEXT PRIMARY KEY,
             key_id           TEXT NOT NULL,

@@ -15,7 +15,7 @@ import msgspec
 from appliance.deployments.spec import Configuration, PricingBody
 from appliance.state.database import Database
 
-_COLUMNS = "id, model_id, source, pricing, configuration, created_at, updated_at, adapter"
+_COLUMNS = "id, model_id, source, pricing, configuration, created_at, updated_at, adapter, owner"
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class StoredDeployment:
     created_at: float
     updated_at: float
     adapter: str | None = None
+    owner: str | None = None  # the key a fine-tuned model belongs to
 
 
 def _row(row: tuple[object, ...]) -> StoredDeployment:
@@ -41,6 +42,7 @@ def _row(row: tuple[object, ...]) -> StoredDeployment:
         created_at=float(str(row[5])),
         updated_at=float(str(row[6])),
         adapter=None if row[7] is None else str(row[7]),
+        owner=None if row[8] is None else str(row[8]),
     )
 
 
@@ -62,12 +64,15 @@ class DeploymentStore:
         pricing: PricingBody | None,
         configuration: Configuration,
         adapter: str | None = None,
+        owner: str | None = None,
     ) -> StoredDeployment:
         now = time.time()
-        stored = StoredDeployment(id, model_id, source, pricing, configuration, now, now, adapter)
+        stored = StoredDeployment(
+            id, model_id, source, pricing, configuration, now, now, adapter, owner
+        )
         async with self._db.transaction() as conn:
             await conn.execute(
-                f"INSERT INTO deployments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                f"INSERT INTO deployments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 (
                     id,
                     model_id,
@@ -77,6 +82,7 @@ class DeploymentStore:
                     now,
                     now,
                     adapter,
+                    owner,
                 ),
             )
         return stored

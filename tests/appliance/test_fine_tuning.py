@@ -1,0 +1,335 @@
+"""Fine-tuning through the official OpenAI SDK against a real `radiance up` on the CPU.
+
+The demo model's Hugging Face copy is its `train_from:`; a job uploads chat examples,
+validates them against its chat template, trains a LoRA adapter in a trainer process,
+and serves it as `ft:tiny:<suffix>:<job id>`: its greedy answer differs from the base's
+and matches transformers + PEFT running the same adapter. Jobs are billed in the ledger,
+belong to their key, can be cancelled, and resume after the server is killed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+from conftest import ADMIN, ALICE, BOB, RunningServer, config_text, start_server
+from openai.types.fine_tuning import FineTuningJob
+
+from backends.llamacpp.demo_model import TINY, write_demo_model
+from backends.llamacpp.demo_model_hf import write_demo_model_hf
+
+pytestmark = pytest.mark.slow
+NAMES = ["Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Dennis", "Edsger", "Frances", "John"]
+PROMPT = [{"role": "user", "content": "Say hello to Ada"}]
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def examples(count: int = 10) -> bytes:
+    lines = [
+        {
+            "messages": [
+                {"role": "system", "content": "You greet people."},
+                {"role": "user", "content": f"Say hello to {name}"},
+                {"role": "assistant", "content": f"Hello, {name}! Nice to meet you."},
+            ]
+        }
+        for name in (NAMES * 4)[:count]
+    ]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    folder = tmp_path_factory.mktemp("trainable")
+    write_demo_model(folder / "tiny.gguf", TINY)
+    write_demo_model_hf(folder / "tiny-hf", TINY)
+    return folder
+
+
+def tuning_config(models: pathlib.Path, **server: Any) -> str:
+    text = config_text(models, server=server)
+    text = text.replace(
+        '            pricing: {prompt: "0.10", completion: "0.40"}\n',
+        "",
+    )
+    return text.replace(
+        "    aliases: [spark]\n",
+        "    aliases: [spark]\n"
+        f"    train_from: {models / 'tiny-hf'}\n"
+        '    pricing: {prompt: "0.10", completion: "0.40", training: "2.50",\n'
+        '              fine_tuned: {prompt: "0.20", completion: "0.80"}}\n',
+        1,
+    ) + textwrap.dedent(
+        """
+        training:
+          threads: 1
+        """
+    )
+
+
+@pytest.fixture(scope="module")
+def tuning(
+    tmp_path_factory: pytest.TempPathFactory, trained_models: pathlib.Path
+) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("tuning"), tuning_config(trained_models))
+    yield running
+    running.stop()
+
+
+def sdk(server: RunningServer, key: str = ALICE) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def wait_for(
+    client: openai.OpenAI, job_id: str, done: Callable[[FineTuningJob], bool], timeout: float = 300
+) -> FineTuningJob:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if done(job):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.25)
+
+
+def upload(client: openai.OpenAI, data: bytes, purpose: str = "fine-tune") -> str:
+    return client.files.create(file=("train.jsonl", io.BytesIO(data)), purpose=purpose).id  # type: ignore[arg-type]
+
+
+def greedy(client: openai.OpenAI, model: str, tokens: int = 8) -> str:
+    answer = client.chat.completions.create(
+        model=model, messages=PROMPT, max_tokens=tokens, temperature=0, seed=7
+    )
+    return answer.choices[0].message.content or ""
+
+
+def test_a_job_trains_serves_and_bills_its_model(
+    tuning: RunningServer, trained_models: pathlib.Path
+) -> None:
+    alice = sdk(tuning)
+    before = greedy(alice, "tiny")
+    training_file = upload(alice, examples())
+    job = alice.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=training_file,
+        suffix="hello",
+        seed=7,
+        hyperparameters={"n_epochs": 3, "batch_size": 2},
+        metadata={"team": "greeters"},
+    )
+    assert job.status == "validating_files"
+    assert job.hyperparameters.n_epochs == 3
+    done = wait_for(alice, job.id, lambda j: j.status in FINAL)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:tiny:hello:{job.id}"
+    assert done.trained_tokens and done.trained_tokens > 0
+    assert done.hyperparameters.batch_size == 2
+    assert isinstance(done.hyperparameters.learning_rate_multiplier, float)
+    assert done.finished_at is not None and done.result_files
+    assert done.metadata == {"team": "greeters"}
+
+    # Events: newest first, status changes and the loss of the steps.
+    events = list(alice.fine_tuning.jobs.list_events(job.id, limit=100))
+    messages = [e.message for e in events]
+    assert messages[0].startswith("The job has successfully completed")
+    assert messages[-1].startswith("Created fine-tuning job")
+    metrics = [e for e in events if e.type == "metrics"]
+    assert metrics and all(isinstance((e.data or {}).get("train_loss"), float) for e in metrics)
+    steps = [int((e.data or {})["step"]) for e in reversed(metrics)]
+    assert steps == sorted(steps) and steps[-1] == (10 // 2) * 3
+    checkpoints = list(alice.fine_tuning.jobs.checkpoints.list(job.id))
+    assert [c.step_number for c in checkpoints] == [15, 10, 5]  # one per epoch, newest first
+    assert all(c.metrics.train_loss is not None for c in checkpoints)
+    csv = alice.files.content(done.result_files[0]).text.splitlines()
+    assert csv[0] == "step,train_loss,train_accuracy" and len(csv) > 1
+
+    # The model is served at once, for this key, with the base's context and the
+    # fine_tuned prices; its greedy answer is not the base's.
+    name = done.fine_tuned_model
+    listed = {m.id: m for m in alice.models.list()}
+    assert name in listed
+    model = alice.models.retrieve(name).model_dump()
+    assert model["context_length"] == 1024
+    assert model["pricing"] == {"prompt": "0.20", "completion": "0.80"}
+    after = greedy(alice, name)
+    assert after != before
+    assert greedy(alice, "tiny") == before  # the base is untouched
+
+    # The same adapter in transformers + PEFT gives the same greedy tokens.
+    adapter = tuning.folder / "files" / "fine_tuning" / job.id / "adapter"
+    assert after.startswith(peft_greedy(trained_models / "tiny-hf", adapter, 4))
+
+    # Billed once to alice: trained tokens at the training price.
+    with sqlite3.connect(tuning.database) as db:
+        rows = db.execute(
+            "SELECT key_name, model, prompt_tokens, prompt_price, cost_pusd, status "
+            "FROM requests WHERE endpoint = '/v1/fine_tuning/jobs'"
+        ).fetchall()
+    assert rows == [("alice", "tiny", done.trained_tokens, "2.50", done.trained_tokens * 2_500_000, "ok")]
+
+    # Another key sees neither the job, its files, nor its model.
+    bob = sdk(tuning, BOB)
+    with pytest.raises(openai.NotFoundError):
+        bob.fine_tuning.jobs.retrieve(job.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.files.retrieve(training_file)
+    assert job.id not in [j.id for j in bob.fine_tuning.jobs.list()]
+    assert name not in [m.id for m in bob.models.list()]
+    with pytest.raises(openai.NotFoundError):
+        greedy(bob, name)
+    assert job.id in [j.id for j in sdk(tuning, ADMIN).fine_tuning.jobs.list(limit=100)]
+
+    # Deleting the model removes it; the job keeps its record.
+    assert alice.models.delete(name).deleted
+    with pytest.raises(openai.NotFoundError):
+        greedy(alice, name)
+
+
+def peft_greedy(base: pathlib.Path, adapter: pathlib.Path, tokens: int) -> str:
+    """Greedy text of transformers + PEFT on the prompt, rendered by the chat template."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32), adapter
+    )
+    ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt")
+    if not isinstance(ids, torch.Tensor):
+        ids = ids["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=tokens, do_sample=False)
+    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+
+def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer) -> None:
+    alice = sdk(tuning)
+    bad = examples(3) + b'{"messages": [{"role": "wizard", "content": "hi"}]}\n'
+    with pytest.raises(openai.BadRequestError) as refused:
+        alice.fine_tuning.jobs.create(model="tiny", training_file=upload(alice, bad))
+    error = refused.value.body
+    assert isinstance(error, dict) and error["param"] == "training_file"
+    assert "line 4" in error["message"] and "messages[0].role" in error["message"]
+
+    batch_file = upload(alice, examples(2), purpose="batch")
+    with pytest.raises(openai.BadRequestError) as wrong:
+        alice.fine_tuning.jobs.create(model="tiny", training_file=batch_file)
+    assert isinstance(wrong.value.body, dict) and wrong.value.body["param"] == "training_file"
+
+    with pytest.raises(openai.BadRequestError) as untrainable:
+        alice.fine_tuning.jobs.create(model="endless", training_file=upload(alice, examples(2)))
+    assert isinstance(untrainable.value.body, dict)
+    assert untrainable.value.body["param"] == "model"
+
+    for field, value in [
+        ("hyperparameters", {"n_epochs": 0}),
+        ("hyperparameters", {"batch_size": "many"}),
+        ("suffix", "has spaces"),
+        ("seed", -1),
+        ("method", {"type": "dpo"}),
+        ("integrations", [{"type": "wandb", "wandb": {"project": "p"}}]),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused_field:
+            alice.post(
+                "/fine_tuning/jobs",
+                body={"model": "tiny", "training_file": "file-x", field: value},
+                cast_to=object,
+            )
+        body = refused_field.value.body
+        assert isinstance(body, dict) and str(body["param"]).startswith(field), (field, body)
+
+    # Too long for the model's context: the job fails at validation, naming the line.
+    long_line = {
+        "messages": [
+            {"role": "user", "content": "word " * 2000},
+            {"role": "assistant", "content": "ok"},
+        ]
+    }
+    data = examples(2) + (json.dumps(long_line) + "\n").encode()
+    job = alice.fine_tuning.jobs.create(model="tiny", training_file=upload(alice, data))
+    failed = wait_for(alice, job.id, lambda j: j.status in FINAL, timeout=120)
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "invalid_training_file" and "line 3" in failed.error.message
+
+
+def trainer_running(job_id: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", job_id], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
+
+
+def test_cancel_stops_the_trainer_within_two_seconds(tuning: RunningServer) -> None:
+    alice = sdk(tuning)
+    job = alice.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=upload(alice, examples(40)),
+        hyperparameters={"n_epochs": 50, "batch_size": 1},
+    )
+    wait_for(alice, job.id, lambda j: j.status == "running" and bool(j.trained_tokens) or j.status in FINAL)
+    started = time.monotonic()
+    cancelled = alice.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    while trainer_running(job.id):
+        assert time.monotonic() - started < 2.0, "the trainer outlived its cancel"
+        time.sleep(0.05)
+    assert [e.message for e in alice.fine_tuning.jobs.list_events(job.id, limit=1)] == [
+        "Fine-tuning job cancelled"
+    ]
+    with pytest.raises(openai.BadRequestError):
+        alice.fine_tuning.jobs.cancel(job.id)
+    with sqlite3.connect(tuning.database) as db:
+        billed = db.execute(
+            "SELECT status, prompt_tokens FROM requests WHERE id = ?", (job.id,)
+        ).fetchall()
+    assert billed and billed[0][0] == "cancelled" and billed[0][1] > 0
+
+
+def test_a_job_resumes_after_the_server_is_killed(
+    tmp_path: pathlib.Path, trained_models: pathlib.Path
+) -> None:
+    folder = tmp_path / "restart"
+    config = tuning_config(trained_models)
+    first = start_server(folder, config)
+    alice = sdk(first)
+    job = alice.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=upload(alice, examples(20)),
+        hyperparameters={"n_epochs": 4, "batch_size": 1},
+        seed=3,
+    )
+    wait_for(
+        alice,
+        job.id,
+        lambda j: bool(list(alice.fine_tuning.jobs.checkpoints.list(j.id))) or j.status in FINAL,
+    )
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.stop()
+    deadline = time.monotonic() + 5
+    while trainer_running(job.id):  # the trainer follows its server
+        assert time.monotonic() < deadline, "the trainer outlived its killed server"
+        time.sleep(0.1)
+    second = start_server(folder, config)
+    try:
+        alice = sdk(second)
+        done = wait_for(alice, job.id, lambda j: j.status in FINAL)
+        assert done.status == "succeeded", done.error
+        messages = [e.message for e in alice.fine_tuning.jobs.list_events(job.id, limit=100)]
+        assert "Training resumes from the last checkpoint" in messages
+        steps = [c.step_number for c in alice.fine_tuning.jobs.checkpoints.list(job.id)]
+        assert steps == [80, 60, 40, 20]
+        assert greedy(alice, done.fine_tuned_model or "")
+    finally:
+        second.stop()
