@@ -57,6 +57,9 @@ def _check_model(
             yield where.problem(f"{path}.tool_parser", message, hint)
     for issue in plugin.check_model(model, backend):
         yield _located(where, path, issue)
+    if model.adapter is not None and "adapter" in plugin.model_fields:
+        for issue in plugin.check_adapter(model.adapter, base_dir):
+            yield _located(where, path, issue)
     if plugin.source_kind is None:
         return
     if model.source is None:
