@@ -59,6 +59,9 @@ def _check_model(
         yield _located(where, path, issue)
     if model.train_from is not None:
         yield from _check_train_from(model.train_from, f"{path}.train_from", where, base_dir)
+    if model.adapter is not None and "adapter" in plugin.model_fields:
+        for issue in plugin.check_adapter(model.adapter, base_dir):
+            yield _located(where, path, issue)
     if plugin.source_kind is None:
         return
     if model.source is None:

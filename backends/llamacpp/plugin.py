@@ -40,7 +40,7 @@ class LlamaCppPlugin(EnginePlugin):
     source_kind = "a GGUF file"
     hub_source = "file"
     source_suffix = ".gguf"
-    model_fields = ("tool_parser",)
+    model_fields = ("tool_parser", "adapter")
     parses_answers = True
 
     def check_local_source(self, source: str, base_dir: Path) -> Iterator[Issue]:

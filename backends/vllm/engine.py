@@ -22,7 +22,7 @@ import pathlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 
@@ -36,13 +36,23 @@ from backends.base import (
     ProxyEngine,
     UpstreamReply,
 )
-from backends.openai.client import OpenAIServer, TransportError, Unreachable, fetch, new_client
+from backends.openai.client import (
+    OpenAIServer,
+    TransportError,
+    Unreachable,
+    error_of,
+    fetch,
+    new_client,
+)
+from backends.vllm.adapter import AdapterError, lora_rank, max_lora_rank
 from backends.vllm.environment import child_environment
 from backends.vllm.metrics import parse_metrics
 from backends.vllm.process import ChildGroup, free_port
 
 log = logging.getLogger(__name__)
 ENTRY_POINT = "vllm.entrypoints.openai.api_server"
+# The name vLLM serves the base model under when the model's id names its adapter.
+BASE_SUFFIX = "--base"
 # Waits before restarting a dead server: 1 s, doubling while restarts fail, up to a minute.
 RESTART_BACKOFF = Backoff(first=1.0, most=60.0)
 
@@ -58,6 +68,8 @@ class VllmSettings:
     gpus: tuple[int, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     tool_parser: str | None = None
+    # A PEFT LoRA folder (absolute) served under the model's id, on top of `model`.
+    adapter: str | None = None
     startup_timeout: float = 1800.0
     timeout: float = 600.0
     # Seconds between health checks and metric scrapes of a ready server.
@@ -82,7 +94,10 @@ def flag_args(args: Mapping[str, Any]) -> list[str]:
     return flags
 
 
-def vllm_command(settings: VllmSettings, port: int) -> list[str]:
+def vllm_command(settings: VllmSettings, port: int, max_rank: int | None = None) -> list[str]:
+    """The command line of one server; with an adapter (`max_rank`: its `--max-lora-rank`)
+    the base model gets another name, as the model's id is the adapter's."""
+    served = settings.model_id + BASE_SUFFIX if settings.adapter else settings.model_id
     command = [
         settings.python,
         "-m",
@@ -94,12 +109,17 @@ def vllm_command(settings: VllmSettings, port: int) -> list[str]:
         "--model",
         settings.model,
         "--served-model-name",
-        settings.model_id,
+        served,
         "--max-model-len",
         str(settings.context_length),
     ]
     if settings.tool_parser:
         command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_parser]
+    if settings.adapter:
+        if "enable_lora" not in settings.args:
+            command.append("--enable-lora")
+        if "max_lora_rank" not in settings.args and max_rank is not None:
+            command += ["--max-lora-rank", str(max_rank)]
     return command + flag_args(settings.args)
 
 
@@ -143,6 +163,7 @@ class VllmEngine(ProxyEngine):
             await self._launch()
         except EngineError:
             await self._child.stop()
+            await self._client.close()
             raise
         self._supervisor = asyncio.create_task(
             self._supervise(), name=f"supervise-{self.settings.model_id}"
@@ -152,7 +173,16 @@ class VllmEngine(ProxyEngine):
         settings = self.settings
         self._status = EngineStatus.LOADING
         port = free_port()
-        env = child_environment(os.environ, settings.env, settings.gpus)
+        extra = dict(settings.env)
+        rank = None
+        if settings.adapter:
+            try:
+                rank = max_lora_rank(lora_rank(pathlib.Path(settings.adapter)))
+            except AdapterError as error:
+                self._status, self._error = EngineStatus.FAILED, str(error)
+                raise EngineError(str(error)) from None
+            extra["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # for /v1/load_lora_adapter
+        env = child_environment(os.environ, extra, settings.gpus)
         started = time.perf_counter()
         log.info(
             "starting vLLM for %s from %s on port %d (log: %s)",
@@ -161,7 +191,7 @@ class VllmEngine(ProxyEngine):
             port,
             settings.log_path,
         )
-        await self._child.start(vllm_command(settings, port), env)
+        await self._child.start(vllm_command(settings, port, rank), env)
         assert self._client is not None
         self._server = OpenAIServer(f"http://127.0.0.1:{port}/v1", self._client, None)
         deadline = time.monotonic() + settings.startup_timeout
@@ -172,11 +202,31 @@ class VllmEngine(ProxyEngine):
             if time.monotonic() > deadline:
                 self._fail(f"vLLM was not ready after {settings.startup_timeout:.0f} s")
             await asyncio.sleep(0.5)
+        if settings.adapter:
+            await self._load_adapter(settings.adapter)
         self._load_seconds = time.perf_counter() - started
         self._status, self._error = EngineStatus.READY, None
         log.info("vLLM for %s is ready in %.1f s", settings.model_id, self._load_seconds)
 
-    def _fail(self, reason: str) -> None:
+    async def _load_adapter(self, folder: str) -> None:
+        """POST /v1/load_lora_adapter: the adapter, named as the model; vLLM's refusal fails
+        the start with its message."""
+        assert self._client is not None and self._server is not None
+        body = {"lora_name": self.settings.model_id, "lora_path": folder}
+        url = f"{self._server.base_url}/load_lora_adapter"
+        try:
+            async with self._client.post(
+                url, json=body, timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
+            ) as response:
+                status, raw = response.status, await response.read()
+        except TransportError as error:
+            self._fail(f"vLLM did not load the adapter `{folder}`: {error!r}")
+        if status != 200:
+            message = str(error_of(status, raw, {}))
+            self._fail(f"vLLM did not load the adapter `{folder}` ({status}): {message}")
+        log.info("vLLM for %s loaded the adapter %s", self.settings.model_id, folder)
+
+    def _fail(self, reason: str) -> NoReturn:
         self._status = EngineStatus.FAILED
         self._error = (
             f"{reason}; last lines of {self.settings.log_path}:\n{self._child.last_lines()}"

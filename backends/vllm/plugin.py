@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from backends.base import Engine
 from backends.plugin import EngineConfig, EnginePlugin, Issue, ReplicaPlan, Seconds, resolve_path
+from backends.vllm.adapter import AdapterError, lora_rank, max_lora_rank
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # A value of vLLM's command line: `--name value`; true is `--name`, false `--no-name`,
@@ -42,7 +43,7 @@ class VllmPlugin(EnginePlugin):
     name = "vllm"
     label = "vLLM"
     config = VllmBackend
-    model_fields = ("tool_parser",)
+    model_fields = ("tool_parser", "adapter")
     source_kind = "a hub id or a local model folder"
     hub_source = "repository"
 
@@ -82,6 +83,19 @@ class VllmPlugin(EnginePlugin):
             hint = "a hub id looks like `meta-llama/Llama-3.3-70B-Instruct`"
             yield Issue("source", f"source `{source}` is neither a folder nor a hub id", hint)
 
+    def check_adapter(self, adapter: str, base_dir: Path) -> Iterator[Issue]:
+        """A PEFT adapter folder: adapter_config.json (with the rank `r`) and the weights."""
+        folder = resolve_path(base_dir, adapter)
+        hint = "vLLM loads a PEFT LoRA folder: adapter_config.json and the weights"
+        if not folder.is_dir():
+            kind = "is not a folder" if folder.exists() else "does not exist"
+            yield Issue("adapter", f"adapter `{folder}` {kind}", hint)
+            return
+        try:
+            max_lora_rank(lora_rank(folder))
+        except AdapterError as error:
+            yield Issue("adapter", str(error), hint)
+
     def gpus(self, backend: Any) -> list[int] | None:
         return list(backend.gpus) if backend.gpus else None
 
@@ -104,6 +118,7 @@ class VllmPlugin(EnginePlugin):
                 gpus=None if gpus is None else tuple(gpus),
                 env=dict(backend.env),
                 tool_parser=model.tool_parser,
+                adapter=str(resolve_path(plan.base_dir, model.adapter)) if model.adapter else None,
                 startup_timeout=backend.startup_timeout,
                 timeout=backend.timeout,
             )

@@ -272,3 +272,55 @@ def test_each_vllm_replica_gets_its_slice_of_the_gpus_and_a_log_of_its_own(home:
     assert [s.gpus for s in settings] == [(0,), (1,)]
     assert [s.log_path.name for s in settings] == ["vllm-llama.log", "vllm-llama-1.log"]
     assert gpu_slice([0, 1, 2, 3], 2, 1) == (2, 3) and gpu_slice(None, 2, 1) is None
+
+
+def peft_folder(home: Path, rank: object = 16) -> Path:
+    folder = home / "adapters" / "support"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(f'{{"peft_type": "LORA", "r": {rank}}}')
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_a_vllm_adapter_is_a_peft_folder_taken_from_the_config_folder(home: Path) -> None:
+    folder = peft_folder(home)
+    text = CONFIG + "  - id: local-support\n    backend: h100\n    source: models/llama\n"
+    loaded = load(home, text + "    adapter: adapters/support\n", {})
+    from appliance.registry import build_engine
+
+    engine = build_engine(loaded, loaded.config.models[4])
+    assert isinstance(engine, VllmEngine)
+    assert engine.settings.adapter == str(folder)
+    assert engine.settings.model == str(home / "models" / "llama")
+    (folder / "adapter_config.json").unlink()
+    assert errors(home, text + "    adapter: adapters/support\n", {}) == [
+        (
+            f"radiance.yaml:31:14: $.models[4].adapter: adapter `{folder}` has no"
+            " adapter_config.json (vLLM loads a PEFT LoRA folder: adapter_config.json and"
+            " the weights)"
+        )
+    ]
+    assert errors(home, text + "    adapter: adapters/none\n", {})[0].startswith(
+        f"radiance.yaml:31:14: $.models[4].adapter: adapter `{home}/adapters/none` does not exist"
+    )
+
+
+def test_an_adapter_rank_vllm_cannot_serve_is_an_error(home: Path) -> None:
+    peft_folder(home, rank=1024)
+    text = CONFIG + "  - id: s\n    backend: h100\n    source: models/llama\n"
+    [line] = errors(home, text + "    adapter: adapters/support\n", {})
+    assert "LoRA rank 1024 is above 512, the most vLLM serves" in line
+
+
+def test_an_openai_model_takes_no_adapter(home: Path) -> None:
+    peft_folder(home)
+    text = edit(
+        "    upstream_model: Qwen2.5-72B-Instruct\n",
+        "    upstream_model: Qwen2.5-72B-Instruct\n    adapter: adapters/support\n",
+    )
+    assert errors(home, text, {}) == [
+        (
+            "radiance.yaml:25:5: $.models[2].adapter: `adapter` is only used by engine"
+            " `llamacpp` and `vllm` (backend `edge` has engine `openai`)"
+        )
+    ]
