@@ -122,6 +122,10 @@ class EnginePlugin(abc.ABC):
         """Problems of a source that is not on the hub (`field` is unused)."""
         return iter(())
 
+    def check_adapter(self, adapter: str, base_dir: Path) -> Iterator[Issue]:
+        """Problems of a model's `adapter` (a LoRA on its source); `field` is unused."""
+        return iter(())
+
     def local_source(self, source: str, base_dir: Path) -> Path | None:
         """The local file or folder `source` names, or None for a hub id."""
         return resolve_path(base_dir, source)

@@ -129,14 +129,14 @@ def _message(path: str, message: object) -> dict[str, Any]:
         raise _Bad(f"{path}.role", f"the role {why}")
     for key in message:
         if key not in MESSAGE_KEYS[role]:
-            raise _Bad(f"{path}.{key}", f"a {role} message has no `{key}`")
+            raise _Bad(f"{path}.{key}", f"{role} messages have no `{key}`")
     out: dict[str, Any] = {"role": role}
     tool_calls = message.get("tool_calls")
     if tool_calls is not None:
         out["tool_calls"] = _tool_calls(f"{path}.tool_calls", tool_calls)
     content = message.get("content")
     if content is None and not (role == "assistant" and tool_calls):
-        raise _Bad(f"{path}.content", f"a {role} message needs content")
+        raise _Bad(f"{path}.content", f"{role} messages need content")
     out["content"] = None if content is None else _content(f"{path}.content", content)
     if role == "assistant":
         weight = message.get("weight", 1)
@@ -210,4 +210,3 @@ def _kind(value: object) -> str:
         int: "a number",
         float: "a number",
     }.get(type(value), "null")
-

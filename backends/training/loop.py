@@ -84,14 +84,14 @@ class Loop:
         self.scheduler.step()
         return float(mean.detach()), correct / max(1, count)
 
-    @torch.no_grad()
     def evaluate(self, items: Sequence[Tokenized], batch_size: int) -> float:
         """Mean loss per trained token over ``items``."""
         self.model.eval()
         total, tokens = 0.0, 0
-        for first in range(0, len(items), batch_size):
-            loss, _correct, count = self._loss(items[first : first + batch_size])
-            total, tokens = total + float(loss), tokens + count
+        with torch.no_grad():
+            for first in range(0, len(items), batch_size):
+                loss, _correct, count = self._loss(items[first : first + batch_size])
+                total, tokens = total + float(loss), tokens + count
         self.model.train()
         return total / max(1, tokens)
 

@@ -20,6 +20,7 @@ messages of weight 1 only. Everything random derives from ``seed``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -42,7 +43,7 @@ from backends.training.checkpoints import (
     write_checkpoint,
 )
 from backends.training.examples import ExampleError, read_example_file
-from backends.training.render import IGNORE, Tokenized, tokenize_all
+from backends.training.render import Tokenized, tokenize_all
 from backends.training.spec import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -81,19 +82,17 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
 
 
 def resolve_hyperparameters(spec: TrainingSpec, examples: int) -> tuple[int, int, float]:
-    epochs = spec.n_epochs
-    if epochs == "auto":
-        epochs = DEFAULT_EPOCHS
-        if examples * epochs < MIN_PASSES:
-            epochs = min(MAX_AUTO_EPOCHS, math.ceil(MIN_PASSES / examples))
-    batch = spec.batch_size
-    if batch == "auto":
-        batch = max(1, min(256, round(examples * 0.002)))
-    batch = min(batch, examples)
+    """n_epochs, batch_size and learning_rate_multiplier, "auto" resolved."""
+    epochs = DEFAULT_EPOCHS
+    if spec.n_epochs != "auto":
+        epochs = spec.n_epochs
+    elif examples * epochs < MIN_PASSES:
+        epochs = min(MAX_AUTO_EPOCHS, math.ceil(MIN_PASSES / examples))
+    auto_batch = max(1, min(256, round(examples * 0.002)))
+    batch = auto_batch if spec.batch_size == "auto" else spec.batch_size
     multiplier = spec.learning_rate_multiplier
-    if multiplier == "auto":
-        multiplier = AUTO_MULTIPLIER
-    return epochs, batch, float(multiplier)
+    rate = AUTO_MULTIPLIER if multiplier == "auto" else float(multiplier)
+    return epochs, min(batch, examples), rate
 
 
 def _errors(file: str, errors: Sequence[ExampleError]) -> list[dict[str, object]]:
@@ -132,10 +131,8 @@ def run(spec: TrainingSpec, events: Events) -> int:
     import transformers
 
     torch.set_num_threads(spec.threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # set once per process
         torch.set_num_interop_threads(spec.threads)
-    except RuntimeError:
-        pass  # already set in this process
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     tokenizer = transformers.AutoTokenizer.from_pretrained(spec.base)
@@ -216,7 +213,9 @@ def run(spec: TrainingSpec, events: Events) -> int:
     if spec.gguf_base:
         from backends.training.gguf_lora import write_gguf_lora
 
-        lora = write_gguf_lora(adapter, Path(spec.base), Path(spec.gguf_base), output / "adapter.gguf")
+        lora = write_gguf_lora(
+            adapter, Path(spec.base), Path(spec.gguf_base), output / "adapter.gguf"
+        )
         gguf = str(lora)
     events.emit(
         "succeeded", adapter=str(adapter), gguf=gguf, trained_tokens=progress.trained_tokens
