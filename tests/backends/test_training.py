@@ -263,3 +263,20 @@ def test_validate_only_names_the_line_too_long_for_the_context(demo: Demo) -> No
     assert code == 0
     assert [e["event"] for e in events] == ["validated"]
     assert not (demo.folder / "check").exists()
+
+
+def test_the_llamacpp_plugin_checks_the_adapter_file(
+    demo: Demo, trained: tuple[pathlib.Path, list[Any]]
+) -> None:
+    from backends.llamacpp.plugin import LlamaCppPlugin
+
+    plugin = LlamaCppPlugin()
+
+    def messages(adapter: str) -> list[str]:
+        return [issue.message for issue in plugin.check_adapter(adapter, demo.folder)]
+
+    assert messages(str(trained[0] / "adapter.gguf")) == []
+    assert messages("job/adapter.gguf") == []  # relative to the config's folder
+    assert messages("nope.gguf") == [f"adapter `{demo.folder / 'nope.gguf'}` does not exist"]
+    assert "is a folder, not a GGUF LoRA file" in messages("job/adapter")[0]
+    assert "is not a GGUF file" in messages("train.jsonl")[0]
