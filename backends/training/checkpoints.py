@@ -30,9 +30,12 @@ def checkpoint_root(output_dir: Path) -> Path:
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint; half-written ones (a killed run's) are removed."""
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return None
+    for stale in root.glob(".step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     done = sorted(p for p in root.iterdir() if p.name.startswith("step-") and p.is_dir())
     return done[-1] if done else None
 
@@ -72,7 +75,9 @@ def write_checkpoint(
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     import torch
 
-    state: dict[str, Any] = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
+    # On the CPU: the optimizer moves its state to its parameters' device when loaded.
+    path = checkpoint / "trainer_state.pt"
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return state
 
 

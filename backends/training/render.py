@@ -5,6 +5,10 @@ is found by rendering the conversation up to it (with the generation prompt) and
 it: what lies between is what the model must write, ``<|im_end|>`` included. Tokens that
 start inside such a span keep their id as label; all others get ``IGNORE`` (-100), so the
 loss counts only what the assistant says.
+
+The rendered text is tokenized as a whole, so a special token's text written inside a
+message (``<|im_end|>``) becomes that special token, as in the rendering of most
+trainers; the server may refuse such content when it checks the file.
 """
 
 from __future__ import annotations
