@@ -83,16 +83,24 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
     from backends.llamacpp.demo_model import BENCH, TINY, write_demo_model
+    from backends.llamacpp.demo_model_hf import hf_folder_beside, write_demo_model_hf
 
     path = pathlib.Path(args.path)
+    spec = BENCH if args.bench else TINY
     if path.exists() and not args.force:
         print(f"{path} exists; pass --force to write it again")
+    else:
+        write_demo_model(path, spec, progress=lambda line: print(line, flush=True))
+        size = path.stat().st_size / 1e6
+        print(f"wrote {path} ({size:.1f} MB): random weights, it writes random text")
+    if args.hf == "none":
         return 0
-    spec = BENCH if args.bench else TINY
-    write_demo_model(path, spec, progress=lambda line: print(line, flush=True))
-    print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): random weights, it writes random text"
-    )
+    folder = pathlib.Path(args.hf) if args.hf else hf_folder_beside(path)
+    if (folder / "model.safetensors").exists() and not args.force:
+        print(f"{folder} exists; pass --force to write it again")
+        return 0
+    write_demo_model_hf(folder, spec, progress=lambda line: print(line, flush=True))
+    print(f"wrote {folder}/: the same weights for transformers (train_from, for fine-tuning)")
     return 0
 
 
@@ -136,6 +144,12 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("path", help="where to write the .gguf file")
     demo.add_argument("--bench", action="store_true", help="the ~300 MB benchmark variant")
     demo.add_argument("--force", action="store_true", help="overwrite an existing file")
+    demo.add_argument(
+        "--hf",
+        metavar="FOLDER",
+        help="where to write the same weights as a Hugging Face folder, for fine-tuning "
+        "(default: beside the file, models/tiny.gguf -> models/tiny-hf; `none` skips it)",
+    )
     demo.set_defaults(run=cmd_demo_model)
 
     cli_pull.add_parser(commands)

@@ -19,6 +19,12 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing Radiance and its dependencies into .venv (the first time compiles llama.cpp: 10-15 min)"
   .venv/bin/python -m pip install --quiet --upgrade pip
+  # torch first, pinned: the dev extra pulls it in for fine-tuning (the train extra), and
+  # left to itself pip would take the newest (a multi-GB CUDA build). torch 2.13.0's CPU
+  # build is a local wheel on the machines this is tested on; TORCH_INDEX names another
+  # index (e.g. https://download.pytorch.org/whl/cpu) where it is not.
+  .venv/bin/python -m pip install --quiet --progress-bar off torch==2.13.0 \
+    ${TORCH_INDEX:+--index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple}
   .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev]'
   echo "$want" > "$stamp"
 fi

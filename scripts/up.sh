@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-if [ ! -f models/tiny.gguf ]; then
+# The GGUF (served by llama.cpp) and the same weights as a Hugging Face folder
+# (models/tiny-hf, what fine-tuning trains on).
+if [ ! -f models/tiny.gguf ] || [ ! -f models/tiny-hf/model.safetensors ]; then
   .venv/bin/radiance demo-model models/tiny.gguf
 fi
 

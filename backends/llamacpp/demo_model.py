@@ -235,6 +235,17 @@ def _weights(spec: DemoModelSpec, tokens: list[str]) -> dict[str, Array]:
     return weights
 
 
+def demo_weights(
+    spec: DemoModelSpec = TINY,
+) -> tuple[Tokenizer, list[str], list[int], list[str], dict[str, Array]]:
+    """The tokenizer, tokens, token types, merges and GGUF-named weights of a spec."""
+    tokenizer = train_tokenizer(spec.special_tokens)
+    tokens, types, merges = _vocab(
+        tokenizer, spec.vocab_pad_to, spec.special_tokens, spec.user_defined
+    )
+    return tokenizer, tokens, types, merges, _weights(spec, tokens)
+
+
 def write_demo_model(
     path: Path,
     spec: DemoModelSpec = TINY,
@@ -244,13 +255,8 @@ def write_demo_model(
     say = progress or (lambda _line: None)
     path = Path(path)
     say("training tokenizer")
-    tokenizer = train_tokenizer(spec.special_tokens)
-    tokens, types, merges = _vocab(
-        tokenizer, spec.vocab_pad_to, spec.special_tokens, spec.user_defined
-    )
-    say(f"tokenizer ready: {len(tokens)} tokens")
-    say(f"generating weights ({spec.layers} layers, width {spec.embedding})")
-    weights = _weights(spec, tokens)
+    _tokenizer, tokens, types, merges, weights = demo_weights(spec)
+    say(f"tokenizer ready: {len(tokens)} tokens, {spec.layers} layers, width {spec.embedding}")
 
     writer = gguf.GGUFWriter(None, arch="llama")
     writer.add_name("Radiance demo (random weights)")

@@ -26,8 +26,15 @@ EMBEDDING_CONTEXT = 8192  # the most tokens one embedding input may have
 class Embedder:
     """A model's embedding context, created on first use; one thread at a time."""
 
-    def __init__(self, path: pathlib.Path, context_length: int, threads: int) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        context_length: int,
+        threads: int,
+        adapter: pathlib.Path | None = None,
+    ) -> None:
         self._path = path
+        self._adapter = adapter  # a GGUF LoRA: embeddings of the fine-tuned model
         self._size = min(context_length, EMBEDDING_CONTEXT)
         self._threads = threads
         self._llama: llama_cpp.Llama | None = None
@@ -45,6 +52,7 @@ class Embedder:
                 n_threads_batch=self._threads,
                 embedding=True,
                 pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                lora_path=None if self._adapter is None else str(self._adapter),
                 verbose=False,
             )
         return embed_tokens(self._llama, inputs)

@@ -45,6 +45,7 @@ from backends.llamacpp.chat_template import MARK, ChatTemplate
 from backends.llamacpp.choices import ChoiceGroup
 from backends.llamacpp.embedding import EMBEDDING_CONTEXT, Embedder
 from backends.llamacpp.grammar import JsonGrammars
+from backends.llamacpp.lora import apply_adapter, load_adapter
 from backends.llamacpp.sampling import SlotSampler
 from backends.llamacpp.scheduler import Scheduler, batch_capacity
 from backends.llamacpp.slots import Request
@@ -69,6 +70,8 @@ class LlamaCppSettings:
     gpu_layers: int = 0
     # Sequences decoded together (slots); 1 = one request at a time.
     parallel: int = 1
+    # A GGUF LoRA applied on top of the model (a fine-tune), at scale 1.
+    adapter: pathlib.Path | None = None
 
 
 class LlamaCppEngine(TokenEngine):
@@ -91,7 +94,9 @@ class LlamaCppEngine(TokenEngine):
         # Frees the scheduler, the context and the model, in that order.
         self._resources = contextlib.ExitStack()
         self._scheduler: Scheduler | None = None
-        self._embedder = Embedder(settings.path, settings.context_length, settings.threads)
+        self._embedder = Embedder(
+            settings.path, settings.context_length, settings.threads, settings.adapter
+        )
         self._grammars = JsonGrammars()
         self._load_seconds: float | None = None
         self._error: str | None = None
@@ -157,6 +162,13 @@ class LlamaCppEngine(TokenEngine):
         model_params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 0x7FFFFFFF
         model = LlamaModel(path_model=str(settings.path), params=model_params, verbose=False)
         self._resources.callback(model.close)
+        adapter = None
+        if settings.adapter is not None:
+            try:
+                adapter = load_adapter(model, settings.adapter, self._resources)
+            except EngineError:
+                self._resources.close()
+                raise
         params = llama_cpp.llama_context_default_params()
         # One sequence per slot, each with context_length cells of its own.
         params.n_seq_max = settings.parallel
@@ -176,6 +188,12 @@ class LlamaCppEngine(TokenEngine):
             self._resources.close()
             raise EngineError("llama.cpp could not create the context (out of memory?)")
         self._resources.callback(llama_cpp.llama_free, ctx)
+        if adapter is not None and settings.adapter is not None:
+            try:
+                apply_adapter(ctx, adapter, settings.adapter)
+            except EngineError:
+                self._resources.close()
+                raise
         self._scheduler = Scheduler(
             model,
             ctx,

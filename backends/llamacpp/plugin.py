@@ -45,24 +45,18 @@ class LlamaCppPlugin(EnginePlugin):
 
     def check_local_source(self, source: str, base_dir: Path) -> Iterator[Issue]:
         """A readable file that starts with the bytes `GGUF`."""
-        file = resolve_path(base_dir, source)
+        demo = f"create a demo model with `radiance demo-model {source}` or point"
+        hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
+        yield from _check_gguf("source", resolve_path(base_dir, source), hint)
+
+    def check_adapter(self, adapter: str, base_dir: Path) -> Iterator[Issue]:
+        """A GGUF LoRA file (a PEFT folder must be converted first)."""
+        file = resolve_path(base_dir, adapter)
         if file.is_dir():
-            yield Issue("source", f"source `{file}` is a folder, not a GGUF file")
+            hint = "a fine-tune's GGUF LoRA is its adapter.gguf; a PEFT folder is for vLLM"
+            yield Issue("adapter", f"adapter `{file}` is a folder, not a GGUF LoRA file", hint)
             return
-        try:
-            with file.open("rb") as handle:
-                magic = handle.read(4)
-        except FileNotFoundError:
-            demo = f"create a demo model with `radiance demo-model {source}` or point"
-            hint = f"{demo} source: at a real GGUF file" if source.endswith(".gguf") else None
-            yield Issue("source", f"source `{file}` does not exist", hint)
-            return
-        except OSError as error:
-            yield Issue("source", f"source `{file}` cannot be read: {error.strerror}")
-            return
-        if magic != b"GGUF":
-            hint = "a GGUF file starts with the bytes `GGUF`"
-            yield Issue("source", f"source `{file}` is not a GGUF file", hint)
+        yield from _check_gguf("adapter", file, "point adapter: at a GGUF LoRA file")
 
     def chat_template(self, model: ModelFields, base_dir: Path) -> str | None:
         """The GGUF's `tokenizer.chat_template`, read from its header."""
@@ -90,7 +84,29 @@ class LlamaCppPlugin(EnginePlugin):
                 path=plan.fetched or resolve_path(plan.base_dir, model.source or ""),
                 context_length=model.context_length,
                 embeddings=model.embeddings,
+                adapter=None
+                if model.adapter is None
+                else resolve_path(plan.base_dir, model.adapter),
                 # threads, batch_size, max_queue, gpu_layers, parallel: as the backend says
                 **msgspec.structs.asdict(backend),
             )
         )
+
+
+def _check_gguf(field: str, file: Path, missing_hint: str | None) -> Iterator[Issue]:
+    """A readable file that starts with the bytes `GGUF`."""
+    if file.is_dir():
+        yield Issue(field, f"{field} `{file}` is a folder, not a GGUF file")
+        return
+    try:
+        with file.open("rb") as handle:
+            magic = handle.read(4)
+    except FileNotFoundError:
+        yield Issue(field, f"{field} `{file}` does not exist", missing_hint)
+        return
+    except OSError as error:
+        yield Issue(field, f"{field} `{file}` cannot be read: {error.strerror}")
+        return
+    if magic != b"GGUF":
+        hint = "a GGUF file starts with the bytes `GGUF`"
+        yield Issue(field, f"{field} `{file}` is not a GGUF file", hint)

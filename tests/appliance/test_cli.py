@@ -30,6 +30,8 @@ def test_check_accepts_the_shipped_config_once_its_model_exists(tmp_path: pathli
     assert "radiance demo-model" in missing.stderr
     made = radiance("demo-model", str(tmp_path / "models" / "tiny.gguf"))
     assert made.returncode == 0 and "random" in made.stdout
+    hf = tmp_path / "models" / "tiny-hf"  # the same weights for fine-tuning, beside it
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in hf.iterdir()}
     ok = radiance("check", str(tmp_path / "radiance.yaml"), env=env)
     assert ok.returncode == 0, ok.stderr
     assert "OK" in ok.stdout
