@@ -32,7 +32,7 @@ from appliance.openai.fine_tuning_protocol import (
 from appliance.state.files import FileStore
 from appliance.state.fine_tuning import FineTuningStore, StoredJob
 from appliance.state.keys import ApiKey
-from backends.training.examples import check_file
+from backends.training.examples import read_example_file
 
 MAX_ERRORS_SHOWN = 3
 
@@ -146,13 +146,15 @@ class FineTuning:
                 param=param,
             )
         path: pathlib.Path = self.files.path(file_id)
-        errors = await asyncio.to_thread(check_file, path)
+        read = await asyncio.to_thread(read_example_file, str(path))
+        errors = read.errors
         if errors:
             shown = "; ".join(
                 f"line {e.line}" + (f", {e.param}" if e.param else "") + f": {e.message}"
                 for e in errors[:MAX_ERRORS_SHOWN]
             )
-            more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 3 else ""
+            rest = read.error_count - min(len(errors), MAX_ERRORS_SHOWN)
+            more = f" (and {rest} more)" if rest > 0 else ""
             raise InvalidRequest(
                 f"The {param.replace('_', ' ')} is not a valid fine-tune file: {shown}{more}.",
                 param=param,

@@ -30,6 +30,8 @@ class TrainingSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     threads: Annotated[int, Meta(ge=1)] = 2
     context_length: Annotated[int, Meta(ge=16)] = 2048
     device: str = "cpu"  # "cpu" or a torch device such as "cuda:0"
+    # The share of the GPU's memory the trainer may allocate (it may share it with vLLM).
+    gpu_memory_fraction: Annotated[float, Meta(gt=0, le=1)] = 1.0
     validate_only: bool = False
 
 

@@ -27,6 +27,8 @@ import os
 import random
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -81,6 +83,19 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
     os._exit(EXIT_TERMINATED)  # checkpoints are renamed into place whole: nothing to undo
 
 
+def _follow_parent() -> None:
+    """End the trainer when the server that started it is gone (killed: no SIGTERM came),
+    so a restarted server never finds an orphan training into the same folder."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(EXIT_TERMINATED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def resolve_hyperparameters(spec: TrainingSpec, examples: int) -> tuple[int, int, float]:
     """n_epochs, batch_size and learning_rate_multiplier, "auto" resolved."""
     epochs = DEFAULT_EPOCHS
@@ -101,6 +116,7 @@ def _errors(file: str, errors: Sequence[ExampleError]) -> list[dict[str, object]
 
 def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    _follow_parent()
     events = Events()
     if len(argv) != 1:
         events.emit("failed", message="usage: python -m backends.training.trainer SPEC.json")
@@ -130,6 +146,8 @@ def run(spec: TrainingSpec, events: Events) -> int:
     import torch
     import transformers
 
+    if spec.device.startswith("cuda"):
+        torch.cuda.set_per_process_memory_fraction(spec.gpu_memory_fraction, spec.device)
     torch.set_num_threads(spec.threads)
     with contextlib.suppress(RuntimeError):  # set once per process
         torch.set_num_interop_threads(spec.threads)

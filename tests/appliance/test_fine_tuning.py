@@ -25,6 +25,7 @@ import openai
 import pytest
 from conftest import ADMIN, ALICE, BOB, RunningServer, config_text, start_server
 from openai.types.fine_tuning import FineTuningJob
+from peft_reference import peft_greedy
 
 from backends.llamacpp.demo_model import TINY, write_demo_model
 from backends.llamacpp.demo_model_hf import write_demo_model_hf
@@ -50,19 +51,19 @@ def examples(count: int = 10) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def trained_models(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def trained_models(
+    tmp_path_factory: pytest.TempPathFactory, models_dir: pathlib.Path
+) -> pathlib.Path:
     folder = tmp_path_factory.mktemp("trainable")
     write_demo_model(folder / "tiny.gguf", TINY)
+    (folder / "endless.gguf").symlink_to(models_dir / "endless.gguf")
     write_demo_model_hf(folder / "tiny-hf", TINY)
     return folder
 
 
 def tuning_config(models: pathlib.Path, **server: Any) -> str:
     text = config_text(models, server=server)
-    text = text.replace(
-        '            pricing: {prompt: "0.10", completion: "0.40"}\n',
-        "",
-    )
+    text = text.replace('    pricing: {prompt: "0.10", completion: "0.40"}\n', "", 1)
     return text.replace(
         "    aliases: [spark]\n",
         "    aliases: [spark]\n"
@@ -168,7 +169,7 @@ def test_a_job_trains_serves_and_bills_its_model(
 
     # The same adapter in transformers + PEFT gives the same greedy tokens.
     adapter = tuning.folder / "files" / "fine_tuning" / job.id / "adapter"
-    assert after.startswith(peft_greedy(trained_models / "tiny-hf", adapter, 4))
+    assert after.startswith(peft_greedy(trained_models / "tiny-hf", adapter, PROMPT, 4))
 
     # Billed once to alice: trained tokens at the training price.
     with sqlite3.connect(tuning.database) as db:
@@ -176,7 +177,9 @@ def test_a_job_trains_serves_and_bills_its_model(
             "SELECT key_name, model, prompt_tokens, prompt_price, cost_pusd, status "
             "FROM requests WHERE endpoint = '/v1/fine_tuning/jobs'"
         ).fetchall()
-    assert rows == [("alice", "tiny", done.trained_tokens, "2.50", done.trained_tokens * 2_500_000, "ok")]
+    assert rows == [
+        ("alice", "tiny", done.trained_tokens, "2.50", done.trained_tokens * 2_500_000, "ok")
+    ]
 
     # Another key sees neither the job, its files, nor its model.
     bob = sdk(tuning, BOB)
@@ -196,24 +199,6 @@ def test_a_job_trains_serves_and_bills_its_model(
     assert alice.models.delete(name).deleted
     with pytest.raises(openai.NotFoundError):
         greedy(alice, name)
-
-
-def peft_greedy(base: pathlib.Path, adapter: pathlib.Path, tokens: int) -> str:
-    """Greedy text of transformers + PEFT on the prompt, rendered by the chat template."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32), adapter
-    )
-    ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt")
-    if not isinstance(ids, torch.Tensor):
-        ids = ids["input_ids"]
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=tokens, do_sample=False)
-    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
 
 def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer) -> None:
@@ -278,7 +263,11 @@ def test_cancel_stops_the_trainer_within_two_seconds(tuning: RunningServer) -> N
         training_file=upload(alice, examples(40)),
         hyperparameters={"n_epochs": 50, "batch_size": 1},
     )
-    wait_for(alice, job.id, lambda j: j.status == "running" and bool(j.trained_tokens) or j.status in FINAL)
+    wait_for(
+        alice,
+        job.id,
+        lambda j: (j.status == "running" and bool(j.trained_tokens)) or j.status in FINAL,
+    )
     started = time.monotonic()
     cancelled = alice.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import pytest
+from peft_reference import peft_greedy as reference_greedy
 
 from backends.base import SamplingParams
 from backends.llamacpp.demo_model import TINY, write_demo_model
@@ -174,20 +174,7 @@ async def greedy(demo: Demo, adapter: pathlib.Path | None) -> str:
 
 
 def peft_greedy(demo: Demo, adapter: pathlib.Path) -> str:
-    import peft
-    import torch
-    import transformers
-
-    transformers.logging.disable_progress_bar()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(demo.hf)
-    base = transformers.AutoModelForCausalLM.from_pretrained(demo.hf, dtype=torch.float32)
-    with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
-        warnings.simplefilter("ignore", FutureWarning)
-        model = peft.PeftModel.from_pretrained(base, str(adapter))
-    text = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-    out = model.generate(**ids, max_new_tokens=8, do_sample=False)
-    return str(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+    return reference_greedy(demo.hf, adapter, PROMPT, 8)
 
 
 async def test_the_engine_serves_the_fine_tune_as_transformers_and_peft_do(
