@@ -181,6 +181,9 @@ def test_a_job_trains_serves_and_bills_its_model(
         ("alice", "tiny", done.trained_tokens, "2.50", done.trained_tokens * 2_500_000, "ok")
     ]
 
+    with pytest.raises(openai.BadRequestError):  # it has ended
+        alice.fine_tuning.jobs.cancel(job.id)
+
     # Another key sees neither the job, its files, nor its model.
     bob = sdk(tuning, BOB)
     with pytest.raises(openai.NotFoundError):
@@ -274,11 +277,11 @@ def test_cancel_stops_the_trainer_within_two_seconds(tuning: RunningServer) -> N
     while trainer_running(job.id):
         assert time.monotonic() - started < 2.0, "the trainer outlived its cancel"
         time.sleep(0.05)
-    assert [e.message for e in alice.fine_tuning.jobs.list_events(job.id, limit=1)] == [
-        "Fine-tuning job cancelled"
+    newest = alice.fine_tuning.jobs.list_events(job.id, limit=1)
+    assert [e.message for e in newest.data] == ["Fine-tuning job cancelled"], [
+        e.message for e in alice.fine_tuning.jobs.list_events(job.id, limit=100)
     ]
-    with pytest.raises(openai.BadRequestError):
-        alice.fine_tuning.jobs.cancel(job.id)
+    assert alice.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # again: as it is
     with sqlite3.connect(tuning.database) as db:
         billed = db.execute(
             "SELECT status, prompt_tokens FROM requests WHERE id = ?", (job.id,)
