@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from conftest import ADMIN, ALICE, BOB, RunningServer, config_text, start_server
 from openai.types.fine_tuning import FineTuningJob
 from peft_reference import peft_greedy
+from webhook_receiver import Receiver, serve_receiver
 
 from backends.llamacpp.demo_model import TINY, write_demo_model
 from backends.llamacpp.demo_model_hf import write_demo_model_hf
@@ -88,6 +90,30 @@ def tuning(
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def hooks(tuning: RunningServer) -> Iterator[Receiver]:
+    """A webhook receiver of the three fine-tuning events, for the module's server."""
+    with serve_receiver(Receiver()) as receiver:
+        reply = httpx.post(
+            f"{tuning.base_url}/webhooks",
+            json={"url": receiver.url, "events": [f"fine_tuning.job.{s}" for s in FINAL]},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert reply.status_code == 201, reply.text
+        yield receiver
+
+
+def announced(receiver: Receiver, event: str, job_id: str) -> dict[str, Any]:
+    """The webhook event of `job_id` (waits for its delivery)."""
+    deadline = time.monotonic() + 30
+    while True:
+        for received in receiver.of_type(event):
+            if received.event["data"]["job"]["id"] == job_id:
+                return received.event
+        assert time.monotonic() < deadline, f"no {event} for {job_id}"
+        time.sleep(0.05)
+
+
 def sdk(server: RunningServer, key: str = ALICE) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=60)
 
@@ -116,7 +142,7 @@ def greedy(client: openai.OpenAI, model: str, tokens: int = 8) -> str:
 
 
 def test_a_job_trains_serves_and_bills_its_model(
-    tuning: RunningServer, trained_models: pathlib.Path
+    tuning: RunningServer, trained_models: pathlib.Path, hooks: Receiver
 ) -> None:
     alice = sdk(tuning)
     before = greedy(alice, "tiny")
@@ -139,6 +165,8 @@ def test_a_job_trains_serves_and_bills_its_model(
     assert isinstance(done.hyperparameters.learning_rate_multiplier, float)
     assert done.finished_at is not None and done.result_files
     assert done.metadata == {"team": "greeters"}
+    event = announced(hooks, "fine_tuning.job.succeeded", job.id)
+    assert event["data"]["job"]["fine_tuned_model"] == done.fine_tuned_model
 
     # Events: newest first, status changes and the loss of the steps.
     events = list(alice.fine_tuning.jobs.list_events(job.id, limit=100))
@@ -204,7 +232,7 @@ def test_a_job_trains_serves_and_bills_its_model(
         greedy(alice, name)
 
 
-def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer) -> None:
+def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer, hooks: Receiver) -> None:
     alice = sdk(tuning)
     bad = examples(3) + b'{"messages": [{"role": "wizard", "content": "hi"}]}\n'
     with pytest.raises(openai.BadRequestError) as refused:
@@ -252,6 +280,7 @@ def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer) -> Non
     failed = wait_for(alice, job.id, lambda j: j.status in FINAL, timeout=120)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.code == "invalid_training_file" and "line 3" in failed.error.message
+    assert announced(hooks, "fine_tuning.job.failed", job.id)["data"]["job"]["status"] == "failed"
 
 
 def trainer_running(job_id: str) -> bool:
@@ -259,7 +288,9 @@ def trainer_running(job_id: str) -> bool:
     return bool(found.stdout.strip())
 
 
-def test_cancel_stops_the_trainer_within_two_seconds(tuning: RunningServer) -> None:
+def test_cancel_stops_the_trainer_within_two_seconds(
+    tuning: RunningServer, hooks: Receiver
+) -> None:
     alice = sdk(tuning)
     job = alice.fine_tuning.jobs.create(
         model="tiny",
@@ -282,6 +313,7 @@ def test_cancel_stops_the_trainer_within_two_seconds(tuning: RunningServer) -> N
         e.message for e in alice.fine_tuning.jobs.list_events(job.id, limit=100)
     ]
     assert alice.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # again: as it is
+    announced(hooks, "fine_tuning.job.cancelled", job.id)
     with sqlite3.connect(tuning.database) as db:
         billed = db.execute(
             "SELECT status, prompt_tokens FROM requests WHERE id = ?", (job.id,)
