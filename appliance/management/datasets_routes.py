@@ -87,6 +87,18 @@ def _required(value: str | None, field: str, most: int) -> str:
     return found
 
 
+async def _from_upload(
+    request: AnyRequest, caller: ApiKey, files: FileStore, datasets: Datasets
+) -> StoredDataset:
+    """A dataset of the file uploaded with the request, kept in /v1/files as `fine-tune`."""
+    async with streamed_upload(request, files, {"name": 4 * MAX_NAME, "model": 1024}) as up:
+        name = _required(up.text("name"), "name", MAX_NAME)
+        model = _optional(up.text("model"), "model", 256)
+        datasets.resolve_model(model)  # before the file is kept
+        kept = await up.commit(caller.id, "fine-tune")
+    return await datasets.create(caller, name, kept.id, model)
+
+
 class DatasetsController(Controller):
     path = "/datasets"
     tags = ("fine-tuning",)
@@ -108,7 +120,7 @@ class DatasetsController(Controller):
     ) -> Item[DatasetView]:
         if request.headers.get("content-type", "").startswith("multipart/"):
             with in_management_envelope():
-                stored = await self._upload(request, caller, files, datasets)
+                stored = await _from_upload(request, caller, files, datasets)
         else:
             # A bad body's error names the field as it was sent (the shared handler's envelope).
             wanted = decode_body(await _json(request), CreateDatasetBody)
@@ -117,17 +129,6 @@ class DatasetsController(Controller):
         if stored.status == "ready":
             return Item(dataset_view(stored), f"Dataset ready: {stored.examples} examples")
         return Item(dataset_view(stored), "Dataset invalid: its file has errors (see data.errors)")
-
-    @staticmethod
-    async def _upload(
-        request: AnyRequest, caller: ApiKey, files: FileStore, datasets: Datasets
-    ) -> StoredDataset:
-        async with streamed_upload(request, files, {"name": 4 * MAX_NAME, "model": 1024}) as up:
-            name = _required(up.text("name"), "name", MAX_NAME)
-            model = _optional(up.text("model"), "model", 256)
-            datasets.resolve_model(model)  # before the file is kept
-            kept = await up.commit(caller.id, "fine-tune")
-        return await datasets.create(caller, name, kept.id, model)
 
     @get(
         "/",
