@@ -25,14 +25,24 @@ from appliance.deployments.manager import DeploymentManager
 from appliance.deployments.provisioner import EngineFactory
 from appliance.error_handlers import EXCEPTION_HANDLERS, MANAGEMENT_HANDLERS
 from appliance.fine_tuning.billing import TrainingBill
+from appliance.fine_tuning.datasets import Datasets
 from appliance.fine_tuning.jobs import FineTuning
 from appliance.fine_tuning.runner import FineTuningRunner
 from appliance.management.analytics_routes import AnalyticsController
 from appliance.management.billing_routes import BillingController
+from appliance.management.datasets_routes import (
+    CreateDatasetBody,
+    DatasetsController,
+    DatasetUpload,
+)
 from appliance.management.deployments_routes import (
     CreateDeploymentBody,
     DeploymentsController,
     UpdateDeploymentBody,
+)
+from appliance.management.fine_tuning_routes import (
+    CreateFineTuningBody,
+    SeedFineTuningController,
 )
 from appliance.management.keys_routes import ApiKeysController, CreateKeyBody, UpdateKeyBody
 from appliance.management.live_routes import LiveController
@@ -59,6 +69,7 @@ from appliance.registry import ModelRegistry
 from appliance.runtime import Runtime, model_id
 from appliance.state.batches import BatchStore
 from appliance.state.database import open_database
+from appliance.state.datasets import DatasetStore
 from appliance.state.deployments import DeploymentStore
 from appliance.state.files import FileStore
 from appliance.state.fine_tuning import FineTuningStore
@@ -126,6 +137,9 @@ BODIES: list[type[msgspec.Struct]] = [
     *RESPONSES_DOCUMENTED,  # /v1/responses
     *BATCHES_DOCUMENTED,  # /v1/files, /v1/batches
     *FINE_TUNING_DOCUMENTED,  # /v1/fine_tuning/jobs
+    CreateFineTuningBody,  # /v1/fine-tuning
+    CreateDatasetBody,  # /v1/datasets, as JSON or as an upload
+    DatasetUpload,
 ]
 OPENAI = [
     OpenAIController,
@@ -236,6 +250,7 @@ def create_app(
                 batches=batches,
                 batch_runner=runner,
                 fine_tuning=fine_tuning,
+                datasets=Datasets(DatasetStore(db), files, model_of),
             )
             meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
@@ -265,7 +280,9 @@ def create_app(
         path="/",
         route_handlers=[
             Router(path="/", route_handlers=ADMIN_ONLY, guards=[admin_only]),
-            OwnUsageController,
+            OwnUsageController,  # and for any key, its own:
+            SeedFineTuningController,
+            DatasetsController,
         ],
         exception_handlers=MANAGEMENT_HANDLERS,
     )

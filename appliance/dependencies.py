@@ -75,6 +75,7 @@ DEPENDENCIES: dict[str, Provide] = {
     "batches": _part(lambda runtime: runtime.batches),
     "batch_runner": _part(lambda runtime: runtime.batch_runner),
     "fine_tuning": _part(lambda runtime: runtime.fine_tuning),
+    "datasets": _part(lambda runtime: runtime.datasets),
     "caller": Provide(_caller, sync_to_thread=False),
     "policy": Provide(_policy, sync_to_thread=False),
     "audience": Provide(_audience, sync_to_thread=False),

@@ -92,13 +92,15 @@ def documented(
     errors: Mapping[str, str] | None = None,
     error: type[msgspec.Struct] | None = None,
     form: bool = False,
+    upload: type[msgspec.Struct] | None = None,
 ) -> type[Operation]:
     """An Operation class with `body` as its JSON request body (with `examples`: name to
     body) and, when `answer` is
     given, its responses: 200 with `answer` as JSON (and, with `stream`, an event stream
     whose every `data:` line is one `stream`: `event_schema`), and `errors` (status: when) answering
     `error` as JSON; with `form`, the body is multipart/form-data with `body`'s fields as
-    its parts. Every type named here must also go to `add_body_schemas`."""
+    its parts; `upload` documents a multipart/form-data body beside the JSON one. Every
+    type named here must also go to `add_body_schemas`."""
 
     @dataclass
     class Documented(Operation):
@@ -110,7 +112,10 @@ def documented(
                         name: Example(summary=name, value=value) for name, value in examples.items()
                     }
                 kind = "multipart/form-data" if form else "application/json"
-                self.request_body = RequestBody(content={kind: media}, required=True)
+                content = {kind: media}
+                if upload is not None:
+                    content["multipart/form-data"] = _media(upload)
+                self.request_body = RequestBody(content=content, required=True)
             if answer is None:
                 return
             content = {"application/json": _media(answer)}

@@ -14,6 +14,7 @@ from appliance.auth import Authenticator
 from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
+from appliance.fine_tuning.datasets import Datasets
 from appliance.registry import ModelRegistry
 from appliance.state.batches import BatchStore
 from appliance.state.database import Database
@@ -55,6 +56,7 @@ class Runtime:
     batches: BatchStore  # /v1/batches
     batch_runner: BatchRunner
     fine_tuning: FineTuning  # /v1/fine_tuning/jobs, /v1/fine-tuning
+    datasets: Datasets  # /v1/datasets
 
     def model_id(self, name: str) -> str | None:
         return model_id(self.models, name)

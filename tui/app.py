@@ -100,13 +100,14 @@ class ConsoleApp(App[None]):
 
     async def _fetch_listing(self, mode: str) -> None:
         """Fetch what the screen of `mode` lists, if anything: keys, deployments, or the
-        batches shown above the requests."""
+        batches and fine-tuning jobs shown above the requests."""
         if mode == "keys":
             self.state.keys = await self.client.keys()
         elif mode == "models":
             self.state.deployments = await self.client.deployments()
         elif mode == "requests":
             self.state.batches = await self.client.batches()
+            self.state.fine_tuning = await self.client.fine_tuning_jobs()
 
     async def refresh_listing(self, mode: str) -> None:
         """Fetch a screen's listing now (after an action), telling the user if that fails."""

@@ -15,12 +15,21 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from tui.wire import BatchRow, CreatedKey, Deployment, KeyInfo, LiveSnapshot, Tier
+from tui.wire import (
+    BatchRow,
+    CreatedKey,
+    Deployment,
+    FineTuningJobView,
+    KeyInfo,
+    LiveSnapshot,
+    Tier,
+)
 
 ErrorKind = Literal["unreachable", "unauthorized", "forbidden", "rejected", "protocol"]
 T = TypeVar("T")
 RECENT_LIMIT = 200
 PAGE = 1000
+FINE_TUNING_LIMIT = 100  # the newest jobs: those under way are among them
 # Paths of one item, where 404 means the item is gone (rejected), not a missing endpoint.
 ITEM_PATHS = ("/api-keys/", "/deployments/")
 
@@ -160,6 +169,11 @@ class RadianceClient:
     async def batches(self) -> list[BatchRow]:
         """The newest batches of every key (OpenAI's list: `data`, no pagination)."""
         return await self._data(list[BatchRow], "GET", "/batches", params={"limit": 100})
+
+    async def fine_tuning_jobs(self) -> list[FineTuningJobView]:
+        """The newest fine-tuning jobs of every key (one page of the seed's list)."""
+        params = {"limit": FINE_TUNING_LIMIT}
+        return await self._data(list[FineTuningJobView], "GET", "/fine-tuning", params=params)
 
     async def deployments(self) -> list[Deployment]:
         return await self._listing(list[Deployment], "/deployments")

@@ -1,5 +1,6 @@
 """A live tail of the requests that ended: time, key, model, tokens, latency and status;
-above it, while batches run, a line per running batch with its counts."""
+above it, while batches run, a line per running batch with its counts, and while
+fine-tuning jobs are under way, a line per job with its step and last loss."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from tui import formatting as fmt
 from tui.state import ConsoleState
 from tui.widgets import Banner, ConsoleScreen
-from tui.wire import BatchRow, RecentRequest
+from tui.wire import BatchRow, FineTuningJobView, RecentRequest
 
 COLUMNS = ("Time", "Status", "Key", "Model", "Tokens", "Latency", "TTFT", "Endpoint")
 
@@ -51,18 +52,32 @@ def batch_lines(batches: list[BatchRow] | None) -> str:
     return "\n".join(lines)
 
 
+def fine_tuning_lines(jobs: list[FineTuningJobView] | None) -> str:
+    """One line per job under way: its id, status, model, step of all steps, last loss."""
+    lines = []
+    for job in jobs or []:
+        if not job.active:
+            continue
+        steps = f"step {job.step}/{fmt.NONE if job.total_steps is None else job.total_steps}"
+        loss = fmt.NONE if job.last_loss is None else f"{job.last_loss:.4f}"
+        lines.append(f"{job.id}  {job.status}  {job.model}  {steps}  loss {loss}")
+    return "\n".join(lines)
+
+
 class RequestsScreen(ConsoleScreen):
     """Newest at the bottom; the cursor follows new rows while it sits on the last one."""
 
     DEFAULT_CSS = """
     RequestsScreen DataTable { height: 1fr; }
     RequestsScreen #batches { height: auto; padding: 0 1; display: none; }
+    RequestsScreen #fine-tuning { height: auto; padding: 0 1; display: none; }
     """
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner()
         yield Static(id="batches")
+        yield Static(id="fine-tuning")
         table: DataTable[object] = DataTable(id="requests", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
@@ -73,6 +88,10 @@ class RequestsScreen(ConsoleScreen):
         panel = self.query_one("#batches", Static)
         panel.display = bool(running)
         panel.update(f"Batches running\n{running}" if running else "")
+        training = fine_tuning_lines(state.fine_tuning)
+        jobs = self.query_one("#fine-tuning", Static)
+        jobs.display = bool(training)  # nothing at all while no job is under way
+        jobs.update(f"Fine-tuning\n{training}" if training else "")
         table = self.query_one("#requests", DataTable)
         following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         kept = {_key(item) for item in state.tail}

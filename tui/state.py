@@ -11,7 +11,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tui.client import ServerError
-from tui.wire import BatchRow, Deployment, KeyInfo, LiveSnapshot, ModelLive, RecentRequest, Tier
+from tui.wire import (
+    BatchRow,
+    Deployment,
+    FineTuningJobView,
+    KeyInfo,
+    LiveSnapshot,
+    ModelLive,
+    RecentRequest,
+    Tier,
+)
 
 HISTORY = 180  # samples kept per model for the sparklines: three minutes at one per second
 TAIL = 500  # requests kept for the live tail
@@ -42,6 +51,7 @@ class ConsoleState:
     keys: list[KeyInfo] | None = None
     deployments: list[Deployment] | None = None
     batches: list[BatchRow] | None = None  # the newest batches, for the requests screen
+    fine_tuning: list[FineTuningJobView] | None = None  # the newest jobs, likewise
     tiers: list[Tier] | None = None
     problem: ServerError | None = None
     retry_in: float = 0.0

@@ -58,21 +58,21 @@ class ErrorBody(msgspec.Struct):
     details: dict[str, Any]
 
 
-def _error(description: str) -> ResponseSpec:
+def error_spec(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=ErrorBody, description=description, generate_examples=False)
 
 
-BAD_REQUEST = _error("A query parameter is invalid (VALIDATION_ERROR)")
-UNAUTHORIZED = _error("No valid API key (UNAUTHORIZED)")
-FORBIDDEN = _error("A user key on an admin endpoint (FORBIDDEN)")
-NOT_FOUND = KEY_NOT_FOUND = _error("No such key (KEY_NOT_FOUND)")
-WEBHOOK_NOT_FOUND = _error("No such webhook (WEBHOOK_NOT_FOUND)")
-DEPLOYMENT_NOT_FOUND = _error("No such deployment (DEPLOYMENT_NOT_FOUND)")
-KEY_CONFLICT = _error(
+BAD_REQUEST = error_spec("A query parameter is invalid (VALIDATION_ERROR)")
+UNAUTHORIZED = error_spec("No valid API key (UNAUTHORIZED)")
+FORBIDDEN = error_spec("A user key on an admin endpoint (FORBIDDEN)")
+NOT_FOUND = KEY_NOT_FOUND = error_spec("No such key (KEY_NOT_FOUND)")
+WEBHOOK_NOT_FOUND = error_spec("No such webhook (WEBHOOK_NOT_FOUND)")
+DEPLOYMENT_NOT_FOUND = error_spec("No such deployment (DEPLOYMENT_NOT_FOUND)")
+KEY_CONFLICT = error_spec(
     "The name is taken, or the key is declared in radiance.yaml "
     "(KEY_NAME_TAKEN, KEY_DECLARED_IN_CONFIG)"
 )
-DEPLOYMENT_CONFLICT = _error(
+DEPLOYMENT_CONFLICT = error_spec(
     "The name is taken, or the deployment is declared in radiance.yaml "
     "(DEPLOYMENT_EXISTS, DEPLOYMENT_DECLARED_IN_CONFIG)"
 )

@@ -205,3 +205,70 @@ class BatchRow(msgspec.Struct, frozen=True):
     @property
     def running(self) -> bool:
         return self.status in ("validating", "in_progress", "finalizing", "cancelling")
+
+
+class JobHyperparameters(Camel, frozen=True):
+    """What a job trains with: a number, or "auto" until the trainer chose one."""
+
+    n_epochs: int | str = "auto"
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+
+
+class JobFailure(Camel, frozen=True):
+    """Why a job failed; `field` names the request field at fault, if one is."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class FineTuningJobView(Camel, frozen=True):
+    """A fine-tuning job as /v1/fine-tuning shows it (the console reads it with the admin key)."""
+
+    id: str
+    model: str
+    status: str  # validating_files | queued | running | succeeded | failed | cancelled
+    training_file: str = ""
+    fine_tuned_model: str | None = None
+    validation_file: str | None = None
+    hyperparameters: JobHyperparameters = JobHyperparameters()
+    trained_tokens: int | None = None
+    step: int = 0
+    total_steps: int | None = None
+    last_loss: float | None = None
+    error: JobFailure | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
+    estimated_finish: str | None = None
+    metadata: dict[str, str] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("validating_files", "queued", "running")
+
+
+class DatasetLineError(Camel, frozen=True):
+    """One problem of a dataset's file: its line (from 1) and the field at fault, if one is."""
+
+    line: int
+    field: str | None
+    message: str
+
+
+class DatasetView(Camel, frozen=True):
+    """A dataset: a `fine-tune` file, `ready` with its examples counted or `invalid` with
+    its first errors. `tokens` is null: a job's validation counts them with the base
+    model's tokenizer."""
+
+    id: str
+    name: str
+    file_id: str
+    status: str  # ready | invalid
+    model: str | None = None
+    examples: int | None = None
+    tokens: int | None = None
+    errors: list[DatasetLineError] = msgspec.field(default_factory=list)
+    created_at: str | None = None

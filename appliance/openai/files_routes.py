@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import multipart  # type: ignore[import-untyped]
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File
 
-from appliance.errors import InvalidRequest, NotFound, PayloadTooLarge
+from appliance.errors import InvalidRequest, NotFound
 from appliance.openai.answers import ErrorResponse, cursor_list
 from appliance.openai.batch_protocol import (
     UPLOAD_PURPOSES,
@@ -22,15 +21,13 @@ from appliance.openai.batch_protocol import (
     FilePurpose,
     FileUpload,
 )
+from appliance.openai.uploads import streamed_upload
 from appliance.openapi_docs import documented
-from appliance.state.files import FileStore, FileTooLarge, FileWriter, StoredFile
+from appliance.state.files import FileStore, StoredFile
 from appliance.state.keys import ApiKey
 
 AnyRequest = Request[Any, Any, Any]
 MAX_PAGE = 10000
-# Room for the multipart framing and the `purpose` field around the file's own bytes.
-_FRAMING = 64 * 1024
-_MAX_FILENAME = 255
 
 
 def owner(caller: ApiKey) -> str | None:
@@ -47,65 +44,6 @@ async def find_file(files: FileStore, caller: ApiKey, file_id: str) -> StoredFil
     if stored is None:
         raise _missing(file_id)
     return stored
-
-
-class _Upload:
-    """The parts of one multipart upload as they stream in: `file` goes to disk."""
-
-    def __init__(self, files: FileStore) -> None:
-        self.files = files
-        self.writer: FileWriter | None = None
-        self.filename: str | None = None
-        self.purpose = bytearray()
-        self._part: str | None = None
-
-    def event(self, event: object) -> None:
-        if isinstance(event, multipart.MultipartSegment):
-            self._part = event.name
-            if event.name == "file":
-                if self.writer is not None:
-                    raise InvalidRequest("send one `file` part", param="file")
-                self.filename = (event.filename or "upload.jsonl")[:_MAX_FILENAME]
-                self.writer = self.files.writer()
-        elif event is None:
-            self._part = None
-        elif isinstance(event, bytes | bytearray):
-            if self._part == "file" and self.writer is not None:
-                self.writer.write(bytes(event))
-            elif self._part == "purpose":
-                self.purpose += event
-                if len(self.purpose) > 64:
-                    raise InvalidRequest("`purpose` is too long", param="purpose")
-
-
-def _boundary(request: AnyRequest) -> str:
-    kind, options = multipart.parse_options_header(request.headers.get("content-type", ""))
-    if kind != "multipart/form-data" or not options.get("boundary"):
-        raise InvalidRequest(
-            "Upload a file as multipart/form-data with the parts `file` and `purpose`.",
-            param="file",
-        )
-    return str(options["boundary"])
-
-
-async def _receive(request: AnyRequest, upload: _Upload, limit: int) -> None:
-    try:
-        parser = multipart.PushMultipartParser(_boundary(request), max_header_count=8)
-    except multipart.MultipartError as exc:
-        raise InvalidRequest(f"bad multipart body: {exc}", param="file") from None
-    received = 0
-    try:
-        with parser:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limit + _FRAMING:
-                    raise FileTooLarge(limit)
-                for event in parser.parse(chunk):
-                    upload.event(event)
-            for event in parser.parse(b""):
-                upload.event(event)
-    except multipart.MultipartError as exc:
-        raise InvalidRequest(f"bad multipart body: {exc}", param="file") from None
 
 
 _ERRORS = {"401": "No key, a bad, revoked or expired key", "404": "No such file for this key"}
@@ -139,26 +77,13 @@ class FilesController(Controller):
         caller: NamedDependency[ApiKey],
         files: NamedDependency[FileStore],
     ) -> FileObject:
-        upload = _Upload(files)
-        try:
-            await _receive(request, upload, files.max_bytes)
-            purpose = upload.purpose.decode("utf-8", "replace").strip()
-            if upload.writer is None or upload.filename is None:
-                raise InvalidRequest("the upload has no `file` part", param="file")
+        async with streamed_upload(request, files, {"purpose": 64}) as upload:
+            purpose = upload.text("purpose") or ""
             if purpose not in UPLOAD_PURPOSES:
                 raise InvalidRequest(
                     f"`purpose` must be one of {', '.join(UPLOAD_PURPOSES)}", param="purpose"
                 )
-            return await files.commit(upload.writer, caller.id, upload.filename, purpose)
-        except FileTooLarge:
-            raise PayloadTooLarge(
-                f"The file is larger than this server accepts ({files.max_bytes} bytes).",
-                param="file",
-                code="file_too_large",
-            ) from None
-        finally:
-            if upload.writer is not None and not upload.writer.path.exists():
-                upload.writer.discard()
+            return await upload.commit(caller.id, purpose)
 
     @get(
         "/",

@@ -166,6 +166,30 @@ class FineTuningStore:
             rows = [_job(tuple(row)) async for row in cursor]
         return rows[:limit], len(rows) > limit
 
+    async def offset_page(
+        self, key_id: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[StoredJob], int]:
+        """Newest first, `limit` from `offset` (only `status`, if given); and how many
+        such jobs there are in all."""
+        where, args = ["1 = 1"], []
+        if key_id is not None:
+            where.append("key_id = ?")
+            args.append(key_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        condition = " AND ".join(where)
+        query = (
+            f"SELECT {_COLUMNS} FROM fine_tuning_jobs WHERE {condition} "  # noqa: S608
+            "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        )
+        async with self._db.reader.execute(query, (*args, limit, offset)) as cursor:
+            rows = [_job(tuple(row)) async for row in cursor]
+        count = f"SELECT COUNT(*) FROM fine_tuning_jobs WHERE {condition}"  # noqa: S608
+        async with self._db.reader.execute(count, args) as cursor:
+            found = await cursor.fetchone()
+        return rows, int(found[0]) if found else 0
+
     async def active(self) -> list[StoredJob]:
         marks = ", ".join("?" for _ in ACTIVE)
         query = (

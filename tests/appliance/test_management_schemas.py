@@ -15,7 +15,9 @@ from appliance.management.webhook_view import CreatedWebhook, DeliveryView, Webh
 from appliance.management.wire import (
     ApiKeyView,
     CreatedKey,
+    DatasetView,
     Deployment,
+    FineTuningJobView,
     KeyInfo,
     LiveSnapshot,
     Tier,
@@ -49,6 +51,14 @@ OPERATIONS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("/v1/deployments/{deployment_id}", "get", "200", "Deployment", ("401", "403", "404")),
     ("/v1/deployments/{deployment_id}", "put", "202", "Deployment", ("400", "404", "409")),
     ("/v1/deployments/{deployment_id}", "delete", "202", "Deployment", ("401", "404", "409")),
+    ("/v1/fine-tuning", "get", "200", "FineTuningJobView[]", ("400", "401")),
+    ("/v1/fine-tuning", "post", "201", "FineTuningJobView", ("400", "401", "403", "404", "429")),
+    ("/v1/fine-tuning/{job_id}", "get", "200", "FineTuningJobView", ("401", "404")),
+    ("/v1/fine-tuning/{job_id}/cancel", "post", "200", "FineTuningJobView", ("400", "404")),
+    ("/v1/datasets", "get", "200", "DatasetView[]", ("400", "401")),
+    ("/v1/datasets", "post", "201", "DatasetView", ("400", "401", "404", "413")),
+    ("/v1/datasets/{dataset_id}", "get", "200", "DatasetView", ("401", "404")),
+    ("/v1/datasets/{dataset_id}", "delete", "200", "DatasetView", ("401", "404")),
 ]
 
 
@@ -151,6 +161,31 @@ def test_real_responses_match_the_document_and_the_structs(server: RunningServer
         _check(document, deliveries, path + "/deliveries", "get", Page[DeliveryView])
         gone = client.delete(f"/webhooks/{hook_id}")
         _check(document, gone, path, "delete", Item[WebhookView])
+
+        upload = client.post(
+            "/files",
+            files={"file": ("t.jsonl", b'{"messages": []}\nnot json\n')},
+            data={"purpose": "fine-tune"},
+        )
+        assert upload.status_code == 200, upload.text
+        made_set = client.post("/datasets", json={"name": "s", "fileId": upload.json()["id"]})
+        assert made_set.status_code == 201, made_set.text
+        dataset = _check(document, made_set, "/v1/datasets", "post", Item[DatasetView])["data"]
+        assert dataset["status"] == "invalid" and dataset["errors"][0]["line"] == 2
+        _check(document, client.get("/datasets"), "/v1/datasets", "get", Page[DatasetView])
+        path = "/v1/datasets/{dataset_id}"
+        one_set = client.get(f"/datasets/{dataset['id']}")
+        _check(document, one_set, path, "get", Item[DatasetView])
+        _check(
+            document, client.delete(f"/datasets/{dataset['id']}"), path, "delete", Item[DatasetView]
+        )
+        _check(document, client.get(f"/datasets/{dataset['id']}"), path, "get", ErrorBody)
+        jobs = client.get("/fine-tuning")
+        _check(document, jobs, "/v1/fine-tuning", "get", Page[FineTuningJobView])
+        refused = client.post("/fine-tuning", json={"model": "tiny", "datasetId": dataset["id"]})
+        _check(document, refused, "/v1/fine-tuning", "post", ErrorBody)
+        no_job = client.get("/fine-tuning/ftjob-none")
+        _check(document, no_job, "/v1/fine-tuning/{job_id}", "get", ErrorBody)
 
         found = client.get("/deployments")
         page = _check(document, found, "/v1/deployments", "get", Page[Deployment])

@@ -20,6 +20,11 @@ def test_openapi_lists_every_endpoint_with_body_types(server: RunningServer) -> 
         "/v1/webhooks",
         "/v1/webhooks/{webhook_id}",
         "/v1/webhooks/{webhook_id}/deliveries",
+        "/v1/fine-tuning",
+        "/v1/fine-tuning/{job_id}",
+        "/v1/fine-tuning/{job_id}/cancel",
+        "/v1/datasets",
+        "/v1/datasets/{dataset_id}",
         "/metrics",
     ):
         assert path in paths, path
@@ -30,10 +35,14 @@ def test_openapi_lists_every_endpoint_with_body_types(server: RunningServer) -> 
         ("/v1/api-keys", "post", "CreateKeyBody"),
         ("/v1/api-keys/{key_id}", "put", "UpdateKeyBody"),
         ("/v1/webhooks", "post", "CreateWebhookBody"),
+        ("/v1/fine-tuning", "post", "CreateFineTuningBody"),
+        ("/v1/datasets", "post", "CreateDatasetBody"),
     ):
         content = paths[path][method]["requestBody"]["content"]["application/json"]
         assert content["schema"]["$ref"] == f"#/components/schemas/{kind}"
         assert kind in schemas
+    upload = paths["/v1/datasets"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["$ref"] == "#/components/schemas/DatasetUpload"
     assert "messages" in schemas["ChatCompletionRequest"]["properties"]
     assert schemas["ChatCompletionRequest"]["properties"]["messages"]["items"]["$ref"] == (
         "#/components/schemas/ChatMessage"

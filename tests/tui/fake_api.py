@@ -36,6 +36,7 @@ class FakeApi:
         ]
         self.deployments: dict[str, dict[str, Any]] = {dep["id"]: dep for dep in _deployments()}
         self.batches: list[dict[str, Any]] = []  # as GET /v1/batches answers
+        self.fine_tuning: list[dict[str, Any]] = []  # as GET /v1/fine-tuning lists them
         # (method, deployment id, JSON body or None) of every PUT and DELETE, in order.
         self.actions: list[tuple[str, str, Any]] = []
 
@@ -58,6 +59,16 @@ class FakeApi:
             return _ok({**made, "key": "rad-Ne1-fixed-secret-for-the-snapshot"})
         if path == "/v1/batches":
             return httpx.Response(200, json={"object": "list", "data": self.batches})
+        if path == "/v1/fine-tuning":
+            limit = int(request.url.params.get("limit", "50"))
+            found = self.fine_tuning[:limit]
+            pagination = {
+                "total": len(self.fine_tuning),
+                "limit": limit,
+                "offset": 0,
+                "hasMore": len(found) < len(self.fine_tuning),
+            }
+            return _ok(found, pagination=pagination)
         if path == "/v1/tiers":
             return _ok([{"name": "free", "rpm": 60}, {"name": "pro", "rpm": 600}])
         if path == "/v1/deployments" and request.method == "GET":
