@@ -1,6 +1,6 @@
 """Datasets: a key's `fine-tune` file under a name, its structure checked when it is made.
 
-The check is the one a job makes of its files (`backends.training.examples.check_file`):
+The check is the one a job makes of its files (`backends.training.examples.read_example_file`):
 each line a chat example, every error naming its line and field. A dataset that fails it
 is kept as `invalid` with its first errors, so its owner sees why; a job can be made only
 from a `ready` one. Token counts need the base model's tokenizer, so they are left to a
@@ -10,7 +10,6 @@ job's validation (`tokens` stays null). Knows nothing of the web framework.
 from __future__ import annotations
 
 import asyncio
-import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,19 +17,13 @@ from appliance.errors import InvalidRequest, NotFound
 from appliance.state.datasets import DatasetStore, LineError, StoredDataset
 from appliance.state.files import FileStore
 from appliance.state.keys import ApiKey
-from backends.training.examples import check_file
+from backends.training.examples import read_example_file
 
 MAX_ERRORS_KEPT = 20
 
 
 def _owner(caller: ApiKey) -> str | None:
     return None if caller.is_admin else caller.id
-
-
-def _count_examples(path: pathlib.Path) -> int:
-    """The non-blank lines of the file: one example each."""
-    with path.open("rb") as lines:
-        return sum(1 for line in lines if line.strip())
 
 
 @dataclass
@@ -78,9 +71,9 @@ class Datasets:
                 param="file_id",
             )
         path = self.files.path(stored.file.id)
-        found = await asyncio.to_thread(check_file, path)
-        errors = [LineError(e.line, e.param, e.message) for e in found[:MAX_ERRORS_KEPT]]
-        examples = 0 if errors else await asyncio.to_thread(_count_examples, path)
+        read = await asyncio.to_thread(read_example_file, str(path))
+        errors = [LineError(e.line, e.param, e.message) for e in read.errors[:MAX_ERRORS_KEPT]]
+        examples = 0 if errors else len(read.examples)
         # The dataset belongs to the file's key (the admin may name another key's file).
         return await self.store.create(
             stored.key_id, name, stored.file.id, model_id, examples, errors
