@@ -24,22 +24,20 @@ from typing import Any
 import anyio
 import msgspec
 
-from appliance.auth import ADMIN_KEY_ID
 from appliance.config import LoadedConfig
-from appliance.deployments.manager import DeploymentExists, DeploymentManager
-from appliance.deployments.spec import CreateDeploymentBody, DeploymentInvalid
+from appliance.deployments.manager import DeploymentManager
 from appliance.errors import ApiError
 from appliance.fine_tuning.bases import TrainingBase, gguf_file, local_weights, training_base
 from appliance.fine_tuning.billing import TrainingBill
+from appliance.fine_tuning.delivery import deploy_adapter, results_file
 from appliance.fine_tuning.trainer_process import TrainerProcess
 from appliance.openai.fine_tuning_protocol import CheckpointMetrics, FineTuningJob, JobError
-from appliance.state.files import FileStore, new_file_id
+from appliance.state.files import FileStore
 from appliance.state.fine_tuning import ACTIVE, FineTuningStore, StoredJob
 from appliance.webhooks.events import EventBus
 
 log = logging.getLogger("radiance.fine_tuning")
 IDLE_SECONDS = 1.0
-SERVE_SECONDS = 600.0  # how long a fine-tuned model may take to come up
 STEP_EVENTS = 200  # at most this many step events per job (evenly spread), besides the last
 
 
@@ -322,13 +320,15 @@ class FineTuningRunner:
             )
             return
         await self.store.note(job.id, f"Deploying the fine-tuned model {name}")
-        problem = await self._deploy(name, base, str(adapter), stored.key_id)
+        problem = await deploy_adapter(
+            self.deployments, name, base.model.id, str(adapter), stored.key_id
+        )
         if problem is not None:
             await self._fail(
                 job.id, "deployment_failed", f"{name} could not be served: {problem}", bill=trained
             )
             return
-        results = await self._results(stored)
+        results = [await results_file(self.store, self.files, stored)]
         await self.bill.charge(stored, trained, "ok")
         moved = await self.store.move(
             job.id,
@@ -338,43 +338,12 @@ class FineTuningRunner:
             trained_tokens=trained,
             result_files=results,
         )
-        if moved:
-            log.info("fine-tuning job %s succeeded: %s (%d tokens)", job.id, name, trained)
-            await self._announce(job.id, "succeeded")
-
-    async def _deploy(self, name: str, base: TrainingBase, adapter: str, owner: str) -> str | None:
-        """Deploy the adapter on its base, the job's key's alone; None once it serves, else
-        why it does not."""
-        body = CreateDeploymentBody(model_id=base.model.id, name=name, adapter=adapter)
-        try:
-            await self.deployments.create(body, owner=None if owner == ADMIN_KEY_ID else owner)
-        except DeploymentExists:
-            pass  # deployed before a restart
-        except DeploymentInvalid as exc:
-            return str(exc)
-        deadline = time.monotonic() + SERVE_SECONDS
-        while time.monotonic() < deadline:
-            dep = self.deployments.get(name)
-            if dep.status == "ready":
-                return None
-            if dep.status == "failed":
-                return dep.error or "it failed to load"
-            await asyncio.sleep(0.1)
-        return f"it was not ready after {SERVE_SECONDS:.0f} s"
-
-    async def _results(self, stored: StoredJob) -> list[str]:
-        """The step metrics as a CSV file (purpose `fine-tune-results`), as OpenAI gives."""
-        rows = await self.store.metrics(stored.job.id)
-        lines = [b"step,train_loss,train_accuracy\n"] + [
-            f"{r.get('step')},{r.get('train_loss')},{r.get('train_mean_token_accuracy')}\n".encode()
-            for r in rows
-        ]
-        file_id = new_file_id()
-        size, digest = await asyncio.to_thread(self.files.write_lines, file_id, lines)
-        await self.files.add(
-            file_id, stored.key_id, "step_metrics.csv", "fine-tune-results", size, digest
-        )
-        return [file_id]
+        if not moved:  # cancelled while its model came up: the model goes too
+            with contextlib.suppress(LookupError):
+                await self.deployments.delete(name)
+            return
+        log.info("fine-tuning job %s succeeded: %s (%d tokens)", job.id, name, trained)
+        await self._announce(job.id, "succeeded")
 
     # -- endings -----------------------------------------------------------------------
 

@@ -156,7 +156,9 @@ class FineTuningStore:
             )
             args.append(after)
         for name, value in (metadata or {}).items():
-            where.append("json_extract(metadata, '$.' || json_quote(?)) = ?")
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)"
+            )
             args += [name, value]
         query = (
             f"SELECT {_COLUMNS} FROM fine_tuning_jobs WHERE {' AND '.join(where)} "  # noqa: S608

@@ -165,6 +165,9 @@ def test_a_job_trains_serves_and_bills_its_model(
     assert isinstance(done.hyperparameters.learning_rate_multiplier, float)
     assert done.finished_at is not None and done.result_files
     assert done.metadata == {"team": "greeters"}
+    tagged = alice.fine_tuning.jobs.list(metadata={"team": "greeters"}).data
+    assert [j.id for j in tagged] == [job.id]
+    assert not alice.fine_tuning.jobs.list(metadata={"team": "other"}).data
     event = announced(hooks, "fine_tuning.job.succeeded", job.id)
     assert event["data"]["job"]["fine_tuned_model"] == done.fine_tuned_model
 
