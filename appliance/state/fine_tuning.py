@@ -156,9 +156,7 @@ class FineTuningStore:
             )
             args.append(after)
         for name, value in (metadata or {}).items():
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)"
-            )
+            where.append("EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)")
             args += [name, value]
         query = (
             f"SELECT {_COLUMNS} FROM fine_tuning_jobs WHERE {' AND '.join(where)} "  # noqa: S608
