@@ -234,6 +234,8 @@ def create_app(
                 model_id=model_of,
                 policy_of=policy_of,
             )
+            datasets = Datasets(DatasetStore(db), files, model_of, loaded)
+            await datasets.resume()
             app.state.runtime = Runtime(
                 loaded=loaded,
                 db=db,
@@ -250,7 +252,7 @@ def create_app(
                 batches=batches,
                 batch_runner=runner,
                 fine_tuning=fine_tuning,
-                datasets=Datasets(DatasetStore(db), files, model_of),
+                datasets=datasets,
             )
             meter.budget_exhausted.append(alerts.exhausted)
             hooks = config.webhooks
@@ -268,6 +270,7 @@ def create_app(
                 tasks.start_soon(tuning_runner.run)
                 yield
                 tasks.cancel_scope.cancel()
+            await datasets.close()
         finally:
             if meter is not None:  # requests the server did not finish: a row each
                 await meter.settle_open()

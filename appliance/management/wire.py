@@ -266,7 +266,7 @@ class DatasetView(Camel, frozen=True):
     id: str
     name: str
     file_id: str
-    status: str  # ready | invalid
+    status: str  # validating (a model renders and counts it) | ready | invalid
     model: str | None = None
     examples: int | None = None
     tokens: int | None = None

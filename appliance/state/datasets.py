@@ -1,8 +1,10 @@
 """Datasets in SQLite: a named `fine-tune` file of one key, checked once when it is made.
 
 A dataset is `ready` (its examples counted) or `invalid` (its first errors kept, each with
-its line and field), and stays either way, so its owner can read why. Removing a dataset
-leaves its file in /v1/files.
+its line and field), and stays either way, so its owner can read why. One made for a model
+is `validating` first, while the model's chat template renders it and its tokens are
+counted (`finish` records the outcome; a restart takes up those left `validating`).
+Removing a dataset leaves its file in /v1/files.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 
 from appliance.state.database import Database
 
-DatasetStatus = Literal["ready", "invalid"]
+DatasetStatus = Literal["validating", "ready", "invalid"]
 _COLUMNS = "id, key_id, name, file_id, model, status, examples, tokens, errors, created_at"
 
 
@@ -79,15 +81,17 @@ class DatasetStore:
         model: str | None,
         examples: int,
         errors: list[LineError],
+        validating: bool = False,
     ) -> StoredDataset:
-        """A dataset, `invalid` if `errors` has any, else `ready` with `examples`."""
+        """A dataset, `invalid` if `errors` has any, else `ready` (or, to be rendered by
+        its model's chat template first, `validating`) with `examples`."""
         stored = StoredDataset(
             id=new_dataset_id(),
             key_id=key_id,
             name=name,
             file_id=file_id,
             model=model,
-            status="invalid" if errors else "ready",
+            status="invalid" if errors else "validating" if validating else "ready",
             examples=None if errors else examples,
             tokens=None,  # counted by a job's validation, with the base model's tokenizer
             errors=errors,
@@ -109,6 +113,28 @@ class DatasetStore:
                 ),
             )
         return stored
+
+    async def finish(
+        self, dataset_id: str, examples: int | None, tokens: int | None, errors: list[LineError]
+    ) -> None:
+        """The outcome of a `validating` dataset: `ready` with its counts, or `invalid`."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE datasets SET status = ?, examples = ?, tokens = ?, errors = ? "
+                "WHERE id = ? AND status = 'validating'",
+                (
+                    "invalid" if errors else "ready",
+                    None if errors else examples,
+                    None if errors else tokens,
+                    msgspec.json.encode(errors).decode() if errors else None,
+                    dataset_id,
+                ),
+            )
+
+    async def validating(self) -> list[StoredDataset]:
+        query = f"SELECT {_COLUMNS} FROM datasets WHERE status = 'validating'"  # noqa: S608
+        async with self._db.conn.execute(query) as cursor:
+            return [_dataset(tuple(row)) async for row in cursor]
 
     async def get(self, dataset_id: str, key_id: str | None) -> StoredDataset | None:
         """The dataset; None if there is none, or it is not `key_id`'s (None: any key's)."""

@@ -286,6 +286,48 @@ def test_invalid_files_are_refused_naming_the_line(tuning: RunningServer, hooks:
     assert announced(hooks, "fine_tuning.job.failed", job.id)["data"]["job"]["status"] == "failed"
 
 
+def test_a_dataset_for_a_model_is_rendered_and_counted(tuning: RunningServer) -> None:
+    """/v1/datasets with a `model`: `validating`, then its tokens under that model's chat
+    template (as the job's validation counts them), or `invalid` naming the line."""
+    alice = sdk(tuning)
+    headers = {"Authorization": f"Bearer {ALICE}"}
+
+    def made(data: bytes) -> dict[str, Any]:
+        reply = httpx.post(
+            f"{tuning.base_url}/datasets",
+            json={"name": "greetings", "fileId": upload(alice, data), "model": "spark"},
+            headers=headers,
+        )
+        assert reply.status_code == 201, reply.text
+        dataset: dict[str, Any] = reply.json()["data"]
+        assert dataset["status"] == "validating" and dataset["model"] == "tiny"
+        deadline = time.monotonic() + 120
+        while dataset["status"] == "validating":
+            assert time.monotonic() < deadline, dataset
+            time.sleep(0.2)
+            got = httpx.get(f"{tuning.base_url}/datasets/{dataset['id']}", headers=headers)
+            dataset = got.json()["data"]
+        return dataset
+
+    ready = made(examples(4))
+    assert ready["status"] == "ready" and ready["examples"] == 4 and ready["errors"] == []
+    job = alice.fine_tuning.jobs.create(
+        model="tiny", training_file=upload(alice, examples(4)), hyperparameters={"n_epochs": 1}
+    )
+    queued = wait_for(alice, job.id, lambda j: j.status != "validating_files")
+    first = alice.fine_tuning.jobs.list_events(job.id, limit=100).data
+    counted = [e.message for e in first if e.message.startswith("Files validated")]
+    assert counted and f"{ready['tokens']} tokens;" in counted[0], (counted, ready)
+    if queued.status not in FINAL:
+        alice.fine_tuning.jobs.cancel(job.id)
+
+    long_line = {"messages": [{"role": "user", "content": "word " * 2000}]}
+    long_line["messages"].append({"role": "assistant", "content": "ok"})
+    invalid = made(examples(1) + (json.dumps(long_line) + "\n").encode())
+    assert invalid["status"] == "invalid" and invalid["tokens"] is None
+    assert invalid["errors"][0]["line"] == 2, invalid
+
+
 def trainer_running(job_id: str) -> bool:
     found = subprocess.run(["pgrep", "-f", job_id], capture_output=True, text=True, check=False)
     return bool(found.stdout.strip())
