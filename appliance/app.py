@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -215,6 +216,7 @@ def create_app(
                 max_in_flight=config.server.batch_lines_in_flight,
             )
             tuning_store = FineTuningStore(db)
+            checks = asyncio.Semaphore(config.training.checks_at_once)
             tuning_runner = FineTuningRunner(
                 store=tuning_store,
                 files=files,
@@ -223,6 +225,7 @@ def create_app(
                 bill=TrainingBill(ledger, meter, loaded, key_of, policy_of),
                 events=events,
                 jobs_dir=loaded.files_dir / "fine_tuning",
+                checks=checks,
             )
             fine_tuning = FineTuning(
                 store=tuning_store,
@@ -234,7 +237,7 @@ def create_app(
                 model_id=model_of,
                 policy_of=policy_of,
             )
-            datasets = Datasets(DatasetStore(db), files, model_of, loaded)
+            datasets = Datasets(DatasetStore(db), files, model_of, loaded, checks)
             await datasets.resume()
             app.state.runtime = Runtime(
                 loaded=loaded,

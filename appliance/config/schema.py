@@ -245,6 +245,11 @@ class TrainingConfig(Base, frozen=True):
     gpu_memory_fraction: Annotated[float, Meta(gt=0, le=1)] = 1.0
     # Jobs that train at once; the others wait `queued`.
     jobs_at_once: Annotated[int, Meta(ge=1, le=16)] = 1
+    # Jobs one key may have under way (validating, queued or running); more get 429.
+    jobs_per_key: Annotated[int, Meta(ge=1, le=1000)] = 8
+    # Files checked against a model's tokenizer at once (a job's first step, a dataset
+    # made for a model): each is a process that loads the tokenizer.
+    checks_at_once: Annotated[int, Meta(ge=1, le=16)] = 2
 
 
 class Config(Base, frozen=True):

@@ -41,6 +41,8 @@ class Datasets:
     files: FileStore
     model_id: Callable[[str], str | None]
     loaded: LoadedConfig
+    # Bounds the processes that check files against a tokenizer (shared with the jobs).
+    checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     _checks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def owned(self, dataset_id: str, caller: ApiKey, param: str = "id") -> StoredDataset:
@@ -115,7 +117,8 @@ class Datasets:
         """Render and count the dataset with its model's tokenizer (a validation-only
         trainer run), then record `ready` with its tokens, or `invalid` with its errors."""
         try:
-            errors, report = await self._validate(stored)
+            async with self.checks:
+                errors, report = await self._validate(stored)
         except asyncio.CancelledError:
             raise
         except (ApiError, OSError) as exc:

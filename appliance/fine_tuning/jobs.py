@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.accounting.limits import Policy
+from appliance.accounting.limits import Policy, RateLimited
 from appliance.accounting.meter import Meter
 from appliance.config import LoadedConfig
 from appliance.deployments.manager import DeploymentManager, DeploymentNotFound
@@ -80,6 +80,15 @@ class FineTuning:
                 code="model_not_allowed",
             )
         base = training_base(self.loaded, model)
+        most = self.loaded.config.training.jobs_per_key
+        if not caller.is_admin and await self.store.under_way(caller.id) >= most:
+            raise RateLimited(
+                f"This key has {most} fine-tuning jobs under way, as many as it may; wait "
+                "for one to end or cancel one.",
+                kind="fine_tuning_jobs",
+                retry_after=None,
+                retry=False,
+            )
         await self._check_file(caller, body.training_file, "training_file")
         if body.validation_file is not None:
             await self._check_file(caller, body.validation_file, "validation_file")

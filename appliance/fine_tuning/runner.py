@@ -55,6 +55,8 @@ class FineTuningRunner:
     bill: TrainingBill
     events: EventBus
     jobs_dir: pathlib.Path
+    # Bounds the processes that check files against a tokenizer (shared with datasets).
+    checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _training: set[str] = field(default_factory=set)
@@ -171,6 +173,14 @@ class FineTuningRunner:
             return
         spec = self._spec(stored, *prepared) | {"validate_only": True}
         folder = self.jobs_dir / job.id
+        async with self.checks:
+            await self._check(stored, spec, folder)
+
+    async def _check(self, stored: StoredJob, spec: dict[str, Any], folder: pathlib.Path) -> None:
+        job = stored.job
+        current = await self.store.get(job.id, None)
+        if current is None or current.job.status != "validating_files":
+            return  # cancelled while it waited its turn
         trainer = await TrainerProcess.start(spec, folder, self.loaded.config.training.threads, [])
         self._trainers[job.id] = trainer
         outcome: dict[str, Any] | None = None

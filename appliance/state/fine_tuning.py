@@ -190,6 +190,14 @@ class FineTuningStore:
             found = await cursor.fetchone()
         return rows, int(found[0]) if found else 0
 
+    async def under_way(self, key_id: str) -> int:
+        """How many of the key's jobs are not final."""
+        marks = ", ".join("?" for _ in ACTIVE)
+        query = f"SELECT COUNT(*) FROM fine_tuning_jobs WHERE key_id = ? AND status IN ({marks})"  # noqa: S608
+        async with self._db.conn.execute(query, (key_id, *ACTIVE)) as cursor:
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
     async def active(self) -> list[StoredJob]:
         marks = ", ".join("?" for _ in ACTIVE)
         query = (

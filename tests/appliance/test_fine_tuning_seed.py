@@ -38,6 +38,7 @@ models:
 keys:
   - {{name: alice, secret: {ALICE}}}
   - {{name: bob, secret: {BOB}}}
+training: {{jobs_per_key: 3}}
 """
 EXAMPLE = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 GOOD = (json.dumps(EXAMPLE) + "\n") * 3 + "\n"
@@ -312,3 +313,27 @@ async def test_hostile_requests_are_refused_in_the_management_envelope(client: C
     # Nothing was made by any of it, but the refused upload left no dataset behind either.
     assert (await client.get("/v1/fine-tuning", headers=AS_ALICE)).json()["data"] == []
     assert (await client.get("/v1/datasets", headers=AS_ALICE)).json()["data"] == []
+
+
+async def test_a_key_may_have_only_so_many_jobs_under_way(client: Client) -> None:
+    file_id = await upload(client, AS_ALICE, GOOD)
+    job = {"model": "tiny", "training_file": file_id}
+    made = [await client.post("/v1/fine_tuning/jobs", json=job, headers=AS_ALICE) for _ in range(3)]
+    assert [r.status_code for r in made] == [200, 200, 200]
+    over = await client.post("/v1/fine_tuning/jobs", json=job, headers=AS_ALICE)
+    assert over.status_code == 429, over.text
+    assert over.json()["error"]["code"] == "rate_limit_exceeded"
+    assert over.headers["x-should-retry"] == "false"
+    seed = await client.post(
+        "/v1/fine-tuning", json={"model": "tiny", "trainingFile": file_id}, headers=AS_ALICE
+    )
+    refused(seed, 429)
+    # Another key has its own allowance; a cancelled job frees a place.
+    theirs = await upload(client, AS_BOB, GOOD)
+    bob = {"model": "tiny", "training_file": theirs}
+    assert (await client.post("/v1/fine_tuning/jobs", json=bob, headers=AS_BOB)).status_code == 200
+    first = made[0].json()["id"]
+    cancelled = await client.post(f"/v1/fine_tuning/jobs/{first}/cancel", headers=AS_ALICE)
+    assert cancelled.json()["status"] == "cancelled"
+    again = await client.post("/v1/fine_tuning/jobs", json=job, headers=AS_ALICE)
+    assert again.status_code == 200, again.text
