@@ -1,5 +1,6 @@
 """What training costs: trained tokens at the base model's `pricing.training`, one ledger row
-per job (its id is the job's, so a job is billed once however often its ending is told).
+per job (its id is the job's, so a job is billed once however often its ending is told),
+under the model name `<base>:fine-tuning` in analytics and statements.
 
 A key with a budget must have room for the whole job (its tokens times its epochs) when its
 files are validated; that much is held against the budget until the job is billed.
@@ -92,7 +93,9 @@ class TrainingBill:
             key_name=None if key is None else key.name,
             endpoint=ENDPOINT,
             route_model=job.model,
-            model=job.model,
+            # Its own name in analytics and statements, so a job's hours never count
+            # among the model's request latencies.
+            model=f"{job.model}:fine-tuning",
             backend=None if model is None else model.backend,
             prompt_tokens=tokens,
             completion_tokens=0,

@@ -208,9 +208,14 @@ def test_a_job_trains_serves_and_bills_its_model(
             "SELECT key_name, model, prompt_tokens, prompt_price, cost_pusd, status "
             "FROM requests WHERE endpoint = '/v1/fine_tuning/jobs'"
         ).fetchall()
-    assert rows == [
-        ("alice", "tiny", done.trained_tokens, "2.50", done.trained_tokens * 2_500_000, "ok")
-    ]
+    cost = done.trained_tokens * 2_500_000  # picodollars: 2.50 USD per million
+    assert rows == [("alice", "tiny:fine-tuning", done.trained_tokens, "2.50", cost, "ok")]
+    invoices = httpx.get(
+        f"{tuning.base_url}/billing/invoices", headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()["data"]
+    [statement] = [i for i in invoices if i["key"] == "alice"]
+    [line] = [x for x in statement["lines"] if x["model"] == "tiny:fine-tuning"]
+    assert line["prompt_tokens"] == done.trained_tokens and line["prompt_price"] == "2.50"
 
     with pytest.raises(openai.BadRequestError):  # it has ended
         alice.fine_tuning.jobs.cancel(job.id)
