@@ -150,6 +150,7 @@ def test_a_job_trains_serves_and_bills_its_model(
     job = alice.fine_tuning.jobs.create(
         model="tiny",
         training_file=training_file,
+        validation_file=upload(alice, examples(4)),
         suffix="hello",
         seed=7,
         hyperparameters={"n_epochs": 3, "batch_size": 2},
@@ -183,6 +184,8 @@ def test_a_job_trains_serves_and_bills_its_model(
     checkpoints = list(alice.fine_tuning.jobs.checkpoints.list(job.id))
     assert [c.step_number for c in checkpoints] == [15, 10, 5]  # one per epoch, newest first
     assert all(c.metrics.train_loss is not None for c in checkpoints)
+    assert all(c.metrics.valid_loss is not None for c in checkpoints)  # the validation file
+    assert checkpoints[0].fine_tuned_model_checkpoint == f"ft:tiny:hello:{job.id}:ckpt-step-15"
     csv = alice.files.content(done.result_files[0]).text.splitlines()
     assert csv[0] == "step,train_loss,train_accuracy" and len(csv) > 1
 
