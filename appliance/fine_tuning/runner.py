@@ -314,8 +314,8 @@ class FineTuningRunner:
     async def _checkpoint(self, job: FineTuningJob, report: dict[str, Any]) -> None:
         metrics = msgspec.convert(report.get("metrics") or {}, CheckpointMetrics)
         step = int(report.get("step", 0))
-        await self.store.add_checkpoint(job.id, step, metrics, str(report.get("path", "")))
-        await self.store.note(job.id, f"Checkpoint created at step {step}")
+        if await self.store.add_checkpoint(job.id, step, metrics, str(report.get("path", ""))):
+            await self.store.note(job.id, f"Checkpoint created at step {step}")
 
     async def _succeed(
         self, stored: StoredJob, base: TrainingBase, outcome: dict[str, Any]

@@ -323,9 +323,10 @@ class FineTuningStore:
 
     async def add_checkpoint(
         self, job_id: str, step: int, metrics: CheckpointMetrics, path: str
-    ) -> None:
+    ) -> bool:
+        """Store the checkpoint of `step` unless it is stored already; whether it was new."""
         async with self._db.transaction() as conn:
-            await conn.execute(
+            cursor = await conn.execute(
                 "INSERT OR IGNORE INTO fine_tuning_checkpoints (id, job_id, step, created_at, "
                 "metrics, path) VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -337,6 +338,7 @@ class FineTuningStore:
                     path,
                 ),
             )
+            return cursor.rowcount > 0
 
     async def checkpoints(
         self, job: FineTuningJob, model_name: str, after: str | None, limit: int

@@ -36,8 +36,21 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
         return None
     for stale in root.glob(".step-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    done = sorted(p for p in root.iterdir() if p.name.startswith("step-") and p.is_dir())
+    done = complete_checkpoints(output_dir)
     return done[-1] if done else None
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Every complete checkpoint, oldest first."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and p.is_dir())
+
+
+def read_metrics(checkpoint: Path) -> dict[str, Any]:
+    metrics: dict[str, Any] = json.loads((checkpoint / "state.json").read_text())["metrics"]
+    return metrics
 
 
 def read_progress(checkpoint: Path) -> Progress:

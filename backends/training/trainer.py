@@ -38,8 +38,10 @@ import msgspec
 
 from backends.training.checkpoints import (
     Progress,
+    complete_checkpoints,
     latest_checkpoint,
     publish_adapter,
+    read_metrics,
     read_progress,
     read_trainer_state,
     write_checkpoint,
@@ -191,6 +193,10 @@ def run(spec: TrainingSpec, events: Events) -> int:
     if checkpoint is not None:
         progress = read_progress(checkpoint)
         loop.resume(checkpoint, read_trainer_state(checkpoint))
+        # Told again: the server may have stopped before it heard of the newest ones.
+        for done in complete_checkpoints(output):
+            step = read_progress(done).step
+            events.emit("checkpoint", step=step, path=str(done), metrics=read_metrics(done))
     for epoch in range(progress.epoch, epochs):
         order = list(range(len(train)))
         random.Random(spec.seed * 1_000_003 + epoch).shuffle(order)

@@ -407,6 +407,19 @@ def test_a_job_resumes_after_the_server_is_killed(
         assert "Training resumes from the last checkpoint" in messages
         steps = [c.step_number for c in alice.fine_tuning.jobs.checkpoints.list(job.id)]
         assert steps == [80, 60, 40, 20]
-        assert greedy(alice, done.fine_tuned_model or "")
+        name = done.fine_tuned_model or ""
+        answer = greedy(alice, name)
     finally:
         second.stop()
+    # The fine-tuned model is a stored deployment: it is served again after a restart,
+    # still alice's alone, and the job was billed once.
+    third = start_server(folder, config)
+    try:
+        assert greedy(sdk(third), name) == answer
+        with pytest.raises(openai.NotFoundError):
+            greedy(sdk(third, BOB), name)
+        with sqlite3.connect(third.database) as db:
+            billed = db.execute("SELECT COUNT(*) FROM requests WHERE id = ?", (job.id,))
+            assert billed.fetchone() == (1,)
+    finally:
+        third.stop()

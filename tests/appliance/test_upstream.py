@@ -541,7 +541,10 @@ def test_responses_through_the_front_are_billed_as_the_replica_counted(
     sdk = client(front)
     raw = sdk.responses.with_raw_response.create(
         # Greedy: sampled, the random model may end before its first token.
-        model="spark", input="Hello there", max_output_tokens=12, temperature=0
+        model="spark",
+        input="Hello there",
+        max_output_tokens=12,
+        temperature=0,
     )
     response = raw.parse()
     assert response.model == "small" and response.output[0].type == "message"
