@@ -7,6 +7,7 @@ SQLite's 64-bit integers, and no float ever touches an amount.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,8 +16,10 @@ from appliance.config import Pricing
 PICO = 10**12
 
 
+@functools.lru_cache(maxsize=1024)
 def price_micros(price: str) -> int:
-    """A price in USD per 1M tokens, as an integer of 1e-6 USD (= picodollars per token)."""
+    """A price in USD per 1M tokens, as an integer of 1e-6 USD (= picodollars per token).
+    Cached: a request prices its tokens with the few prices of the config."""
     value = Decimal(price) * 1_000_000
     if value != value.to_integral_value():
         raise ValueError(f"price {price} has more than six decimals")
@@ -24,10 +27,12 @@ def price_micros(price: str) -> int:
 
 
 def usd(picodollars: int) -> str:
-    """An amount as a plain decimal string in USD: 1234500000 -> "0.0012345"."""
-    value = (Decimal(picodollars) / PICO).normalize()
-    text = f"{value:f}"
-    return text if "." in text else f"{text}.00"
+    """An amount as a plain decimal string in USD: 1234500000 -> "0.0012345", 0 -> "0.00".
+    Integer arithmetic (every request's log line has one): the same text as Decimal's."""
+    sign = "-" if picodollars < 0 else ""
+    whole, part = divmod(abs(picodollars), PICO)
+    digits = f"{part:012d}".rstrip("0")
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}.00"
 
 
 def is_budget(amount: str) -> bool:

@@ -35,7 +35,7 @@ from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey
 from appliance.state.responses import ConversationTooLong, ResponseStore
 
-from .routes import INFERENCE, INFERENCE_ERRORS, Answer, AnyRequest, Inference, _chat, _infer
+from .routes import INFERENCE_ERRORS, Answer, AnyRequest, _chat, _infer, inference_of
 
 log = logging.getLogger(__name__)
 MAX_ITEMS_PAGE = 100
@@ -107,7 +107,6 @@ class ResponsesController(Controller):
     """Mounted under /v1 and at the root, beside the other OpenAI endpoints."""
 
     path = "/responses"
-    dependencies = {"inference": INFERENCE}  # noqa: RUF012
 
     @post(
         "/",
@@ -130,9 +129,9 @@ class ResponsesController(Controller):
     async def create(
         self,
         request: AnyRequest,
-        inference: NamedDependency[Inference],
         responses: NamedDependency[ResponseStore],
     ) -> Response[Any]:
+        inference = inference_of(request)
         translation = _OnChat(responses, inference.caller)
         return await _infer(
             request, inference, "responses", ChatCompletionRequest, _chat, None, translation

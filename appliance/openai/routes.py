@@ -11,8 +11,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
@@ -105,22 +104,19 @@ INFERENCE_ERRORS = {
 class Inference:
     """Who asks, under which limits, and the parts that serve an inference request."""
 
-    caller: NamedDependency[ApiKey]
-    policy: NamedDependency[Policy]
-    meter: NamedDependency[Meter]
-    models: NamedDependency[ModelRegistry]
+    caller: ApiKey
+    policy: Policy
+    meter: Meter
+    models: ModelRegistry
 
 
-def provide_inference(request: AnyRequest, state: State) -> Inference:
-    """The caller's key (or 401), its policy and the serving parts, in one dependency:
-    Litestar resolves several dependencies of one level in a task group, which costs
-    more than the whole of this."""
-    runtime: Runtime = state.runtime
+def inference_of(request: AnyRequest) -> Inference:
+    """The caller's key (or 401), its policy and the serving parts. Handlers call this
+    themselves: as a Litestar dependency it cost a `State` built and a signature model
+    parsed per request, about 5% of a proxied request's CPU."""
+    runtime: Runtime = request.app.state.runtime
     caller = runtime.auth.bearer(request.headers.get("authorization"))
     return Inference(caller, runtime.policy(caller), runtime.meter, runtime.models)
-
-
-INFERENCE = Provide(provide_inference, sync_to_thread=False)
 
 
 def _on_replica(served: ServedModel, ctx: RequestContext, lease: Lease[Any] | None) -> Engine:
@@ -284,8 +280,6 @@ _COMPLETIONS = documented(
 class OpenAIController(Controller):
     """Mounted under /v1 and at the root, as clients use both."""
 
-    dependencies = {"inference": INFERENCE}  # noqa: RUF012
-
     @get(
         "/models",
         summary="List the models: without a key the public ones, with a key those it may use",
@@ -337,10 +331,8 @@ class OpenAIController(Controller):
             error=ErrorResponse,
         ),
     )
-    async def chat(
-        self, request: AnyRequest, inference: NamedDependency[Inference]
-    ) -> Response[Any]:
-        return await _infer(request, inference, "chat", ChatCompletionRequest, _chat)
+    async def chat(self, request: AnyRequest) -> Response[Any]:
+        return await _infer(request, inference_of(request), "chat", ChatCompletionRequest, _chat)
 
     @post(
         "/completions",
@@ -348,9 +340,8 @@ class OpenAIController(Controller):
         summary="Legacy text completion",
         operation_class=_COMPLETIONS,
     )
-    async def completions(
-        self, request: AnyRequest, inference: NamedDependency[Inference]
-    ) -> Response[Any]:
+    async def completions(self, request: AnyRequest) -> Response[Any]:
+        inference = inference_of(request)
         return await _infer(request, inference, "completions", CompletionRequest, _completion)
 
     @post(
@@ -361,7 +352,7 @@ class OpenAIController(Controller):
         operation_class=_COMPLETIONS,
     )
     async def deployment_completions(
-        self, request: AnyRequest, inference: NamedDependency[Inference], target: FromPath[str]
+        self, request: AnyRequest, target: FromPath[str]
     ) -> Response[Any]:
         # One handler under the path of GET /models/{id}: ids may hold slashes.
         deployment, _, action = target.strip("/").rpartition("/")
@@ -372,7 +363,12 @@ class OpenAIController(Controller):
                 code="not_found",
             )
         return await _infer(
-            request, inference, "completions", CompletionRequest, _completion, deployment
+            request,
+            inference_of(request),
+            "completions",
+            CompletionRequest,
+            _completion,
+            deployment,
         )
 
     @post(
@@ -388,7 +384,6 @@ class OpenAIController(Controller):
             error=ErrorResponse,
         ),
     )
-    async def embeddings(
-        self, request: AnyRequest, inference: NamedDependency[Inference]
-    ) -> Response[Any]:
+    async def embeddings(self, request: AnyRequest) -> Response[Any]:
+        inference = inference_of(request)
         return await _infer(request, inference, "embeddings", EmbeddingRequest, create_embeddings)
