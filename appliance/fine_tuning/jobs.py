@@ -10,6 +10,7 @@ spent. What needs the base's tokenizer (lengths, token counts) is the runner's f
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 import secrets
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from appliance.state.fine_tuning import FineTuningStore, StoredJob
 from appliance.state.keys import ApiKey
 from backends.training.examples import read_example_file
 
+log = logging.getLogger("radiance.fine_tuning")
 MAX_ERRORS_SHOWN = 3
 
 
@@ -110,6 +112,13 @@ class FineTuning:
             ),
             body.metadata,
         )
+        log.info(
+            "fine-tuning job %s created: key=%s model=%s training_file=%s",
+            job.id,
+            caller.name,
+            job.model,
+            job.training_file,
+        )
         self.runner.poke()
         return job
 
@@ -123,6 +132,7 @@ class FineTuning:
             )
         refreshed = await self.store.get(stored.job.id, None)
         assert refreshed is not None
+        log.info("fine-tuning job %s cancelled by key=%s", stored.job.id, caller.name)
         return refreshed.job
 
     async def delete_model(self, name: str, caller: ApiKey) -> None:
