@@ -142,12 +142,8 @@ class Datasets:
             "validate_only": True,
         }
         trainer = await TrainerProcess.start(spec, folder, threads, [])
-        outcome: dict[str, Any] = {}
         try:
-            async for report in trainer.reports():
-                if report["event"] in ("validated", "invalid", "failed"):
-                    outcome = report
-            await trainer.wait()
+            outcome = (await trainer.validation())[0] or {}
         finally:
             with contextlib.suppress(ProcessLookupError):
                 await trainer.stop()

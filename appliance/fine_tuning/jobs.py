@@ -14,7 +14,7 @@ import logging
 import pathlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.accounting.limits import Policy, RateLimited
 from appliance.accounting.meter import Meter
@@ -53,6 +53,7 @@ class FineTuning:
     loaded: LoadedConfig
     model_id: Callable[[str], str | None]
     policy_of: Callable[[ApiKey], Policy]
+    _creating: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     model_name = staticmethod(model_name)
 
@@ -82,6 +83,29 @@ class FineTuning:
                 code="model_not_allowed",
             )
         base = training_base(self.loaded, model)
+        await self._check_room(caller)  # early, before the files are read
+        await self._check_file(caller, body.training_file, "training_file")
+        if body.validation_file is not None:
+            await self._check_file(caller, body.validation_file, "validation_file")
+        admission = await self.meter.admit(caller, policy, 0, rate_limited=False)
+        if admission is not None:  # the budget is not spent; nothing is held yet
+            admission.settle(0)
+            admission.release_hold()
+        async with self._creating:  # counted and stored with no other create between
+            await self._check_room(caller)
+            job = await self._store_job(caller, base.model.id, body, hyper)
+        log.info(
+            "fine-tuning job %s created: key=%s model=%s training_file=%s",
+            job.id,
+            caller.name,
+            job.model,
+            job.training_file,
+        )
+        self.runner.poke()
+        return job
+
+    async def _check_room(self, caller: ApiKey) -> None:
+        """429 when the key has `training.jobs_per_key` jobs under way already."""
         most = self.loaded.config.training.jobs_per_key
         if not caller.is_admin and await self.store.under_way(caller.id) >= most:
             raise RateLimited(
@@ -91,16 +115,13 @@ class FineTuning:
                 retry_after=None,
                 retry=False,
             )
-        await self._check_file(caller, body.training_file, "training_file")
-        if body.validation_file is not None:
-            await self._check_file(caller, body.validation_file, "validation_file")
-        admission = await self.meter.admit(caller, policy, 0, rate_limited=False)
-        if admission is not None:  # the budget is not spent; nothing is held yet
-            admission.settle(0)
-            admission.release_hold()
-        job = await self.store.create(
+
+    async def _store_job(
+        self, caller: ApiKey, model: str, body: CreateFineTuningJobRequest, hyper: Hyperparameters
+    ) -> FineTuningJob:
+        return await self.store.create(
             caller.id,
-            base.model.id,
+            model,
             body.training_file,
             body.validation_file,
             body.suffix,
@@ -112,15 +133,6 @@ class FineTuning:
             ),
             body.metadata,
         )
-        log.info(
-            "fine-tuning job %s created: key=%s model=%s training_file=%s",
-            job.id,
-            caller.name,
-            job.model,
-            job.training_file,
-        )
-        self.runner.poke()
-        return job
 
     async def cancel(self, job_id: str, caller: ApiKey) -> FineTuningJob:
         stored = await self.owned(job_id, caller)

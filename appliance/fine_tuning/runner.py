@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import pathlib
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from appliance.errors import ApiError
 from appliance.fine_tuning.bases import TrainingBase, gguf_file, local_weights, training_base
 from appliance.fine_tuning.billing import TrainingBill
 from appliance.fine_tuning.delivery import deploy_adapter, results_file
-from appliance.fine_tuning.trainer_process import TrainerProcess
+from appliance.fine_tuning.trainer_process import TrainerProcess, invalid_reason, step_event
 from appliance.openai.fine_tuning_protocol import CheckpointMetrics, FineTuningJob, JobError
 from appliance.state.files import FileStore
 from appliance.state.fine_tuning import ACTIVE, FineTuningStore, StoredJob
@@ -183,12 +182,8 @@ class FineTuningRunner:
             return  # cancelled while it waited its turn
         trainer = await TrainerProcess.start(spec, folder, self.loaded.config.training.threads, [])
         self._trainers[job.id] = trainer
-        outcome: dict[str, Any] | None = None
         try:
-            async for report in trainer.reports():
-                if report["event"] in ("validated", "invalid", "failed"):
-                    outcome = report
-            code = await trainer.wait()
+            outcome, code = await trainer.validation()
         finally:
             self._trainers.pop(job.id, None)
         if trainer.stopping:
@@ -203,12 +198,7 @@ class FineTuningRunner:
         await self._validated(stored, outcome)
 
     async def _invalid(self, job: FineTuningJob, errors: list[dict[str, Any]]) -> None:
-        first = errors[0] if errors else {}
-        which = str(first.get("file") or "training_file")
-        where = f"line {first.get('line')}" if first.get("line") else "the file"
-        param = f" ({first['param']})" if first.get("param") else ""
-        more = f"; {len(errors) - 1} more errors" if len(errors) > 1 else ""
-        message = f"{which} {where}{param}: {first.get('message', 'invalid')}{more}"
+        message, which = invalid_reason(errors)
         await self._fail(job.id, "invalid_training_file", message, which)
 
     async def _validated(self, stored: StoredJob, report: dict[str, Any]) -> None:
@@ -291,25 +281,15 @@ class FineTuningRunner:
 
     async def _stepped(self, job: FineTuningJob, report: dict[str, Any], started: float) -> None:
         step, total = int(report.get("step", 0)), report.get("total_steps")
-        loss = report.get("train_loss")
-        tokens = int(report.get("trained_tokens", 0))
-        finish = None
-        if isinstance(total, int) and step > 0:
-            finish = int(started + (time.time() - started) * total / step)
-        every = max(1, math.ceil((total or STEP_EVENTS) / STEP_EVENTS))
-        event = None
-        if step % every == 0 or step == total:
-            shown = "?" if loss is None else f"{float(loss):.4f}"
-            data = {
-                "step": step,
-                "train_loss": loss,
-                "train_mean_token_accuracy": report.get("train_mean_token_accuracy"),
-                "total_steps": total,
-            }
-            event = (f"Step {step}/{total}: training loss={shown}", data)
-        await self.store.progress(
-            job.id, step, total if isinstance(total, int) else None, loss, tokens, finish, event
+        total = total if isinstance(total, int) else None
+        finish = (
+            None
+            if total is None or step <= 0
+            else int(started + (time.time() - started) * total / step)
         )
+        loss, tokens = report.get("train_loss"), int(report.get("trained_tokens", 0))
+        event = step_event(report, step, total, STEP_EVENTS)
+        await self.store.progress(job.id, step, total, loss, tokens, finish, event)
 
     async def _checkpoint(self, job: FineTuningJob, report: dict[str, Any]) -> None:
         metrics = msgspec.convert(report.get("metrics") or {}, CheckpointMetrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import pathlib
 import signal
@@ -106,6 +107,15 @@ class TrainerProcess:
             if isinstance(report, dict) and isinstance(report.get("event"), str):
                 yield report
 
+    async def validation(self) -> tuple[dict[str, Any] | None, int]:
+        """A validation-only run's outcome (`validated`, `invalid` or `failed`, None if it
+        told none) and its exit code, once it has ended."""
+        outcome = None
+        async for report in self.reports():
+            if report["event"] in ("validated", "invalid", "failed"):
+                outcome = report
+        return outcome, await self.wait()
+
     async def wait(self) -> int:
         return await self.process.wait()
 
@@ -132,3 +142,33 @@ class TrainerProcess:
         except OSError:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])[-1000:]
+
+
+def invalid_reason(errors: list[dict[str, Any]]) -> tuple[str, str]:
+    """What an `invalid` report says, in a line naming the file, line and field of its
+    first error; and which file (`training_file` or `validation_file`)."""
+    first = errors[0] if errors else {}
+    which = str(first.get("file") or "training_file")
+    where = f"line {first.get('line')}" if first.get("line") else "the file"
+    param = f" ({first['param']})" if first.get("param") else ""
+    more = f"; {len(errors) - 1} more errors" if len(errors) > 1 else ""
+    return f"{which} {where}{param}: {first.get('message', 'invalid')}{more}", which
+
+
+def step_event(
+    report: dict[str, Any], step: int, total: int | None, most: int
+) -> tuple[str, dict[str, Any]] | None:
+    """The metrics event of a `step` report, for at most `most` steps of a job (evenly
+    spread, and the last); None for the steps between."""
+    every = max(1, math.ceil((total or most) / most))
+    if step % every and step != total:
+        return None
+    loss = report.get("train_loss")
+    shown = "?" if loss is None else f"{float(loss):.4f}"
+    data = {
+        "step": step,
+        "train_loss": loss,
+        "train_mean_token_accuracy": report.get("train_mean_token_accuracy"),
+        "total_steps": total,
+    }
+    return f"Step {step}/{total}: training loss={shown}", data

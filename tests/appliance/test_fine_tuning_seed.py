@@ -6,6 +6,7 @@ No trainer runs here: the runner is held still, so a job stays as it was made.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 from collections.abc import AsyncIterator
@@ -16,11 +17,13 @@ import pytest
 from fake_engine import ScriptedEngine
 from litestar.testing import AsyncTestClient
 
+from appliance.accounting.limits import RateLimited
 from appliance.app import create_app
 from appliance.config import parse_config_text
 from appliance.fine_tuning.runner import FineTuningRunner
 from appliance.management.typed_envelope import Item, Page
 from appliance.management.wire import DatasetView, FineTuningJobView
+from appliance.openai.fine_tuning_protocol import CreateFineTuningJobRequest
 from appliance.registry import ModelRegistry, ServedModel
 
 ADMIN = "unit-admin-key-0123"
@@ -337,3 +340,24 @@ async def test_a_key_may_have_only_so_many_jobs_under_way(client: Client) -> Non
     assert cancelled.json()["status"] == "cancelled"
     again = await client.post("/v1/fine_tuning/jobs", json=job, headers=AS_ALICE)
     assert again.status_code == 200, again.text
+
+
+async def test_the_job_cap_holds_when_many_are_made_at_once(client: Client) -> None:
+    """Ten creates interleaved on the server's loop (the service, as the route calls it):
+    the cap of three holds however their file reads and writes overlap."""
+    file_id = await upload(client, AS_ALICE, GOOD)
+    runtime = client.app.state.runtime
+    alice = runtime.keys.authenticate(ALICE)
+    body = CreateFineTuningJobRequest(model="tiny", training_file=file_id)
+
+    async def create() -> str:
+        try:
+            await runtime.fine_tuning.create(alice, body)
+        except RateLimited:
+            return "429"
+        return "200"
+
+    outcomes = await asyncio.gather(*(create() for _ in range(10)))
+    assert sorted(outcomes) == ["200"] * 3 + ["429"] * 7
+    listed = await client.get("/v1/fine_tuning/jobs", headers=AS_ALICE)
+    assert len(listed.json()["data"]) == 3
