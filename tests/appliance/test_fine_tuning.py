@@ -15,7 +15,6 @@ import os
 import pathlib
 import signal
 import sqlite3
-import subprocess
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -337,8 +336,15 @@ def test_a_dataset_for_a_model_is_rendered_and_counted(tuning: RunningServer) ->
 
 
 def trainer_running(job_id: str) -> bool:
-    found = subprocess.run(["pgrep", "-f", job_id], capture_output=True, text=True, check=False)
-    return bool(found.stdout.strip())
+    """Whether a process of this machine has the job's id on its command line (its trainer's
+    spec path), read from /proc so no tool has to be installed."""
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if job_id.encode() in cmdline.read_bytes():
+                return True
+        except OSError:  # it ended meanwhile
+            continue
+    return False
 
 
 def test_cancel_stops_the_trainer_within_two_seconds(
@@ -355,6 +361,7 @@ def test_cancel_stops_the_trainer_within_two_seconds(
         job.id,
         lambda j: (j.status == "running" and bool(j.trained_tokens)) or j.status in FINAL,
     )
+    assert trainer_running(job.id)  # the process the cancel must end
     started = time.monotonic()
     cancelled = alice.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
@@ -392,6 +399,7 @@ def test_a_job_resumes_after_the_server_is_killed(
         job.id,
         lambda j: bool(list(alice.fine_tuning.jobs.checkpoints.list(j.id))) or j.status in FINAL,
     )
+    assert trainer_running(job.id)
     os.kill(first.process.pid, signal.SIGKILL)
     first.stop()
     deadline = time.monotonic() + 5
