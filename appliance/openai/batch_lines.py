@@ -1,6 +1,6 @@
 """One line of a batch, served as the same request made directly would be.
 
-The line's body goes through the endpoint's own serving path (`routes._serve`, and the
+The line's body goes through the endpoint's own serving path (`inference.serve_body`, and the
 Responses translation for /v1/responses) inside a `RequestContext` of the batch's key:
 its allow-list, `max_tokens` cap and budget apply, rate limits (rpm, tpm, concurrency) do
 not, and the ledger row carries the batch's id and the model's batch price. What the
@@ -21,9 +21,9 @@ from appliance.accounting.meter import Meter
 from appliance.errors import ApiError, InternalError, envelope
 from appliance.openai.batch_protocol import LineError, LineResponse, ResultLine
 from appliance.openai.embeddings import create_embeddings
+from appliance.openai.inference import Answer, serve_body, serve_chat, serve_completion
 from appliance.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from appliance.openai.responses_routes import _OnChat
-from appliance.openai.routes import Answer, _chat, _completion, _serve
 from appliance.registry import ModelRegistry, ServedModel
 from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey
@@ -34,10 +34,10 @@ from backends.replicas import Lease
 Serve = Callable[[Any, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]]
 # The URL of a line, as the ledger names its endpoint, its body and how it is served.
 ENDPOINTS: dict[str, tuple[str, type[msgspec.Struct], Serve]] = {
-    "/v1/chat/completions": ("chat", ChatCompletionRequest, _chat),
-    "/v1/completions": ("completions", CompletionRequest, _completion),
+    "/v1/chat/completions": ("chat", ChatCompletionRequest, serve_chat),
+    "/v1/completions": ("completions", CompletionRequest, serve_completion),
     "/v1/embeddings": ("embeddings", EmbeddingRequest, create_embeddings),
-    "/v1/responses": ("responses", ChatCompletionRequest, _chat),
+    "/v1/responses": ("responses", ChatCompletionRequest, serve_chat),
 }
 # Errors that say "not now" rather than "not this request": the line runs again later.
 RETRIED = frozenset({"overloaded", "model_unavailable", "server_stopping"})
@@ -92,7 +92,7 @@ async def serve_line(
     async with ctx:
         raw = body if translation is None else await translation.request(body, ctx)
         try:
-            answer = await _serve(raw, kind, serve, ctx, caller.models, None, lease)
+            answer = await serve_body(raw, kind, serve, ctx, caller.models, None, lease)
             if translation is not None:
                 answer = await translation.answer(answer, ctx)
         except ApiError as exc:

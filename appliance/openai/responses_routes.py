@@ -1,7 +1,7 @@
 """/v1/responses: OpenAI's Responses API, served on the chat path.
 
 Creating a response runs the request as a chat completion inside the same lifecycle
-(`routes._infer`), so keys, tiers, budgets, the ledger, replicas and metrics apply as they
+(`inference.infer`), so keys, tiers, budgets, the ledger, replicas and metrics apply as they
 do to chat. Stored responses are per key: another key's id reads as absent.
 """
 
@@ -35,7 +35,8 @@ from appliance.request_context import RequestContext
 from appliance.state.keys import ApiKey
 from appliance.state.responses import ConversationTooLong, ResponseStore
 
-from .routes import INFERENCE_ERRORS, Answer, AnyRequest, _chat, _infer, inference_of
+from .inference import Answer, serve_chat
+from .routes import INFERENCE_ERRORS, AnyRequest, _infer, request_inference
 
 log = logging.getLogger(__name__)
 MAX_ITEMS_PAGE = 100
@@ -131,10 +132,10 @@ class ResponsesController(Controller):
         request: AnyRequest,
         responses: NamedDependency[ResponseStore],
     ) -> Response[Any]:
-        inference = inference_of(request)
+        inference = request_inference(request)
         translation = _OnChat(responses, inference.caller)
         return await _infer(
-            request, inference, "responses", ChatCompletionRequest, _chat, None, translation
+            request, inference, "responses", ChatCompletionRequest, serve_chat, None, translation
         )
 
     @get(

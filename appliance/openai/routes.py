@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
-from appliance.accounting.limits import Policy
-from appliance.accounting.meter import Meter
-from appliance.error_handlers import api_error_response, from_http_exception
-from appliance.errors import ApiError, InternalError, InvalidRequest, NotFound
+from appliance.error_handlers import from_http_exception
+from appliance.errors import NotFound
 from appliance.openai.answers import (
     ChatCompletionStreamResponse,
     CreateChatCompletionResponse,
@@ -29,15 +22,19 @@ from appliance.openai.answers import (
     Model,
     WholeAnswer,
 )
-from appliance.openai.chat import complete_chat, open_chat_stream, plan_chat
-from appliance.openai.completions import complete_text, open_text_stream, plan_completion
-from appliance.openai.decoding import decode_request
 from appliance.openai.embeddings import create_embeddings
-from appliance.openai.engine_calls import api_error
 from appliance.openai.event_stream import EventStream
-from appliance.openai.fields import refuse_unhonoured, unknown_fields
+from appliance.openai.inference import (
+    Inference,
+    Serve,
+    Translation,
+    infer,
+    inference_of,
+    serve_chat,
+    serve_completion,
+)
+from appliance.openai.lane import lane
 from appliance.openai.models import Audience, find_model, list_models
-from appliance.openai.passthrough import forward
 from appliance.openai.protocol import (
     CHAT_EXAMPLES,
     COMPLETION_EXAMPLES,
@@ -47,39 +44,10 @@ from appliance.openai.protocol import (
     EmbeddingRequest,
 )
 from appliance.openapi_docs import documented
-from appliance.registry import ModelRegistry, ServedModel
-from appliance.request_context import REQUEST_ID, RequestContext
-from appliance.runtime import Runtime
-from appliance.state.keys import ApiKey
-from backends.base import Engine, EngineError, ProxyEngine, TokenEngine
-from backends.replicas import Lease, ReplicaSet
+from appliance.registry import ModelRegistry
 
 T = TypeVar("T", bound=msgspec.Struct)
 AnyRequest = Request[Any, Any, Any]
-# What serving a request gives back: a whole answer (a Struct of answers.py, or an
-# upstream's JSON body of that shape; a Response of /v1/responses), or the SSE events of a
-# stream (`data: {chunk}\n\n`).
-Answer = WholeAnswer | msgspec.Struct | AsyncIterator[bytes]
-
-
-class Translation(Protocol):
-    """An API served on another endpoint's path (/v1/responses on chat): the request
-    body is turned into that endpoint's, and its answer and errors back."""
-
-    async def request(self, raw: bytes, ctx: RequestContext) -> bytes: ...
-
-    async def answer(self, answer: Answer, ctx: RequestContext) -> Answer: ...
-
-    def error(self, error: ApiError) -> ApiError: ...
-
-
-def _json(
-    payload: WholeAnswer | msgspec.Struct, headers: dict[str, str] | None = None
-) -> Response[bytes]:
-    """The one place a whole OpenAI answer is encoded."""
-    return Response(
-        msgspec.json.encode(payload), media_type="application/json", headers=headers or {}
-    )
 
 
 _AUTH_ERRORS = {
@@ -100,42 +68,13 @@ INFERENCE_ERRORS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Inference:
-    """Who asks, under which limits, and the parts that serve an inference request."""
-
-    caller: ApiKey
-    policy: Policy
-    meter: Meter
-    models: ModelRegistry
+def _json(payload: WholeAnswer | msgspec.Struct) -> Response[bytes]:
+    return Response(msgspec.json.encode(payload), media_type="application/json")
 
 
-def inference_of(request: AnyRequest) -> Inference:
-    """The caller's key (or 401), its policy and the serving parts. Handlers call this
-    themselves: as a Litestar dependency it cost a `State` built and a signature model
-    parsed per request, about 5% of a proxied request's CPU."""
-    runtime: Runtime = request.app.state.runtime
-    caller = runtime.auth.bearer(request.headers.get("authorization"))
-    return Inference(caller, runtime.policy(caller), runtime.meter, runtime.models)
-
-
-def _on_replica(served: ServedModel, ctx: RequestContext, lease: Lease[Any] | None) -> Engine:
-    """The engine of one of `served`'s replicas (the least busy), held until the request
-    ends; or the one of `lease`, taken already (a batch line takes spare capacity)."""
-    replicas = served.engine
-    if not isinstance(replicas, ReplicaSet):
-        return replicas
-    if lease is not None and lease.replica in replicas.replicas:
-        ctx.replica = lease.id
-        engine: Engine = lease.engine
-        return engine
-    try:
-        lease = replicas.lease()
-    except EngineError as exc:
-        raise api_error(exc) from exc
-    ctx.releases.append(lease.release)
-    ctx.replica = lease.id  # a proxy engine names the server that answers instead
-    return lease.engine
+def request_inference(request: AnyRequest) -> Inference:
+    """The caller of a Litestar request (or 401), its policy and the serving parts."""
+    return inference_of(request.app.state.runtime, request.headers.get("authorization"))
 
 
 async def _infer(
@@ -143,38 +82,31 @@ async def _infer(
     inference: Inference,
     endpoint: str,
     kind: type[T],
-    serve: Callable[[T, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]],
+    serve: Serve[T],
     deployment: str | None = None,
     translation: Translation | None = None,
 ) -> Response[Any]:
-    """Serve the request (its caller authenticated) inside its lifecycle: one ledger row
-    and one log line whatever happens; a client that goes away cancels the work.
-
-    `deployment` (from the path) names the model when the body does not; `translation`
-    serves another API's request on this endpoint."""
-    ctx = RequestContext(inference.meter, inference.caller, inference.policy, endpoint)
-    request.scope.setdefault("state", {})[REQUEST_ID] = ctx.id  # for an answer at shutdown
-    answer: Answer | None = None
-    async with ctx:
-        raw = await _body(request)
-        if translation is not None:
-            raw = await translation.request(raw, ctx)
-        async with _until_disconnected(request, ctx):
-            try:
-                answer = await _serve(raw, kind, serve, ctx, inference.models, deployment)
-                if translation is not None:
-                    answer = await translation.answer(answer, ctx)
-            except ApiError as exc:
-                if translation is None:
-                    raise
-                raise translation.error(exc) from None
-    if ctx.error is not None or answer is None:  # the context records why none came
-        error = ctx.error or InternalError("the server failed to handle this request")
-        return api_error_response(error, ctx.headers())
-    if not isinstance(answer, AsyncIterator):
-        return _json(answer, ctx.headers())
-    headers = {**ctx.headers(), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return EventStream(answer, media_type="text/event-stream", headers=headers)
+    """`infer` under Litestar: for the endpoints not on the lane (a deployment's path,
+    /v1/responses), and for the lane's own should it be taken off."""
+    reply = await infer(
+        inference,
+        request.scope,
+        request.receive,
+        lambda: _body(request),
+        endpoint,
+        kind,
+        serve,
+        deployment,
+        translation,
+    )
+    if reply.events is None:
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            media_type="application/json",
+            headers=reply.headers,
+        )
+    return EventStream(reply.events, media_type="text/event-stream", headers=reply.headers)
 
 
 async def _body(request: AnyRequest) -> bytes:
@@ -182,88 +114,6 @@ async def _body(request: AnyRequest) -> bytes:
         return await request.body()
     except HTTPException as exc:  # Litestar's own: a body over the limit
         raise from_http_exception(exc) from None
-
-
-async def _serve(
-    raw: bytes,
-    kind: type[T],
-    serve: Callable[[T, ServedModel, TokenEngine, RequestContext], Awaitable[Answer]],
-    ctx: RequestContext,
-    models: ModelRegistry,
-    deployment: str | None,
-    lease: Lease[Any] | None = None,
-) -> Answer:
-    """Decode, resolve the model and its replica, and serve on it as its contract says:
-    a proxy engine forwards the body, a token engine is given prompts to sample."""
-    if deployment is not None:
-        raw = _with_model(raw, deployment)
-    body, data = decode_request(raw, kind)
-    ctx.route_model = getattr(body, "model", None)
-    served = models.resolve(ctx.route_model or "")
-    if deployment is not None and served is not models.resolve(deployment):
-        raise InvalidRequest(
-            f"`model` names `{ctx.route_model}`, but the path names deployment "
-            f"`{deployment}`; leave `model` out or make them agree",
-            param="model",
-        )
-    ctx.use_model(served)
-    served.require_ready()
-    engine = _on_replica(served, ctx, lease)
-    if isinstance(engine, ProxyEngine):
-        return await forward(raw, body, served, engine, ctx)
-    if not isinstance(engine, TokenEngine):
-        raise TypeError(f"{type(engine).__name__} implements no engine contract")
-    refuse_unhonoured(unknown_fields(data, kind.__struct_fields__), data, served.id)
-    return await serve(body, served, engine, ctx)
-
-
-@contextlib.asynccontextmanager
-async def _until_disconnected(request: AnyRequest, ctx: RequestContext) -> AsyncIterator[None]:
-    """Run the body until it ends or the client goes away, which cancels it (the request
-    is then settled as cancelled, billed for what was generated). The request's body is
-    read already, so the only message left to receive is the disconnect."""
-    with anyio.CancelScope() as scope:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            ctx.disconnected = True
-            scope.cancel()
-
-        # A task beside the body, not a task group: the body's errors stay its own.
-        watcher = asyncio.ensure_future(watch())
-        try:
-            yield
-        finally:
-            watcher.cancel()
-
-
-async def _chat(
-    body: ChatCompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
-) -> Answer:
-    plan = await plan_chat(body, served, engine, ctx)
-    await ctx.admit(sum(choice.max_tokens for choice in plan.choices))
-    return await (open_chat_stream(plan, ctx) if body.stream else complete_chat(plan, ctx))
-
-
-async def _completion(
-    body: CompletionRequest, served: ServedModel, engine: TokenEngine, ctx: RequestContext
-) -> Answer:
-    plan = await plan_completion(body, served, engine, ctx)
-    await ctx.admit(sum(params.max_tokens for _, params in plan.runs))
-    return await (open_text_stream(plan, ctx) if body.stream else complete_text(plan, ctx))
-
-
-def _with_model(raw: bytes, deployment: str) -> bytes:
-    """A body without `model` gets the deployment's name; anything else is left to decode."""
-    try:
-        data = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        return raw
-    if isinstance(data, dict) and data.get("model") is None:
-        data["model"] = deployment
-        return msgspec.json.encode(data)
-    return raw
 
 
 _COMPLETIONS = documented(
@@ -320,6 +170,7 @@ class OpenAIController(Controller):
     @post(
         "/chat/completions",
         status_code=200,
+        middleware=[lane("chat", ChatCompletionRequest, serve_chat)],
         summary="Chat completion, optionally streamed",
         operation_class=documented(
             body=ChatCompletionRequest,
@@ -332,17 +183,19 @@ class OpenAIController(Controller):
         ),
     )
     async def chat(self, request: AnyRequest) -> Response[Any]:
-        return await _infer(request, inference_of(request), "chat", ChatCompletionRequest, _chat)
+        inference = request_inference(request)
+        return await _infer(request, inference, "chat", ChatCompletionRequest, serve_chat)
 
     @post(
         "/completions",
         status_code=200,
+        middleware=[lane("completions", CompletionRequest, serve_completion)],
         summary="Legacy text completion",
         operation_class=_COMPLETIONS,
     )
     async def completions(self, request: AnyRequest) -> Response[Any]:
-        inference = inference_of(request)
-        return await _infer(request, inference, "completions", CompletionRequest, _completion)
+        inference = request_inference(request)
+        return await _infer(request, inference, "completions", CompletionRequest, serve_completion)
 
     @post(
         "/models/{target:path}",
@@ -362,18 +215,15 @@ class OpenAIController(Controller):
                 "use POST /v1/models/{deployment}/completions.",
                 code="not_found",
             )
+        inference = request_inference(request)
         return await _infer(
-            request,
-            inference_of(request),
-            "completions",
-            CompletionRequest,
-            _completion,
-            deployment,
+            request, inference, "completions", CompletionRequest, serve_completion, deployment
         )
 
     @post(
         "/embeddings",
         status_code=200,
+        middleware=[lane("embeddings", EmbeddingRequest, create_embeddings)],
         summary="Embeddings as floats or base64",
         operation_class=documented(
             body=EmbeddingRequest,
@@ -385,5 +235,5 @@ class OpenAIController(Controller):
         ),
     )
     async def embeddings(self, request: AnyRequest) -> Response[Any]:
-        inference = inference_of(request)
+        inference = request_inference(request)
         return await _infer(request, inference, "embeddings", EmbeddingRequest, create_embeddings)

@@ -20,15 +20,12 @@ import aiohttp
 import msgspec
 
 from backends.base import Endpoint, EngineError, EngineUnavailable, UpstreamError, UpstreamReply
+from backends.openai import http1
 
 log = logging.getLogger(__name__)
 
 # What a failed exchange with an upstream raises (a refused or lost connection, a timeout).
 TransportError = (aiohttp.ClientError, asyncio.TimeoutError)
-# Idle pooled connections are dropped before the usual 5 s keep-alive of servers such as
-# uvicorn would close them under a request.
-_KEEPALIVE_SECONDS = 4.0
-_READ_CHUNK = 1 << 16
 
 
 class Unreachable(EngineUnavailable):
@@ -36,10 +33,11 @@ class Unreachable(EngineUnavailable):
 
 
 def new_client(connect_timeout: float, timeout: float) -> aiohttp.ClientSession:
-    """One connection pool per engine (made on the running loop); no limit on connections
-    (the upstream queues). `timeout` bounds each wait for data, not a whole answer."""
+    """The client of an engine's other calls (health checks, model lists, adapters), made
+    on the running loop; forwarded requests go through each server's `http1.Pool`.
+    `timeout` bounds each wait for data, not a whole answer."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_SECONDS),
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=http1.KEEPALIVE_SECONDS),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout),
         trust_env=False,
         skip_auto_headers=("User-Agent",),
@@ -93,11 +91,21 @@ def error_of(status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamErr
 class OpenAIServer:
     """A server whose OpenAI API is at `base_url` (ending in /v1)."""
 
-    def __init__(self, base_url: str, client: aiohttp.ClientSession, api_key: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        client: aiohttp.ClientSession,
+        api_key: str | None,
+        *,
+        connect_timeout: float,
+        timeout: float,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = client
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._post_headers = {**self._headers, "content-type": "application/json"}
+        self._pool = http1.Pool(self.base_url, connect_timeout, timeout)
+        self._heads: dict[str, bytes] = {}
+        self._post_headers = {"content-type": "application/json", **self._headers}
 
     def __repr__(self) -> str:
         return f"OpenAIServer({self.base_url})"
@@ -107,16 +115,21 @@ class OpenAIServer:
         seconds; errors are `TransportError`s."""
         return await fetch(self._client, f"{self.base_url}/{path}", wait, **self._headers)
 
+    def close(self) -> None:
+        """Close the idle connections of forwarded requests."""
+        self._pool.close()
+
     async def forward(
         self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool, deployment: str
     ) -> UpstreamReply:
-        url = f"{self.base_url}/{endpoint}"
-        data = msgspec.json.encode(body)
+        head = self._heads.get(endpoint)
+        if head is None:
+            head = self._heads[endpoint] = self._pool.head(endpoint, self._post_headers)
         try:
-            response = await self._post(url, data)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            response = await self._pool.post(head, msgspec.json.encode(body))
+        except http1.ConnectFailed as exc:
             raise Unreachable(f"{self.base_url} is unreachable: {_reason(exc)}") from exc
-        except TransportError as exc:
+        except http1.TransportFailed as exc:
             raise EngineError(f"{self.base_url} failed: {_reason(exc)}") from exc
         try:
             if response.status >= 400:
@@ -131,36 +144,25 @@ class OpenAIServer:
                 if not isinstance(answer, dict):
                     raise EngineError(f"{self.base_url} answered something else than JSON")
                 return UpstreamReply(deployment, _closer(response), body=answer)
-        except TransportError as exc:
-            response.close()
+        except http1.TransportFailed as exc:
+            response.release()
             raise EngineError(f"{self.base_url} failed: {_reason(exc)}") from exc
         except BaseException:
-            response.close()
+            response.release()
             raise
         return UpstreamReply(deployment, _closer(response), events=_events(response, self.base_url))
-
-    async def _post(self, url: str, data: bytes) -> aiohttp.ClientResponse:
-        """POST, once more when a pooled connection turns out closed by the server before
-        it answered anything (its keep-alive ran out as the request left)."""
-        try:
-            return await self._client.post(url, data=data, headers=self._post_headers)
-        except aiohttp.ServerDisconnectedError:
-            return await self._client.post(url, data=data, headers=self._post_headers)
 
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _closer(response: aiohttp.ClientResponse) -> Any:
+def _closer(response: http1.Response) -> Any:
     """`close` of an UpstreamReply: the connection goes back to the pool when the answer
     was read to its end, else it is closed (which aborts the upstream's generation)."""
 
     async def close() -> None:
-        if response.content.at_eof():
-            response.release()
-        else:
-            response.close()
+        response.release()
 
     return close
 
@@ -187,15 +189,13 @@ def _event_of(line: bytes, where: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
-async def _events(
-    response: aiohttp.ClientResponse, where: str
-) -> AsyncIterator[list[dict[str, Any]]]:
+async def _events(response: http1.Response, where: str) -> AsyncIterator[list[dict[str, Any]]]:
     """The JSON of the `data:` lines, in lists of those that arrived together (one hop
     per network read, not per event); stops at `[DONE]` or the end."""
     pending = b""
     try:
         while True:
-            chunk = await response.content.read(_READ_CHUNK)
+            chunk = await response.chunk()
             pending += chunk if chunk else b"\n"  # the end: the last line is whole
             *lines, pending = pending.split(b"\n")
             batch: list[dict[str, Any]] = []
@@ -211,10 +211,7 @@ async def _events(
                 yield batch
             if not chunk:
                 return
-    except TransportError as exc:
+    except http1.TransportFailed as exc:
         raise EngineError(f"lost the connection to {where}: {_reason(exc)}") from exc
     finally:
-        if response.content.at_eof():
-            response.release()
-        else:
-            response.close()
+        response.release()

@@ -116,7 +116,16 @@ class ReplicaPool:
             settings = self.settings
             self._client = new_client(settings.connect_timeout, settings.timeout)
             self.replicas = [
-                Replica(OpenAIServer(url, self._client, settings.api_key), url)
+                Replica(
+                    OpenAIServer(
+                        url,
+                        self._client,
+                        settings.api_key,
+                        connect_timeout=settings.connect_timeout,
+                        timeout=settings.timeout,
+                    ),
+                    url,
+                )
                 for url in settings.urls
             ]
             await asyncio.gather(*(self._probe(r) for r in self.replicas))
@@ -133,6 +142,8 @@ class ReplicaPool:
             self._health.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
+        for replica in self.replicas:
+            replica.server.close()
         if self._client is not None:
             await self._client.close()
 

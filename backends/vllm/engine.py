@@ -193,7 +193,13 @@ class VllmEngine(ProxyEngine):
         )
         await self._child.start(vllm_command(settings, port, rank), env)
         assert self._client is not None
-        self._server = OpenAIServer(f"http://127.0.0.1:{port}/v1", self._client, None)
+        self._server = OpenAIServer(
+            f"http://127.0.0.1:{port}/v1",
+            self._client,
+            None,
+            connect_timeout=5.0,
+            timeout=self.settings.timeout,
+        )
         deadline = time.monotonic() + settings.startup_timeout
         while not await self._healthy():
             if not self._child.running:
@@ -299,6 +305,8 @@ class VllmEngine(ProxyEngine):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self._child.stop()
+        if self._server is not None:
+            self._server.close()
         if self._client is not None:
             await self._client.close()
         self._status = EngineStatus.STOPPED
