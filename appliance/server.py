@@ -11,6 +11,7 @@ import uvicorn
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import (
+    ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Message,
@@ -23,8 +24,9 @@ from msgspec.json import encode
 from appliance.app import create_app
 from appliance.config import LoadedConfig, ModelConfig
 from appliance.connections import head_timeout_protocol, raise_open_file_limit
-from appliance.errors import envelope
+from appliance.errors import ApiError, InternalError, envelope
 from appliance.openai.answer_reading import describe_format
+from appliance.openai.routes import LANES
 from appliance.request_context import REQUEST_ID, error_event, server_stopping
 from appliance.runtime import Runtime
 from backends.base import EngineStatus, TokenEngine
@@ -46,7 +48,11 @@ class _AnswerWhenStopping:
     """The outermost ASGI app. uvicorn cancels the requests still running when the
     shutdown's grace period ends; their clients then get a 503 in the API's envelope (or,
     mid-stream, an error event and `[DONE]`) instead of a dropped connection, and the log
-    gets no traceback. Each request has settled its ledger row before this answers."""
+    gets no traceback. Each request has settled its ledger row before this answers.
+
+    The inference endpoints' lanes (`lane.py`) are called straight from here for their
+    exact paths, sparing Litestar's routing and exception layers; anything else, and
+    those paths spelled otherwise, goes through Litestar (which reaches the same lanes)."""
 
     def __init__(self, app: Litestar) -> None:
         self.app = app
@@ -55,6 +61,15 @@ class _AnswerWhenStopping:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        lane = LANES.get(scope["path"]) if scope["method"] == "POST" else None
+        if lane is not None:
+            scope["app"] = scope["litestar_app"] = self.app
+            scope.setdefault("state", {})
+            await self._answer(lane, scope, receive, send)
+            return
+        await self._answer(self.app, scope, receive, send)
+
+    async def _answer(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         started = finished = False
 
         async def watched(message: Message) -> None:
@@ -66,7 +81,12 @@ class _AnswerWhenStopping:
             await send(message)
 
         try:
-            await self.app(scope, receive, watched)
+            await app(scope, receive, watched)
+        except Exception:  # a bug in a lane (Litestar answers its own)
+            if app is self.app or started:
+                raise
+            log.exception("unhandled error on POST %s", scope["path"])
+            await _send_error(send, InternalError("the server failed to handle this request"))
         except asyncio.CancelledError:
             runtime: Runtime | None = getattr(self.app.state, "runtime", None)
             if runtime is None or not runtime.meter.stopping or finished:
@@ -79,22 +99,25 @@ class _AnswerWhenStopping:
                     )
                 )
                 return
-            headers = {**error.headers, "content-type": "application/json"}
-            request_id = scope.get("state", {}).get(REQUEST_ID)
-            if request_id is not None:
-                headers["x-request-id"] = request_id
-            await send(
-                HTTPResponseStartEvent(
-                    type="http.response.start",
-                    status=error.status,
-                    headers=[(k.encode(), v.encode()) for k, v in headers.items()],
-                )
-            )
-            await send(
-                HTTPResponseBodyEvent(
-                    type="http.response.body", body=encode(envelope(error)), more_body=False
-                )
-            )
+            await _send_error(send, error, scope.get("state", {}).get(REQUEST_ID))
+
+
+async def _send_error(send: Send, error: ApiError, request_id: str | None = None) -> None:
+    headers = {**error.headers, "content-type": "application/json"}
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    await send(
+        HTTPResponseStartEvent(
+            type="http.response.start",
+            status=error.status,
+            headers=[(k.encode(), v.encode()) for k, v in headers.items()],
+        )
+    )
+    await send(
+        HTTPResponseBodyEvent(
+            type="http.response.body", body=encode(envelope(error)), more_body=False
+        )
+    )
 
 
 class _Server(uvicorn.Server):

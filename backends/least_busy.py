@@ -28,10 +28,12 @@ class LeastBusy(Generic[B]):
         """The usable item with the fewest requests in flight (None if none is usable);
         among equals, the first one after the last pick."""
         count = len(items)
-        order = [(self._next + i) % count for i in range(count)]
-        candidates = [i for i in order if usable(items[i])]
-        if not candidates:
-            return None
-        best = min(candidates, key=lambda i: items[i].in_flight)
-        self._next = (best + 1) % count
-        return items[best]
+        best, best_index, fewest = None, 0, 0
+        for step in range(count):  # a loop, not lists: this runs once per request
+            index = (self._next + step) % count
+            item = items[index]
+            if (best is None or item.in_flight < fewest) and usable(item):
+                best, best_index, fewest = item, index, item.in_flight
+        if best is not None:
+            self._next = (best_index + 1) % count
+        return best

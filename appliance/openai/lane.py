@@ -29,34 +29,39 @@ _JSON = (b"content-type", b"application/json")
 _SSE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
-def lane(endpoint: str, kind: type[msgspec.Struct], serve: Serve[Any]) -> Any:
-    """A route middleware (Litestar calls it with the handler's app) that answers the
-    route's requests as `endpoint` with bodies of `kind` served by `serve`."""
+class Lane:
+    """The ASGI app of one endpoint: its requests are `endpoint`, bodies of `kind` served
+    by `serve`. Litestar reaches it as the route's middleware (`middleware`); the server
+    also calls it straight for the route's paths, before Litestar's own layers."""
 
-    def middleware(app: ASGIApp) -> ASGIApp:  # `app`, the handler's, is never called
-        async def answer(scope: Scope, receive: Receive, send: Send) -> None:
-            litestar: Litestar = scope["litestar_app"]
-            runtime: Runtime = litestar.state.runtime
-            try:
-                inference = inference_of(runtime, _authorization(scope))
-            except ApiError as exc:
-                await _send_whole(send, error_reply(exc))
-                return
-            limit = litestar.request_max_body_size
-            limit = limit if isinstance(limit, int) else sys.maxsize
+    def __init__(self, endpoint: str, kind: type[msgspec.Struct], serve: Serve[Any]) -> None:
+        self.endpoint, self.kind, self.serve = endpoint, kind, serve
 
-            async def read_body() -> bytes:
-                return await _body(scope, receive, limit)
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """As a route middleware: `app`, the route's handler, is never called."""
+        return self
 
-            reply = await infer(inference, scope, receive, read_body, endpoint, kind, serve)
-            if reply.events is None:
-                await _send_whole(send, reply)
-            else:
-                await _send_stream(send, receive, reply, reply.events)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        litestar: Litestar = scope["litestar_app"]
+        runtime: Runtime = litestar.state.runtime
+        try:
+            inference = inference_of(runtime, _authorization(scope))
+        except ApiError as exc:
+            await _send_whole(send, error_reply(exc))
+            return
+        limit = litestar.request_max_body_size
+        limit = limit if isinstance(limit, int) else sys.maxsize
 
-        return answer
+        async def read_body() -> bytes:
+            return await _body(scope, receive, limit)
 
-    return middleware
+        reply = await infer(
+            inference, scope, receive, read_body, self.endpoint, self.kind, self.serve
+        )
+        if reply.events is None:
+            await _send_whole(send, reply)
+        else:
+            await _send_stream(send, receive, reply, reply.events)
 
 
 def _authorization(scope: Scope) -> str | None:

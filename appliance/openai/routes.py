@@ -33,7 +33,7 @@ from appliance.openai.inference import (
     serve_chat,
     serve_completion,
 )
-from appliance.openai.lane import lane
+from appliance.openai.lane import Lane
 from appliance.openai.models import Audience, find_model, list_models
 from appliance.openai.protocol import (
     CHAT_EXAMPLES,
@@ -116,6 +116,21 @@ async def _body(request: AnyRequest) -> bytes:
         raise from_http_exception(exc) from None
 
 
+_CHAT = Lane("chat", ChatCompletionRequest, serve_chat)
+_TEXT = Lane("completions", CompletionRequest, serve_completion)
+_EMBEDDINGS = Lane("embeddings", EmbeddingRequest, create_embeddings)
+# The POST routes the lanes answer, under /v1 and at the root (the server calls them
+# straight for these paths).
+LANES = {
+    f"{root}{path}": lane
+    for root in ("/v1", "")
+    for path, lane in (
+        ("/chat/completions", _CHAT),
+        ("/completions", _TEXT),
+        ("/embeddings", _EMBEDDINGS),
+    )
+}
+
 _COMPLETIONS = documented(
     body=CompletionRequest,
     examples=COMPLETION_EXAMPLES,
@@ -170,7 +185,7 @@ class OpenAIController(Controller):
     @post(
         "/chat/completions",
         status_code=200,
-        middleware=[lane("chat", ChatCompletionRequest, serve_chat)],
+        middleware=[_CHAT.middleware],
         summary="Chat completion, optionally streamed",
         operation_class=documented(
             body=ChatCompletionRequest,
@@ -189,7 +204,7 @@ class OpenAIController(Controller):
     @post(
         "/completions",
         status_code=200,
-        middleware=[lane("completions", CompletionRequest, serve_completion)],
+        middleware=[_TEXT.middleware],
         summary="Legacy text completion",
         operation_class=_COMPLETIONS,
     )
@@ -223,7 +238,7 @@ class OpenAIController(Controller):
     @post(
         "/embeddings",
         status_code=200,
-        middleware=[lane("embeddings", EmbeddingRequest, create_embeddings)],
+        middleware=[_EMBEDDINGS.middleware],
         summary="Embeddings as floats or base64",
         operation_class=documented(
             body=EmbeddingRequest,

@@ -99,10 +99,10 @@ _USAGE_UPSERT = """
 INSERT INTO usage_hourly (hour, key_id, key_name, model, prompt_price, completion_price,
     requests, ok, errors, cancelled, rate_limited, prompt_tokens, completion_tokens, cost_pusd,
     gen_tokens, gen_ms)
-VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key_id, model, prompt_price, completion_price) DO UPDATE SET
     key_name = excluded.key_name,
-    requests = requests + 1,
+    requests = requests + excluded.requests,
     ok = ok + excluded.ok,
     errors = errors + excluded.errors,
     cancelled = cancelled + excluded.cancelled,
@@ -119,21 +119,33 @@ ON CONFLICT (hour, model, kind, bucket) DO UPDATE SET count = count + excluded.c
 """
 
 
-def usage_values(row: RequestRecord) -> tuple[object, ...]:
-    generation = row.generation or (0, 0.0)
-    return (
-        row.hour,
-        row.key_id or "",
-        row.key_name or "",
-        row.model or "",
-        row.prompt_price,
-        row.completion_price,
-        *(int(row.status == status) for status in STATUSES),
-        row.prompt_tokens,
-        row.completion_tokens,
-        row.cost_pusd,
-        *generation,
-    )
+def usage_increments(rows: list[RequestRecord]) -> list[tuple[object, ...]]:
+    """The rows' sums per hourly usage row (hour, key, model, prices): one upsert each."""
+    sums: dict[tuple[object, ...], list[object]] = {}
+    for row in rows:
+        slot = (
+            row.hour,
+            row.key_id or "",
+            row.model or "",
+            row.prompt_price,
+            row.completion_price,
+        )
+        generation = row.generation or (0, 0.0)
+        figures = (
+            1,
+            *(int(row.status == status) for status in STATUSES),
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cost_pusd,
+            *generation,
+        )
+        total = sums.get(slot)
+        if total is None:
+            sums[slot] = [row.key_name or "", *figures]
+        else:
+            total[0] = row.key_name or ""
+            total[1:] = [a + b for a, b in zip(total[1:], figures, strict=True)]  # type: ignore[operator]
+    return [(h, k, name, m, pp, cp, *rest) for (h, k, m, pp, cp), (name, *rest) in sums.items()]
 
 
 def latency_counts(rows: list[RequestRecord]) -> Counter[tuple[int, str, str, int]]:
@@ -321,7 +333,7 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(_INSERT, [_values(row) for row in rows])
-            conn.executemany(_USAGE_UPSERT, [usage_values(row) for row in rows])
+            conn.executemany(_USAGE_UPSERT, usage_increments(rows))
             counts = latency_counts(rows)
             conn.executemany(_LATENCY_UPSERT, [(*key, count) for key, count in counts.items()])
         except BaseException:

@@ -167,49 +167,49 @@ def _closer(response: http1.Response) -> Any:
     return close
 
 
-_DONE: dict[str, Any] = {}  # `[DONE]`
+_DONE = b"[DONE]"
 
 
-def _event_of(line: bytes, where: str) -> dict[str, Any] | None:
-    """The JSON of a `data:` line (`_DONE` for `[DONE]`); None for any other line."""
-    if not line.startswith(b"data:"):
-        return None  # blank separators, comments, `event:` lines
-    data = line[5:].strip()
-    if data == b"[DONE]":
-        return _DONE
+def _decoded(payload: bytes, where: str) -> Any:
+    """The JSON of one `data:` payload (msgspec, or Python's for NaN and Infinity)."""
     try:
-        event = msgspec.json.decode(data)
+        return msgspec.json.decode(payload)
     except msgspec.DecodeError:
-        event = None  # JSON that msgspec refuses (NaN, Infinity) may still be Python's
+        pass
     try:
-        event = json.loads(data) if event is None else event
+        return json.loads(payload)
     except ValueError as exc:
-        shown = data[:200].decode("utf-8", "replace")
+        shown = payload[:200].decode("utf-8", "replace")
         raise EngineError(f"{where} sent an event that is not JSON: {shown}") from exc
-    return event if isinstance(event, dict) else None
+
+
+def _batch(payloads: list[bytes], where: str) -> list[dict[str, Any]]:
+    """The JSON objects of `data:` payloads that arrived together, decoded in one call
+    (one array of them all) unless one of them needs a closer look."""
+    try:
+        events = msgspec.json.decode(b"[" + b",".join(payloads) + b"]")
+    except msgspec.DecodeError:
+        events = [_decoded(payload, where) for payload in payloads]
+    return [event for event in events if isinstance(event, dict)]
 
 
 async def _events(response: http1.Response, where: str) -> AsyncIterator[list[dict[str, Any]]]:
     """The JSON of the `data:` lines, in lists of those that arrived together (one hop
-    per network read, not per event); stops at `[DONE]` or the end."""
+    per network read, not per event); stops at `[DONE]` or the end. Blank separators,
+    comments and `event:` lines are passed over."""
     pending = b""
     try:
         while True:
             chunk = await response.chunk()
             pending += chunk if chunk else b"\n"  # the end: the last line is whole
             *lines, pending = pending.split(b"\n")
-            batch: list[dict[str, Any]] = []
-            for line in lines:
-                event = _event_of(line, where)
-                if event is _DONE:
-                    if batch:
-                        yield batch
-                    return
-                if event is not None:
-                    batch.append(event)
-            if batch:
+            payloads = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+            done = _DONE in payloads
+            if done:
+                payloads = payloads[: payloads.index(_DONE)]
+            if payloads and (batch := _batch(payloads, where)):
                 yield batch
-            if not chunk:
+            if done or not chunk:
                 return
     except http1.TransportFailed as exc:
         raise EngineError(f"lost the connection to {where}: {_reason(exc)}") from exc
