@@ -74,7 +74,10 @@ class LiveStats:
         self._sequence = 0
 
     def _figures(self, model: str) -> _ModelFigures:
-        return self._models.setdefault(model, _ModelFigures())
+        figures = self._models.get(model)
+        if figures is None:  # not setdefault: that builds one per call
+            figures = self._models[model] = _ModelFigures()
+        return figures
 
     def generated(self, model: str | None, tokens: int) -> None:
         """Tokens as the engine makes them."""

@@ -9,6 +9,7 @@ never share counts.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -95,20 +96,29 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_EngineGauges(models))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe(self, row: RequestRecord) -> None:
         model = row.model or ""
-        self.requests.labels(model, row.status).inc()
+        self._of(self.requests, model, row.status).inc()
         if row.status == "error" and row.error_code:
-            self.errors.labels(model, row.error_code).inc()
+            self._of(self.errors, model, row.error_code).inc()
         if row.prompt_tokens:
-            self.prompt_tokens.labels(model).inc(row.prompt_tokens)
+            self._of(self.prompt_tokens, model).inc(row.prompt_tokens)
         if row.completion_tokens:
-            self.generation_tokens.labels(model).inc(row.completion_tokens)
+            self._of(self.generation_tokens, model).inc(row.completion_tokens)
         if row.status == "ok":
-            self.latency.labels(model).observe(row.latency_ms / 1000)
+            self._of(self.latency, model).observe(row.latency_ms / 1000)
         if row.ttft_ms is not None:
-            self.ttft.labels(model).observe(row.ttft_ms / 1000)
+            self._of(self.ttft, model).observe(row.ttft_ms / 1000)
+
+    def _of(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus_client checks and locks each call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

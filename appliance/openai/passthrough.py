@@ -293,14 +293,19 @@ async def _counted(
     counted = False  # the upstream reported usage: no more estimating
     try:
         async for batch in reply.events or _nothing():
+            generated = 0
             for position, event in enumerate(batch):
                 if "error" in event and not event.get("choices"):
                     if position:
+                        ctx.add_tokens(generated)
                         yield batch[:position]
                     raise _stream_error(event)
-                counted = _record_usage(ctx, event.get("usage")) or counted
-                if not counted:
-                    ctx.add_tokens(_generated(event))
+                usage = event.get("usage")
+                if usage is not None and _record_usage(ctx, usage):
+                    counted, generated = True, 0
+                elif not counted:
+                    generated += _generated(event)
+            ctx.add_tokens(generated)  # once per batch: the events arrived together
             yield batch
     except EngineError as exc:
         raise upstream_api_error(exc) from exc
