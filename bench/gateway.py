@@ -7,7 +7,10 @@ Side by side in one run, each contender a real server process on a loopback port
   Bearer auth, a tier's rpm/tpm/concurrency limits, the budget check, the ledger (one row per
   request, durable before the response ends), Prometheus metrics and the log line;
 - ``litellm``: LiteLLM's proxy in front of the same stub with only a master key, when
-  ``--litellm`` names a Python that has ``litellm[proxy]`` installed.
+  ``--litellm`` names a Python that has ``litellm[proxy]`` installed;
+- ``-PART``: with ``--without PART ...``, Radiance with that part of the request path taken
+  out (``bench/gateway_parts.py``: ledger, metrics, watch, assembly, log; ``all`` for
+  every one at once), to see what each costs. Never a configuration: each breaks a promise.
 
 wrk drives each in turn (alternating rounds, one contender loaded at a time) with
 non-streaming and streaming chat requests (16 tokens) at 1 and 32 connections, and the
@@ -37,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+from gateway_parts import PARTS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 KEY = "sk-bench-gateway-0123456789"
@@ -201,6 +205,12 @@ def main() -> None:
         "--before", type=pathlib.Path, help="another checkout of Radiance, run as `before`"
     )
     parser.add_argument("--json", type=pathlib.Path, help="also write every run here")
+    parser.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        help="also Radiance without these parts (see bench/gateway_parts.py; `all`: every one)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -222,6 +232,13 @@ def main() -> None:
             before = [sys.executable, "-m", "appliance.cli", "up", str(config)]
             before += ["--port", str(ports["before"])]
             stack.enter_context(started(before, ports["before"], "before", folder, args.before))
+        for part in args.without:  # attribution: what each part of the path costs
+            name = f"-{part}"
+            parts = ",".join(PARTS) if part == "all" else part
+            ports[name] = free_port()
+            command = [sys.executable, "bench/gateway_parts.py", parts, "--", "up", str(config)]
+            command += ["--port", str(ports[name])]
+            stack.enter_context(started(command, ports[name], name.strip("-"), folder))
         if args.litellm:
             ports["litellm"] = free_port()
             litellm = [args.litellm, "-m", "litellm.proxy.proxy_cli"]
