@@ -81,6 +81,58 @@ def test_a_client_that_hangs_up_stops_a_non_streamed_request(server: RunningServ
 BUDGET_KEY = "sk-capped-test-0123456789"
 
 
+def test_a_client_that_hangs_up_halfway_through_its_body_leaves_a_cancelled_row(
+    server: RunningServer,
+) -> None:
+    """Half a body, then the connection closes: the request is settled as cancelled by its
+    client (499, nothing billed) and the server goes on serving."""
+    url = urllib.parse.urlsplit(server.base_url)
+    since = time.time()
+    head = (
+        f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {BOB}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port)) as conn:
+        conn.sendall(head + b'{"model": "endless", "mess')
+        time.sleep(0.3)
+    found = wait_for_rows(server, f"key_name = 'bob' AND started_at >= {since}")
+    assert [(r["status"], r["http_status"], r["completion_tokens"]) for r in found] == [
+        ("cancelled", 499, 0)
+    ]
+    reply = httpx.post(
+        f"{server.base_url}/chat/completions",
+        headers={"Authorization": f"Bearer {BOB}"},
+        json={"model": "endless", "messages": HELLO, "max_tokens": 2},
+        timeout=30,
+    )
+    assert reply.status_code == 200
+
+
+def test_the_paths_answered_straight_and_through_litestar_answer_alike(
+    server: RunningServer,
+) -> None:
+    """`/v1/chat/completions` is answered by its lane before Litestar; the same route
+    spelled with a trailing slash goes through Litestar to the same lane: the same
+    answer, headers and errors either way."""
+    headers = {"Authorization": f"Bearer {BOB}"}
+    body = {"model": "endless", "messages": HELLO, "max_tokens": 2, "seed": 3}
+    answers = [
+        httpx.post(f"{server.base_url}/chat/completions{end}", headers=headers, json=body)
+        for end in ("", "/")
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["choices"] == answers[1].json()["choices"]
+    names = [{k for k in a.headers if k.startswith("x-")} for a in answers]
+    assert names[0] == names[1] and "x-request-id" in names[0]
+    assert answers[0].headers["content-type"] == answers[1].headers["content-type"]
+    refused = [
+        httpx.post(f"{server.base_url}/chat/completions{end}", json=body) for end in ("", "/")
+    ]
+    assert [r.status_code for r in refused] == [401, 401]
+    assert refused[0].json() == refused[1].json()
+
+
 def test_concurrent_requests_never_spend_past_the_budget(launch) -> None:  # type: ignore[no-untyped-def]
     # Each request may cost up to ~(10 prompt x 0.10 + 40 completion x 0.40) / 1M USD,
     # about 17 micro-USD: a budget of 60 lets three or so run at once.
